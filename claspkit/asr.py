@@ -267,8 +267,8 @@ def measure_pipelines(speech_encoder, image_encoder, fusion, asr, text_encoder, 
     one utterance goes through every stage first, so lazy weight loading is not timed either.
     ``image_encoder`` may be None for a speech-only fusion model.
 
-    Returns ``{"summary": DataFrame (one row per pipeline: weight_bytes, weight_mb, seconds,
-    s_per_utt, n), "stages": DataFrame (pipeline, stage, seconds, s_per_utt, share),
+    Returns ``{"summary": DataFrame (one row per pipeline: kind clasp|cascade, pipeline, weight_bytes,
+    weight_mb, seconds, s_per_utt, n), "stages": DataFrame (pipeline, stage, seconds, s_per_utt, share),
     "size_ratio": cascade bytes / CLASP bytes, "speed_ratio": cascade s / CLASP s,
     "time_saved": 1 - CLASP s / cascade s}``.
     """
@@ -332,9 +332,9 @@ def measure_pipelines(speech_encoder, image_encoder, fusion, asr, text_encoder, 
                            "share": sec / total if total > 0 else float("nan")})
     clasp_s, casc_s = sum(clasp_t.values()), sum(casc_t.values())
     summary = pd.DataFrame([
-        {"pipeline": names["clasp"], "weight_bytes": clasp_bytes, "weight_mb": clasp_bytes / 1e6,
+        {"kind": "clasp", "pipeline": names["clasp"], "weight_bytes": clasp_bytes, "weight_mb": clasp_bytes / 1e6,
          "seconds": clasp_s, "s_per_utt": clasp_s / n, "n": n},
-        {"pipeline": names["cascade"], "weight_bytes": casc_bytes, "weight_mb": casc_bytes / 1e6,
+        {"kind": "cascade", "pipeline": names["cascade"], "weight_bytes": casc_bytes, "weight_mb": casc_bytes / 1e6,
          "seconds": casc_s, "s_per_utt": casc_s / n, "n": n},
     ])
     return {
@@ -344,3 +344,15 @@ def measure_pipelines(speech_encoder, image_encoder, fusion, asr, text_encoder, 
         "speed_ratio": casc_s / clasp_s if clasp_s > 0 else float("inf"),
         "time_saved": 1 - clasp_s / casc_s if casc_s > 0 else float("nan"),
     }
+
+
+def efficiency_rows(result: dict) -> tuple[list[dict], dict]:
+    """``(rows, meta)`` of a :func:`measure_pipelines` result for ``results.write_stage(preset, 'efficiency', ...)``,
+    the file the README's efficiency sentence (``claspkit.report.efficiency_summary``) is read from."""
+    rows = [{"stage": "efficiency", "system": r["pipeline"], "kind": r["kind"], "weight_bytes": int(r["weight_bytes"]),
+             "seconds": float(r["seconds"]), "s_per_utt": float(r["s_per_utt"]), "n": int(r["n"])}
+            for r in result["summary"].to_dict("records")]
+    meta = {k: float(result[k]) for k in ("size_ratio", "speed_ratio", "time_saved")}
+    meta["stages"] = [{k: (float(v) if isinstance(v, (int, float, np.floating)) else v) for k, v in r.items()}
+                      for r in result["stages"].to_dict("records")]
+    return rows, meta
