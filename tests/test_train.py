@@ -1,0 +1,147 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import claspkit.train as T
+from claspkit.errors import ChecksumError, DataMissingError, ParamError
+from claspkit.fusion import build_fusion
+from claspkit.metrics import cosine_matrix, full_gallery
+from claspkit.train import embed_speech, load_checkpoint, save_checkpoint, train
+
+
+def make_split(n, seed, dims=(24, 20, 16)):
+    """Text = a fixed random map of (speech, image) plus noise: learnable, not trivial."""
+    rng = np.random.default_rng(seed)
+    ds, di, dt = dims
+    w = np.random.default_rng(123).normal(size=(ds + di, dt))
+    speech, image = rng.normal(size=(n, ds)), rng.normal(size=(n, di))
+    text = np.tanh(np.concatenate([speech, image], 1) @ w / 4) + 0.05 * rng.normal(size=(n, dt))
+    return {k: v.astype(np.float32) for k, v in (("speech", speech), ("image", image), ("text", text))}
+
+
+TRAIN, VAL = make_split(160, 1), make_split(48, 2)
+CFG = {"lr": 1e-3, "batch_size": 32, "epochs": 4, "patience": 3, "step_size": 2, "gamma": 0.5, "seed": 7,
+       "loss": "contrastive", "fusion": "concat", "branches": "combined", "text_backbone": "e5-small"}
+
+
+def weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def strip_time(history):
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+def test_two_runs_are_identical_and_learn():
+    r1 = train(CFG, TRAIN, VAL, progress=False)
+    r2 = train(CFG, TRAIN, VAL, progress=False)
+    assert same_weights(weights(r1.model), weights(r2.model))
+    assert strip_time(r1.history) == strip_time(r2.history)
+    assert [h["epoch"] for h in r1.history] == [1, 2, 3, 4]
+    assert [h["lr"] for h in r1.history] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4])  # StepLR(2, 0.5)
+    assert r1.history[-1]["train_loss"] < r1.history[0]["train_loss"]
+    assert r1.best_val_loss == min(h["val_loss"] for h in r1.history)
+    emb = embed_speech(r1.model, VAL["speech"], VAL["image"], batch_size=20)
+    assert emb.shape == (48, 16) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    # better than chance (MRR of a random ranking of 48 is about 0.09)
+    assert full_gallery(cosine_matrix(emb, VAL["text"]))["mrr"] > 0.3
+    assert r1.epoch_seconds > 0 and r1.config["out_dim"] == 16 and r1.config["text_backbone"] == "e5-small"
+
+
+def test_training_leaves_global_rng_and_flags_alone():
+    torch.manual_seed(0)
+    expect = torch.rand(3)
+    torch.manual_seed(0)
+    train({**CFG, "epochs": 1}, TRAIN, VAL, progress=False)
+    assert torch.equal(torch.rand(3), expect)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.mark.parametrize("extra", [{}, {"learnable_scale": True, "fusion": "gating"}])
+def test_resume_equals_uninterrupted(tmp_path, extra):
+    cfg = {**CFG, **extra}
+    full = train(cfg, TRAIN, VAL, progress=False)
+    part = train({**cfg, "epochs": 2}, TRAIN, VAL, progress=False, checkpoint_dir=tmp_path, checkpoint_every=1)
+    assert len(part.history) == 2
+    resumed = train(cfg, TRAIN, VAL, progress=False, resume_from=tmp_path, checkpoint_dir=tmp_path)
+    assert strip_time(resumed.history) == strip_time(full.history)
+    assert same_weights(weights(resumed.model), weights(full.model))
+    assert same_weights(resumed.loss_fn.state_dict(), full.loss_fn.state_dict())
+    assert resumed.best_epoch == full.best_epoch
+    # the folder now holds the finished run
+    model, config = load_checkpoint(tmp_path)
+    assert same_weights(weights(model), weights(full.model)) and config["checkpoint"]["epoch"] == 4
+    with pytest.raises(ParamError, match="lr"):
+        train({**cfg, "lr": 0.1}, TRAIN, VAL, progress=False, resume_from=tmp_path)
+
+
+def test_early_stopping_keeps_best_weights(monkeypatch):
+    scripted = iter([3.0, 2.0, 2.5, 2.4, 2.6, 1.0])
+    states = []
+
+    def fake_eval(model, loss_fn, data, bs):
+        states.append(weights(model))
+        return next(scripted)
+
+    monkeypatch.setattr(T, "_evaluate", fake_eval)
+    r = train({**CFG, "epochs": 10, "patience": 3}, TRAIN, VAL, progress=False)
+    assert [h["val_loss"] for h in r.history] == [3.0, 2.0, 2.5, 2.4, 2.6]  # stopped before the 1.0
+    assert r.stopped_early and r.best_epoch == 2 and r.best_val_loss == 2.0
+    assert same_weights(weights(r.model), states[1]) and not same_weights(states[1], states[-1])
+
+
+def test_checkpoint_roundtrip_is_safetensors_and_json_only(tmp_path):
+    model = build_fusion({"fusion": "gating", "branches": "speech", "speech_dim": 24, "image_dim": None,
+                          "out_dim": 16, "dropout_scale": 1.0}).eval()
+    save_checkpoint(tmp_path, model, {"loss": "huber", "speech_backbone": "whisper-tiny.en"}, extra={"note": "x"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    loaded, config = load_checkpoint(tmp_path)
+    x = torch.randn(5, 24)
+    assert torch.equal(loaded(x, None), model(x, None))
+    assert config["fusion"] == "gating" and config["speech_backbone"] == "whisper-tiny.en"
+    assert config["checkpoint"]["note"] == "x"
+    with pytest.raises(ParamError, match="weights only"):
+        train({**CFG, "branches": "speech", "fusion": "gating"}, TRAIN, VAL, progress=False, resume_from=tmp_path)
+    with pytest.raises(ParamError, match="disagrees"):
+        save_checkpoint(tmp_path, model, {"fusion": "concat"})
+    (tmp_path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ChecksumError, match="interrupted"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(DataMissingError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "nothing")
+    json.loads((tmp_path / "config.json").read_text())  # plain JSON
+
+
+def test_single_branch_needs_only_its_features():
+    only_image = {k: v for k, v in TRAIN.items() if k != "speech"}
+    r = train({**CFG, "branches": "image", "epochs": 1}, only_image, {k: v for k, v in VAL.items() if k != "speech"},
+              progress=False)
+    assert r.config["speech_dim"] is None and r.config["image_dim"] == 20
+    assert embed_speech(r.model, None, VAL["image"]).shape == (48, 16)
+
+
+def test_bad_inputs_fail_with_a_fix():
+    with pytest.raises(ParamError, match="lack 'image'"):
+        train(CFG, {k: v for k, v in TRAIN.items() if k != "image"}, VAL, progress=False)
+    bad = {**TRAIN, "speech": TRAIN["speech"].copy()}
+    bad["speech"][3, 0] = np.nan
+    with pytest.raises(ParamError, match="re-extract"):
+        train(CFG, bad, VAL, progress=False)
+    with pytest.raises(ParamError, match="contrastive, huber"):
+        train({**CFG, "loss": "mse"}, TRAIN, VAL, progress=False)
+    with pytest.raises(ParamError, match="batch_size"):
+        train({**CFG, "batch_size": 1}, TRAIN, VAL, progress=False)
+    with pytest.raises(ParamError, match="different dims"):
+        train(CFG, TRAIN, {**VAL, "text": VAL["text"][:, :8]}, progress=False)
+
+
+def test_huber_training_and_progress_bar(capsys):
+    r = train({**CFG, "loss": "huber", "huber_delta": 0.6, "epochs": 2}, TRAIN, VAL, progress=True)
+    assert r.history[1]["train_loss"] < r.history[0]["train_loss"]
+    assert "val=" in capsys.readouterr().err
