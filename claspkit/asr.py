@@ -213,22 +213,39 @@ def transcribe_all(asr_encoder, paths: Sequence, batch: int = 8, progress: bool 
 
 def cascade_embeddings(asr, text_encoder, paths: Sequence, batch: int = 8, progress: bool = True,
                        language: str | None = None, cache: TranscriptCache | str | Path | None = None,
-                       loader: Callable | None = None) -> tuple[list[str], np.ndarray]:
+                       loader: Callable | None = None, text_cache=None) -> tuple[list[str], np.ndarray]:
     """The cascade's gallery: transcripts and their embeddings by the frozen text encoder.
 
     Returns ``(transcripts, embeddings)`` with embeddings float32 (n, text_dim), row i for path i.
+    Transcripts are embedded through the feature cache (``text_cache``: None = the default
+    ``data/features``, False = none, or a folder), like every other text. An empty transcript (the
+    ASR heard no words) is embedded as the empty string: that is what a real cascade would index,
+    and its rank shows the failure honestly.
     """
+    from .features import extract_text
+
     transcripts = transcribe_all(asr, paths, batch=batch, progress=progress, language=language,
                                  cache=cache, loader=loader)
-    emb = _encode_texts(text_encoder, transcripts, batch=max(batch, 32))
+    filled = [i for i, t in enumerate(transcripts) if t.strip()]
+    empty = [i for i, t in enumerate(transcripts) if not t.strip()]
+    parts = {}
+    if filled:
+        parts["filled"] = np.asarray(extract_text(text_encoder, [transcripts[i] for i in filled], cache=text_cache,
+                                                  progress=progress, desc="embed transcripts"), dtype=np.float32)
+    if empty:
+        parts["empty"] = _encode_texts(text_encoder, ["" for _ in empty])
+    dim = next(iter(parts.values())).shape[1] if parts else int(getattr(text_encoder, "dim", 0))
+    emb = np.zeros((len(transcripts), dim), dtype=np.float32)
+    if filled:
+        emb[filled] = parts["filled"]
+    if empty:
+        emb[empty] = parts["empty"]
     return transcripts, emb
 
 
 def _encode_texts(text_encoder, texts: list[str], batch: int = 64) -> np.ndarray:
     parts = [np.asarray(text_encoder.encode(texts[i:i + batch]), dtype=np.float32)
              for i in range(0, len(texts), batch)]
-    if not parts:
-        return np.zeros((0, int(getattr(text_encoder, "dim", 0))), dtype=np.float32)
     emb = np.concatenate(parts)
     if emb.shape[0] != len(texts) or not np.all(np.isfinite(emb)):
         raise BackboneError(f"text encoder {getattr(text_encoder, 'name', '?')!r} returned {emb.shape} "

@@ -177,9 +177,21 @@ def test_transcribe_all_errors(tmp_path, audio_files):
 
 def test_cascade_embeddings(tmp_path, audio_files):
     tx, emb = asr.cascade_embeddings(FakeASR(), FakeText(), audio_files, progress=False,
-                                     cache=tmp_path / "tx", loader=_fake_loader)
+                                     cache=tmp_path / "tx", loader=_fake_loader, text_cache=tmp_path / "feat")
     assert len(tx) == 5 and emb.shape == (5, 8) and emb.dtype == np.float32
     np.testing.assert_array_equal(emb, FakeText().encode(tx))
+    assert len(list((tmp_path / "feat").rglob("*.npy"))) == 5  # transcripts embedded through the feature cache
+
+
+def test_cascade_keeps_empty_transcripts_in_place(tmp_path, audio_files):
+    class Deaf(FakeASR):
+        def transcribe(self, waves, language=None):
+            return ["" if len(w) % 2 else f"Item {len(w)}." for w in waves]
+
+    tx, emb = asr.cascade_embeddings(Deaf(), FakeText(), audio_files, progress=False, cache=tmp_path / "tx",
+                                     loader=_fake_loader, text_cache=False)
+    assert tx == ["Item 10.", "", "Item 12.", "", "Item 14."]
+    np.testing.assert_array_equal(emb, FakeText().encode(tx))  # row order kept; "" embedded as ""
 
 
 # ---------------------------------------------------------------- efficiency
