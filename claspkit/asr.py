@@ -280,7 +280,8 @@ def measure_pipelines(speech_encoder, image_encoder, fusion, asr, text_encoder, 
     The query side (embedding the user's text) is the same for both and is left out, which is how
     the paper's 1.5 GB vs 3.15 GB counts (HuBERT + EfficientNet-B7 + fusion vs HuBERT-ASR + LaBSE).
 
-    ``waves`` are 16 kHz mono arrays, already loaded, so file reading is not timed. With ``warmup``
+    ``waves`` are 16 kHz mono arrays (or audio paths, loaded with ``claspkit.audio.load_audio`` before
+    any clock starts), so file reading is not timed. With ``warmup``
     one utterance goes through every stage first, so lazy weight loading is not timed either.
     ``image_encoder`` may be None for a speech-only fusion model.
 
@@ -292,6 +293,10 @@ def measure_pipelines(speech_encoder, image_encoder, fusion, asr, text_encoder, 
     import torch
 
     waves = list(waves)
+    if any(isinstance(w, (str, Path)) for w in waves):
+        from .audio import load_audio
+
+        waves = [load_audio(w) if isinstance(w, (str, Path)) else w for w in waves]
     n = len(waves)
     if n == 0:
         raise ParamError("measure_pipelines needs at least one utterance: pass a few test waveforms")

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 
 import numpy as np
@@ -245,15 +243,15 @@ def test_measure_pipelines_speech_only_and_errors():
 
 @pytest.mark.slow
 def test_real_whisper_tiny_en_on_espeak_clip(tmp_path):
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed")
     from claspkit.audio import load_audio
     from claspkit.backbones import create_backbone
+    from claspkit.tts import get_synthesizer
 
-    text = "The jury said the city needs new laws for its schools."
-    wav = tmp_path / "clip.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), text], check=True)
+    texts = ["No one shall be held in slavery or servitude.",
+             "The scientists measured the temperature of the water every morning."]
+    wavs = [tmp_path / f"clip{i}.wav" for i in range(2)]
+    for text, wav in zip(texts, wavs):
+        get_synthesizer("espeak").synthesize(text, "espeak:en-us", wav)
     model = create_backbone("asr", "whisper-tiny.en")
-    (hyp,) = asr.transcribe_all(model, [wav], progress=False, cache=tmp_path / "tx", language="en",
-                                loader=load_audio)
-    assert asr.wer([text], [hyp]) < 0.5, hyp
+    hyps = asr.transcribe_all(model, wavs, progress=False, cache=tmp_path / "tx", language="en", loader=load_audio)
+    assert asr.wer(texts, hyps) < 0.3, hyps  # OFFLINE.md: about 0.12-0.27 on espeak-ng speech
