@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+
 from claspkit import asr
 from claspkit.errors import BackboneError, DataMissingError, ParamError
 
