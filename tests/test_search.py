@@ -1,0 +1,317 @@
+"""build_index / search with fake backbones (counted), a tiny real fusion checkpoint and the real VAD."""
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from claspkit import search as S
+from claspkit.audio import load_audio
+from claspkit.errors import ClaspkitError, DataMissingError, ParamError
+from claspkit.index import load_index
+
+SR = 16000
+SENTENCES = ["The steam engine changed how people worked.", "Rivers were the first roads of trade.",
+             "Please close the window before you leave.", "Bread is baked early in the morning.",
+             "The committee will vote on the budget next week."]
+DIMS = {"speech": 8, "image": 6, "text": 16}
+
+
+class FakeEncoder:
+    """Deterministic stand-in for a backbone; counts the items it encodes."""
+
+    def __init__(self, role, name):
+        self.role, self.name, self.dim = role, name, DIMS[role]
+        self.sample_rate = SR
+        self.cache_id = f"{name}/v1"
+        self.items = 0
+        self.fail_at = None            # raise when the running item count would pass this
+
+    def encode(self, items):
+        if self.fail_at is not None and self.items + len(items) > self.fail_at:
+            raise RuntimeError("simulated crash inside the encoder")
+        self.items += len(items)
+        if self.role == "text":
+            seeds = [int(hashlib.sha256(t.encode()).hexdigest()[:8], 16) for t in items]
+            return np.stack([np.random.default_rng(s).standard_normal(self.dim) for s in seeds]).astype(np.float32)
+        out = []
+        for w in items:
+            spec = np.abs(np.fft.rfft(w, n=4096))
+            bands = np.array([b.mean() for b in np.array_split(spec, self.dim - 2)])
+            out.append(np.concatenate([[len(w) / SR, float(np.sqrt(np.mean(w ** 2)))], np.log1p(bands)]))
+        return np.asarray(out, np.float32)
+
+
+class Fakes(dict):
+    def __call__(self, role, name):
+        if (role, name) not in self:
+            self[(role, name)] = FakeEncoder(role, name)
+        return self[(role, name)]
+
+    def items_of(self, role):
+        return sum(e.items for (r, _), e in self.items() if r == role)
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    f = Fakes()
+    monkeypatch.setattr(S, "create_encoder", f)
+    S.clear_caches()
+    yield f
+    S.clear_caches()
+
+
+def make_checkpoint(path, seed=0, branches="combined"):
+    from claspkit.fusion import build_fusion
+    from claspkit.train import save_checkpoint
+
+    torch.manual_seed(seed)
+    cfg = {"fusion": "concat", "branches": branches, "speech_dim": DIMS["speech"],
+           "image_dim": DIMS["image"], "out_dim": DIMS["text"], "dropout_scale": 1.0}
+    model = build_fusion(cfg).eval()
+    return save_checkpoint(path, model, {"speech_backbone": "fake-speech", "image_backbone": "fake-image",
+                                         "text_backbone": "fake-text"})
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "model-a")
+
+
+@pytest.fixture(scope="module")
+def voice(tmp_path_factory):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    d = tmp_path_factory.mktemp("voice")
+    out = []
+    for i, text in enumerate(SENTENCES):
+        subprocess.run(["espeak-ng", "-w", str(d / f"{i}.wav"), text], check=True)
+        out.append(load_audio(d / f"{i}.wav"))
+    return out
+
+
+def gap(s=1.0):
+    return np.zeros(int(s * SR), np.float32)
+
+
+def write(path, *parts, fmt=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.concatenate([gap(0.5), *parts, gap(0.5)]), SR, format=fmt)
+
+
+@pytest.fixture
+def library(tmp_path, voice):
+    """3 good files (4 segments), 3 bad ones, 1 without speech, 1 non-audio file."""
+    lib = tmp_path / "lib"
+    write(lib / "a.wav", voice[0], gap(1.5), voice[1])
+    write(lib / "b.flac", voice[2], fmt="FLAC")
+    write(lib / "sub" / "c.wav", voice[3])
+    (lib / "empty.wav").write_bytes(b"")
+    (lib / "broken.mp3").write_bytes(np.random.default_rng(0).bytes(3000))
+    sf.write(lib / "silent.wav", gap(2.0), SR)
+    t = np.arange(2 * SR) / SR
+    sf.write(lib / "tone.ogg", (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), SR, format="OGG")
+    (lib / "notes.txt").write_text("not audio")
+    return lib
+
+
+def test_build_index_embeds_segments_and_lists_skipped_files(library, ckpt, fakes, tmp_path):
+    out = tmp_path / "idx"
+    summary = S.build_index(library, ckpt, out, progress=False)
+    assert summary.files_indexed == 3 and summary.files_embedded == 4       # tone.ogg: decoded, no speech
+    assert summary.segments == 4 == summary.segments_embedded
+    reasons = {s["path"]: s["reason"] for s in summary.skipped}
+    assert set(reasons) == {"empty.wav", "broken.mp3", "silent.wav", "tone.ogg"}
+    assert "zero-length" in reasons["empty.wav"] and "silent" in reasons["silent.wav"]
+    assert "cannot read" in reasons["broken.mp3"] and "no speech" in reasons["tone.ogg"]
+    assert str(library) not in str(reasons)                                # paths are relative
+    assert fakes.items_of("speech") == fakes.items_of("image") == 4
+    assert summary.audio_seconds > 10 and summary.rtf > 0
+    assert "4 skipped" in str(summary)
+    idx = load_index(out)
+    assert sorted(f for f, e in idx.files.items() if e["n_segments"]) == ["a.wav", "b.flac", "sub/c.wav"]
+    assert idx.files["a.wav"]["n_segments"] == 2
+    np.testing.assert_allclose(np.linalg.norm(idx.vectors, axis=1), 1.0, atol=1e-5)
+    a0, a1 = sorted((s, e) for s, e, f in zip(idx.start_s, idx.end_s, idx.file_of_row) if f == 0)
+    assert a0[1] <= a1[0] and a1[0] > 2.5      # the 1.5 s pause separates the two sentences
+    assert idx.manifest["skipped"] == sorted(summary.skipped, key=lambda s: s["path"])
+
+
+def test_rerun_embeds_only_new_and_changed_files(library, ckpt, fakes, tmp_path, voice):
+    out = tmp_path / "idx"
+    S.build_index(library, ckpt, out, progress=False)
+    before = load_index(out)
+    a_rows = before.file_rows("a.wav")[0].copy()
+    n0 = fakes.items_of("speech")
+
+    again = S.build_index(library, ckpt, out, progress=False)               # nothing changed
+    assert fakes.items_of("speech") == n0 and again.files_embedded == 0
+    assert again.files_reused == 4 and again.segments == 4                # tone.ogg is remembered too
+
+    write(library / "d.wav", voice[4])                                      # new
+    write(library / "b.flac", voice[2], gap(1.0), voice[0], fmt="FLAC")     # changed: 2 segments now
+    (library / "sub" / "c.wav").unlink()                                    # removed
+    os.utime(library / "a.wav", ns=(1, 1))                                  # touched only
+    shutil.copy(library / "a.wav", library / "a-copy.wav")                 # a copy: same content
+    s = S.build_index(library, ckpt, out, progress=False)
+    assert fakes.items_of("speech") - n0 == 3                               # d (1) + b (2) segments
+    assert (s.files_embedded, s.files_removed, s.segments_embedded) == (2, 1, 3)
+    idx = load_index(out)
+    assert sorted(f for f, e in idx.files.items() if e["n_segments"]) == ["a-copy.wav", "a.wav", "b.flac", "d.wav"]
+    assert idx.files["a.wav"]["mtime_ns"] == 1
+    np.testing.assert_allclose(idx.file_rows("a.wav")[0], a_rows, atol=1e-6)
+    np.testing.assert_allclose(idx.file_rows("a-copy.wav")[0], a_rows, atol=1e-6)
+
+
+def test_interrupted_run_keeps_old_index_and_resumes(library, ckpt, fakes, tmp_path, voice):
+    out = tmp_path / "idx"
+    S.build_index(library, ckpt, out, progress=False)
+    hits_before = S.search(out, "steam engine", k=3)
+    for i in range(3):
+        write(library / f"new{i}.wav", gap(0.1), voice[i + 1])      # distinct from every other file
+    enc = fakes[("speech", "fake-speech")]
+    enc.fail_at = enc.items + 2                                             # dies on the third new file
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        S.build_index(library, ckpt, out, progress=False, batch_size=1)
+    S.clear_caches()
+    assert S.search(out, "steam engine", k=3) == hits_before                # old index intact
+    assert "new0.wav" not in load_index(out).files
+    enc.fail_at = None
+    n0 = enc.items
+    s = S.build_index(library, ckpt, out, progress=False, batch_size=1)
+    assert enc.items - n0 == 1 and s.files_resumed == 2 and s.files_embedded == 1
+    assert {"new0.wav", "new1.wav", "new2.wav"} <= set(load_index(out).files)
+
+
+def test_killed_run_keeps_old_index_and_resumes(library, ckpt, fakes, tmp_path, voice):
+    """SIGKILL in the middle of a run (no cleanup code can run): the real crash case."""
+    out = tmp_path / "idx"
+    S.build_index(library, ckpt, out, progress=False)
+    for i in range(3):
+        write(library / f"new{i}.wav", gap(0.1), voice[i + 1])      # distinct from every other file
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        import test_search as T
+        from claspkit import search as S
+        S.create_encoder = T.Fakes()
+        real = T.FakeEncoder.encode
+        def encode(self, items):
+            if self.role == "speech" and self.items + len(items) > 2:
+                os.kill(os.getpid(), signal.SIGKILL)             # dies on the third new file
+            return real(self, items)
+        T.FakeEncoder.encode = encode
+        S.build_index({str(library)!r}, {str(ckpt)!r}, {str(out)!r}, progress=False, batch_size=1)
+    """))
+    killed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    idx = load_index(out)
+    assert len(idx) == 4 and "new0.wav" not in idx.files
+    n0 = fakes.items_of("speech")
+    s = S.build_index(library, ckpt, out, progress=False, batch_size=1)
+    assert (s.files_embedded, s.files_resumed, s.segments) == (1, 2, 7)
+    assert fakes.items_of("speech") - n0 == 1
+
+
+def test_other_model_is_refused_and_rebuild_replaces(library, ckpt, fakes, tmp_path):
+    out = tmp_path / "idx"
+    S.build_index(library, ckpt, out, progress=False)
+    other = make_checkpoint(tmp_path / "model-b", seed=1)
+    with pytest.raises(ClaspkitError) as e:
+        S.build_index(library, other, out, progress=False)
+    assert "model-a" in str(e.value) and "model-b" in str(e.value)
+    s = S.build_index(library, other, out, progress=False, rebuild=True)
+    assert s.files_embedded == 4
+    assert load_index(out).identity["model"]["checkpoint"] == "model-b"
+
+
+def test_speech_only_model_never_computes_images(library, fakes, tmp_path):
+    ckpt = make_checkpoint(tmp_path / "speech-only", branches="speech")
+    S.build_index(library, ckpt, tmp_path / "idx", progress=False)
+    assert fakes.items_of("speech") == 4 and fakes.items_of("image") == 0
+
+
+def test_search_finds_the_segment_and_moves_with_the_folder(library, ckpt, fakes, tmp_path):
+    out = library / ".." / "idx"
+    S.build_index(library, ckpt, out, progress=False)
+    idx = load_index(out)
+    target = int(np.flatnonzero(idx.file_of_row == list(idx.files).index("b.flac"))[0])
+    text = fakes[("text", "fake-text")]
+    real = text.encode
+    text.encode = lambda items: np.asarray(idx.vectors[[target]]) if items == ["find b"] else real(items)
+    hits = S.search(out, "find b", k=2, lang="fr")
+    assert hits[0].file == "b.flac" and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert len(hits) == 2 and hits[0].score >= hits[1].score
+    assert hits[0].path.is_file()
+    S.clear_caches()
+    moved = tmp_path.parent / (tmp_path.name + "-moved")
+    shutil.move(tmp_path, moved)
+    try:
+        hits = S.search(moved / "idx", "find b", k=1)
+        assert hits[0].path == (moved / "lib" / "b.flac").resolve() and hits[0].path.is_file()
+    finally:
+        shutil.move(moved, tmp_path)
+
+
+def test_search_input_checks(library, ckpt, fakes, tmp_path):
+    out = tmp_path / "idx"
+    S.build_index(library, ckpt, out, progress=False)
+    with pytest.raises(ParamError, match="non-empty"):
+        S.search(out, "   ")
+    with pytest.raises(ParamError, match="language code"):
+        S.search(out, "x", lang="French!")
+    with pytest.raises(ParamError, match="k must"):
+        S.search(out, "x", k=0)
+    with pytest.raises(DataMissingError):
+        S.search(tmp_path / "nope", "x")
+    assert len(S.search(out, "anything", k=50)) == 4
+    fakes[("text", "fake-text")].cache_id = "fake-text/v2"
+    with pytest.raises(ClaspkitError, match="rebuild"):
+        S.search(out, "x")
+
+
+def test_bad_arguments_are_refused(library, ckpt, fakes, tmp_path):
+    with pytest.raises(DataMissingError, match="does not exist"):
+        S.build_index(tmp_path / "missing", ckpt, tmp_path / "idx", progress=False)
+    with pytest.raises(DataMissingError):
+        S.build_index(library, tmp_path / "no-ckpt", tmp_path / "idx", progress=False)
+    assert not (tmp_path / "idx").exists()
+
+
+def test_index_inside_the_audio_folder_is_not_walked(library, ckpt, fakes):
+    S.build_index(library, ckpt, library / "index", progress=False)
+    sf.write(library / "index" / "stray.wav", np.zeros(SR, np.float32), SR)
+    s = S.build_index(library, ckpt, library / "index", progress=False)
+    assert s.files_embedded == 0 and all("stray" not in x["path"] for x in s.skipped)
+
+
+@pytest.mark.slow
+def test_end_to_end_with_the_offline_backbones(tmp_path, voice):
+    """Real whisper-tiny.en + efficientnet-lite0 + e5 with an untrained fusion head: the plumbing, not quality."""
+    backbones = pytest.importorskip("claspkit.backbones")
+    from claspkit.fusion import build_fusion
+    from claspkit.train import save_checkpoint
+
+    names = {"speech": "whisper-tiny.en", "image": "efficientnet-lite0", "text": "e5-small-multilingual"}
+    enc = {r: backbones.create_backbone(r, n) for r, n in names.items()}
+    torch.manual_seed(0)
+    cfg = {"fusion": "concat", "branches": "combined", "speech_dim": enc["speech"].dim,
+           "image_dim": enc["image"].dim, "out_dim": enc["text"].dim, "dropout_scale": 1.0}
+    ckpt = save_checkpoint(tmp_path / "ckpt", build_fusion(cfg).eval(),
+                           {f"{r}_backbone": n for r, n in names.items()})
+    write(tmp_path / "lib" / "talk.wav", voice[0], gap(1.0), voice[1])
+    S.clear_caches()
+    s = S.build_index(tmp_path / "lib", ckpt, tmp_path / "idx", progress=False)
+    assert s.segments == 2 and s.files_indexed == 1
+    hits = S.search(tmp_path / "idx", "la machine à vapeur", k=5, lang="fr")
+    assert len(hits) == 2 and all(-1 <= h.score <= 1 for h in hits)
+    first = load_index(tmp_path / "idx").vectors.copy()
+    S.build_index(tmp_path / "lib", ckpt, tmp_path / "idx2", progress=False)
+    np.testing.assert_allclose(load_index(tmp_path / "idx2").vectors, first, atol=1e-5)   # deterministic
