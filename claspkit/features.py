@@ -504,6 +504,9 @@ def extract_manifest_features(P, manifest, roles=ROLES, progress: bool = True, c
             from .backbones import create_backbone
 
             enc = create_backbone(role, names[role])
+        if getattr(enc, "role", role) != role:
+            raise BackboneError(f"the encoder given for role {role!r} is a {enc.role} encoder ({enc.name}); "
+                                f"pass a {role} encoder, e.g. create_backbone({role!r}, {names[role]!r})")
         if role == "text":
             X, st = extract_text(enc, list(manifest["text"]), cache=cache, batch_size=batch,
                                  progress=progress, return_stats=True)

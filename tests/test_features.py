@@ -12,7 +12,8 @@ import pytest
 import soundfile as sf
 
 from claspkit.errors import AudioError, BackboneError, ClaspkitError, DataMissingError, ParamError
-from claspkit.features import ExtractStats, FeatureCache, extract_audio, extract_text
+from claspkit.features import (ExtractStats, FeatureCache, extract_audio, extract_manifest_features,
+                               extract_text)
 
 SR = 16000
 
@@ -223,6 +224,32 @@ def test_stats_text():
                       encode_seconds=3.0, audio_seconds=16.0, seconds=4.5)
     assert st.items_per_s == 2.0 and st.rtf == 0.25
     assert "8 computed, 2 reused, 2.0 items/s, RTF 0.250" in str(st)
+
+
+def test_manifest_features_in_row_order(wavs, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from claspkit.config import load_params
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("CLASPKIT_DATA", str(data))
+    (data / "audio").mkdir(parents=True)
+    for p in wavs:
+        p.rename(data / "audio" / p.name)
+    rel = [f"audio/{p.name}" for p in wavs]
+    manifest = pd.DataFrame({"path": rel, "text": [f"sentence {i}" for i in range(len(wavs))]})
+    P = load_params("tiny")
+    enc = {"speech": FakeAudio(), "image": FakeAudio(dim=3, cache_id="fake-image"), "text": FakeText()}
+    enc["image"].role = "image"
+    F = extract_manifest_features(P, manifest, encoders=enc, progress=False)
+    assert {k: v.shape for k, v in F.items()} == {"speech": (8, 6), "image": (8, 3), "text": (8, 5)}
+    np.testing.assert_allclose(F["speech"], expected(enc["speech"], [data / r for r in rel]), rtol=1e-6)
+    assert list(F.stats_table()["role"]) == ["speech", "image", "text"]
+    assert (data / "features").is_dir()
+    with pytest.raises(ParamError, match="'audio' is not one of"):
+        extract_manifest_features(P, manifest, roles=("audio",), encoders=enc)
+    with pytest.raises(BackboneError, match="speech encoder"):
+        extract_manifest_features(P, manifest, roles=("image",), encoders={"image": enc["speech"]})
 
 
 # --------------------------------------------------------------------------- interrupted runs
