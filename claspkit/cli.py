@@ -1,0 +1,154 @@
+"""The ``claspkit`` command: index a folder of recordings, search it with text, list backbones and knobs.
+
+    claspkit index AUDIO_DIR --model CHECKPOINT --out INDEX [--rebuild] [--json]
+    claspkit search INDEX "query text" [--lang fr] [-k 10] [--json]
+    claspkit backbones [--role speech|image|text|asr]
+    claspkit params
+
+Exit codes: 0 success, 2 a usage error or a claspkit error (one line on stderr, no traceback: every
+claspkit error already says what to do), 130 interrupted (the previous index is intact; re-run to
+resume). Heavy imports happen inside the subcommands so ``claspkit --help`` stays instant.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+from .errors import ClaspkitError
+
+
+def fmt_time(seconds: float) -> str:
+    """mm:ss.s, or h:mm:ss.s from an hour on."""
+    tenths = int(round(float(seconds) * 10))
+    h, rest = divmod(tenths, 36000)
+    m, rest = divmod(rest, 600)
+    s = f"{m:02d}:{rest // 10:02d}.{rest % 10}"
+    return f"{h}:{s}" if h else s
+
+
+def hits_table(hits) -> str:
+    rows = [("rank", "score", "time", "file")]
+    rows += [(str(i), f"{h.score:.3f}", f"{fmt_time(h.start_s)}-{fmt_time(h.end_s)}", h.file)
+             for i, h in enumerate(hits, 1)]
+    widths = [max(len(r[c]) for r in rows) for c in range(3)]
+    return "\n".join(f"{r[0]:>{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}" for r in rows)
+
+
+def _cmd_index(args) -> int:
+    from .search import build_index
+
+    summary = build_index(args.audio_dir, args.model, args.out, progress=not args.quiet and not args.json,
+                          rebuild=args.rebuild, batch_size=args.batch_size)
+    print(json.dumps(summary.as_dict(), indent=1) if args.json else summary)
+    return 0
+
+
+def _cmd_search(args) -> int:
+    from .search import search
+
+    hits = search(args.index, args.query, k=args.k, lang=args.lang)
+    if args.json:
+        payload = {"query": args.query, "lang": args.lang, "k": args.k,
+                   "hits": [{"rank": i, **h.as_dict()} for i, h in enumerate(hits, 1)]}
+        print(json.dumps(payload, ensure_ascii=False, indent=1))
+    elif not hits:
+        print("no hits: the index has no segments (see the skipped files of `claspkit index`)")
+    else:
+        print(hits_table(hits))
+    return 0
+
+
+def _cmd_backbones(args) -> int:
+    from .backbones import list_backbones
+
+    rows = list_backbones(args.role)
+    table = [("role", "name", "dim", "source", "description")]
+    table += [(r["role"], r["name"], str(r["dim"] if r["dim"] is not None else "-"), r["source"], r["description"])
+              for r in rows]
+    widths = [max(len(t[c]) for t in table) for c in range(4)]
+    for t in table:
+        print("  ".join(f"{v:<{w}}" for v, w in zip(t[:4], widths)) + "  " + t[4])
+    return 0
+
+
+def _cmd_params(args) -> int:
+    from .config import describe
+
+    print(describe())
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="claspkit", description="Search recordings with text in any language (CLASP).")
+    p.add_argument("--version", action="version", version=f"claspkit {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    q = sub.add_parser("index", help="index a folder of audio files with a trained checkpoint",
+                       description="Segment every audio file under AUDIO_DIR (wav, flac, mp3, ogg, opus, m4a where "
+                                   "the decoder supports it), embed the segments and write or update INDEX. "
+                                   "Re-running embeds only new and changed files; a killed run resumes.")
+    q.add_argument("audio_dir", metavar="AUDIO_DIR")
+    q.add_argument("--model", required=True, metavar="CHECKPOINT", help="checkpoint folder (model.safetensors + config.json)")
+    q.add_argument("--out", required=True, metavar="INDEX", help="index folder to create or update")
+    q.add_argument("--rebuild", action="store_true", help="replace an index built with another model or settings")
+    q.add_argument("--batch-size", type=_positive_int, default=16, help="segments per encoder batch (default 16)")
+    q.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=_cmd_index)
+
+    s = sub.add_parser("search", help="search an index with a text query",
+                       description="Print the k best segments for QUERY (any language the text encoder knows).")
+    s.add_argument("index", metavar="INDEX")
+    s.add_argument("query", metavar="QUERY")
+    s.add_argument("-k", type=_positive_int, default=10, help="number of hits (default 10)")
+    s.add_argument("--lang", default=None, help="language code of the query, recorded in --json output (e.g. fr)")
+    s.add_argument("--json", action="store_true", help="print hits as JSON")
+    s.set_defaults(func=_cmd_search)
+
+    b = sub.add_parser("backbones", help="list the registered encoders")
+    b.add_argument("--role", choices=("speech", "image", "text", "asr"), default=None)
+    b.set_defaults(func=_cmd_backbones)
+
+    c = sub.add_parser("params", help="print the parameter reference (Markdown)")
+    c.set_defaults(func=_cmd_params)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:                 # usage error (2) or --help/--version (0)
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
+    try:
+        return args.func(args)
+    except ClaspkitError as e:
+        message = " ".join(str(e).split())          # always one line
+        print(f"claspkit {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:                         # `claspkit backbones | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print(f"claspkit {args.command}: interrupted" +
+              ("; the previous index is intact and re-running the same command resumes"
+               if args.command == "index" else ""), file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
