@@ -327,3 +327,17 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, monkeypatch, sig)
 
     np.testing.assert_allclose(X, enc.encode([load_audio(p, SR) for p in wavs]), rtol=1e-6)
     assert cache.verify(enc.cache_id, enc.dim)["ok"] == n
+
+
+@pytest.mark.slow
+def test_real_backbones_through_the_cache(wavs, cache):
+    from claspkit.backbones import create_backbone
+
+    speech = create_backbone("speech", "whisper-tiny.en")
+    X1, st1 = extract_audio(speech, wavs[:3], cache=cache, progress=False, return_stats=True)
+    X2, st2 = extract_audio(speech, wavs[:3], cache=cache, progress=False, return_stats=True)
+    assert X1.shape == (3, speech.dim) and np.isfinite(X1).all() and np.array_equal(X1, X2)
+    assert (st1.n_computed, st2.n_reused) == (3, 3) and 0 < st1.rtf
+    text = create_backbone("text", "e5-small-multilingual")
+    T = extract_text(text, ["a cat on a mat", "un chat sur un tapis"], cache=cache, progress=False)
+    assert T.shape == (2, text.dim) and len(entries(cache, text)) == 2
