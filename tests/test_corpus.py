@@ -79,6 +79,11 @@ def test_build_corpus_end_to_end_and_reuse(fake_brown, isolated_data, tmp_path, 
     rebuilt = corpus.build_corpus(P, progress=False, verbose=False)
     assert rebuilt.attrs["report"]["synthesis"]["reused"] == 9
     assert rebuilt["path"].tolist() == df["path"].tolist()
+    # a damaged manifest is rebuilt, not trusted
+    corpus.manifest_path(P).write_text("id,text\nbroken,row\n")
+    fixed = corpus.build_corpus(P, progress=False, verbose=False)
+    assert fixed.attrs["report"]["synthesis"]["reused"] == 10
+    pd.testing.assert_frame_equal(fixed, df)
 
 
 @needs_espeak

