@@ -130,7 +130,11 @@ class SegmentEmbedder:
 # ---------------------------------------------------------------------- indexing
 @dataclass
 class BuildSummary:
-    """What one ``build_index`` run did. ``rtf`` is audio seconds embedded per wall second (x real time)."""
+    """What one ``build_index`` run did.
+
+    ``rtf`` is audio seconds embedded per wall second (x real time), not counting the one-time model
+    load (``timings["load"]``): the rate at which a long run goes.
+    """
 
     index: Path
     files_indexed: int = 0          # files in the index with at least one segment
@@ -147,7 +151,8 @@ class BuildSummary:
 
     @property
     def rtf(self) -> float:
-        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+        busy = self.wall_seconds - self.timings.get("load", 0.0)
+        return self.audio_seconds / busy if busy > 0 else 0.0
 
     def as_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "index"}
@@ -208,6 +213,7 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
     tm = summary.timings
     for k in ("hash", "decode", "vad", *embedder.encoders, "fusion", "commit"):
         tm[k] = 0.0
+    tm["load"] = time.perf_counter() - t0
 
     with IndexWriter(out, identity, audio_dir, rebuild=rebuild) as writer:
         prev = writer.previous
@@ -248,13 +254,12 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
             row = 0
             for entry, _, spans in pending:
                 writer.stage(entry["sha256"], vecs[row:row + len(spans)], spans, entry["duration_s"])
-                staged_now[entry["sha256"]] = entry["duration_s"]
                 row += len(spans)
                 summary.files_embedded += 1
                 summary.segments_embedded += len(spans)
                 summary.audio_seconds += entry["duration_s"]
             bar.update(len(pending))
-            wall = time.perf_counter() - t0
+            wall = time.perf_counter() - t0 - tm["load"]
             bar.set_postfix(segments=summary.segments_embedded, audio=f"{summary.audio_seconds / 60:.1f}min",
                             speed=f"{summary.audio_seconds / wall:.0f}x")
             pending.clear()
@@ -263,7 +268,7 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
             for path, entry in todo:
                 sha = entry["sha256"]
                 if sha in staged_now or writer.is_staged(sha):
-                    # resumed from an interrupted run, or a second copy of a file embedded in this run
+                    # a second copy of a file embedded in this run, or resumed from an interrupted run
                     if sha in staged_now:
                         entry["duration_s"] = staged_now[sha]
                         summary.files_reused += 1
@@ -292,6 +297,7 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
                 entry["duration_s"] = round(len(audio) / SAMPLE_RATE, 3)
                 entries.append(entry)
                 pending.append((entry, audio, spans))
+                staged_now[sha] = entry["duration_s"]      # staged at the next flush, before the commit
                 if sum(len(s) for _, _, s in pending) >= batch_size:
                     flush()
             if pending:

@@ -212,3 +212,17 @@ def test_large_index_gets_a_calibrated_ivf(folders, monkeypatch):
     exact, _ = search_exact(np.asarray(idx.vectors), q, 10)
     assert ix.recall_at_k(got, exact) >= 0.9
     assert load_index(root).ann is not None and (root / "ivf.1.faiss").is_file()
+
+
+def test_benchmark_rows_are_consistent():
+    from claspkit.bench_search import bench_queries, synthetic_vectors
+
+    x = synthetic_vectors(3000, DIM, seed=1)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(x, synthetic_vectors(3000, DIM, seed=1))
+    rows = bench_queries([3000], DIM, [0.001] * 10)
+    assert [r["method"].split(" (")[0] for r in rows] == ["numpy exact", "faiss flat", "faiss ivf"]
+    assert rows[0]["recall@10"] == 1.0 and rows[1]["recall@10"] == pytest.approx(1.0, abs=0.02)
+    assert rows[0]["used_by_claspkit"] and not rows[2]["used_by_claspkit"]
+    assert all(r["total_ms"][0] >= r["search_ms"][0] for r in rows)
+    assert rows[2]["bytes_per_segment"] > rows[0]["bytes_per_segment"] == 4 * DIM + 12

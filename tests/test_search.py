@@ -155,6 +155,7 @@ def test_rerun_embeds_only_new_and_changed_files(library, ckpt, fakes, tmp_path,
     assert again.files_reused == 4 and again.segments == 4                # tone.ogg is remembered too
 
     write(library / "d.wav", voice[4])                                      # new
+    shutil.copy(library / "d.wav", library / "d2.wav")                      # new, twice: embedded once
     write(library / "b.flac", voice[2], gap(1.0), voice[0], fmt="FLAC")     # changed: 2 segments now
     (library / "sub" / "c.wav").unlink()                                    # removed
     os.utime(library / "a.wav", ns=(1, 1))                                  # touched only
@@ -163,7 +164,8 @@ def test_rerun_embeds_only_new_and_changed_files(library, ckpt, fakes, tmp_path,
     assert fakes.items_of("speech") - n0 == 3                               # d (1) + b (2) segments
     assert (s.files_embedded, s.files_removed, s.segments_embedded) == (2, 1, 3)
     idx = load_index(out)
-    assert sorted(f for f, e in idx.files.items() if e["n_segments"]) == ["a-copy.wav", "a.wav", "b.flac", "d.wav"]
+    assert sorted(f for f, e in idx.files.items() if e["n_segments"]) == ["a-copy.wav", "a.wav", "b.flac",
+                                                                          "d.wav", "d2.wav"]
     assert idx.files["a.wav"]["mtime_ns"] == 1
     np.testing.assert_allclose(idx.file_rows("a.wav")[0], a_rows, atol=1e-6)
     np.testing.assert_allclose(idx.file_rows("a-copy.wav")[0], a_rows, atol=1e-6)

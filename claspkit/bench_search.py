@@ -1,0 +1,326 @@
+"""Search benchmark: ``python -m claspkit.bench_search [--sizes 10000,100000,1000000] [--quick]``.
+
+Prints three things a user of ``claspkit index`` / ``claspkit search`` wants to know on *their* machine:
+
+1. **Query latency** (text encoding + search, median and p95 over ``--queries`` queries) at each index
+   size, for the exact numpy search, FAISS ``IndexFlatIP`` (also exact) and the IVF-Flat index that
+   ``claspkit.index`` builds from ``ANN_MIN_SEGMENTS`` segments on, with its recall@10 against the exact
+   search. The index vectors are synthetic: unit vectors in clusters of about 200 (like the segments of
+   one talk on one topic), ``--dim`` wide (384, the e5-small text space). Recall is measured on held-out
+   probe queries (index vectors mixed with noise to cosine 0.7), not on the calibration probes. The text
+   encoder is the real one (e5-small-multilingual) on real queries in five languages.
+2. **Indexing throughput** as a multiple of real time, with whisper-tiny.en + efficientnet-lite0 and an
+   (untrained: speed does not depend on the weights) concat fusion head, on espeak-ng lectures; also a
+   speech-only head, and the time split by stage, so the dominant part is visible.
+3. **Index memory per segment** (bytes on disk; the vectors are memory-mapped, so also resident bytes
+   once touched).
+
+All figures depend on the machine and on what else runs on it: the load average is printed with them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ClaspkitError, ToolMissingError
+from .index import ANN_MIN_SEGMENTS, build_ann, normalize_rows, probe_queries, recall_at_k, search_ann, search_exact
+
+QUERIES = [
+    "the history of the steam engine", "how doctors measure body temperature", "the price of bread went up",
+    "who won the election last year", "rivers were the first roads of trade", "a storm is coming tonight",
+    "the committee will vote on the budget", "children learn languages quickly", "the train was late again",
+    "microscopes opened a new field of study",
+    "l'histoire de la machine à vapeur", "le prix du pain a augmenté", "les enfants apprennent vite les langues",
+    "une tempête arrive ce soir", "le train était encore en retard",
+    "die Geschichte der Dampfmaschine", "der Preis für Brot ist gestiegen", "ein Sturm zieht heute Nacht auf",
+    "Kinder lernen Sprachen schnell", "der Zug hatte wieder Verspätung",
+    "蒸汽机的历史", "面包的价格上涨了", "今晚会有暴风雨", "孩子们学语言很快", "火车又晚点了",
+    "تاریخ ماشین بخار", "قیمت نان بالا رفت", "امشب طوفان می‌آید", "کودکان زبان را سریع یاد می‌گیرند",
+    "قطار دوباره دیر کرد",
+]
+
+LECTURE = (
+    "The history of science is full of surprises. In the seventeenth century, many people believed that the "
+    "heart was a kind of furnace. Later, doctors learned that it is a pump. Today we will look at how "
+    "measurement changed medicine. Thermometers were once rare and expensive. Now almost every family owns one. "
+    "The same story holds for clocks, scales and microscopes. Each new tool opened a new field of study. "
+    "Students often ask which discovery mattered most. There is no single answer, but the idea of careful "
+    "measurement comes close. Let us begin with the thermometer, and then move on to the microscope. "
+    "After that we will discuss the clock, and finally the scale. Rivers were the first roads of trade, and "
+    "the price of bread followed the harvest. A storm could ruin a town's supply in a single night.")
+SPEECH, IMAGE, TEXT = "whisper-tiny.en", "efficientnet-lite0", "e5-small-multilingual"
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def synthetic_vectors(n: int, dim: int, seed: int = 0, cluster: int = 200, chunk: int = 65536) -> np.ndarray:
+    """Anisotropic clustered unit vectors: 0.7 shared direction + 0.5 cluster centre + 0.6 noise.
+
+    Clusters of about ``cluster`` rows; unrelated rows have cosine ~0.45 on average (text-embedding
+    spaces are anisotropic like this), rows of one cluster ~0.7. Harder for IVF than isotropic clusters.
+    """
+    rng = np.random.default_rng(seed)
+    mean = rng.standard_normal(dim).astype(np.float32)
+    mean /= np.linalg.norm(mean)
+    centers = rng.standard_normal((max(1, n // cluster), dim), dtype=np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    out = np.empty((n, dim), np.float32)
+    for a in range(0, n, chunk):
+        m = min(chunk, n - a)
+        noise = rng.standard_normal((m, dim), dtype=np.float32) / np.sqrt(dim, dtype=np.float32)
+        out[a:a + m] = 0.7 * mean + 0.5 * centers[rng.integers(0, len(centers), m)] + 0.6 * noise
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
+
+
+def _stats(seconds: list[float]) -> tuple[float, float]:
+    ms = np.asarray(seconds) * 1e3
+    return float(np.median(ms)), float(np.percentile(ms, 95))
+
+
+def _text_encoder():
+    try:
+        from .backbones import create_backbone
+
+        return create_backbone("text", TEXT), None
+    except (ClaspkitError, ImportError, OSError) as e:
+        return None, f"text encoder {TEXT} unavailable ({e}); latencies are search only"
+
+
+def encode_times(encoder, texts: list[str]) -> list[float]:
+    """Seconds to embed each query alone (after a warm-up); zeros without an encoder."""
+    if encoder is None:
+        return [0.0] * len(texts)
+    encoder.encode(texts[:2])
+    out = []
+    for text in texts:
+        t = time.perf_counter()
+        encoder.encode([text])
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def bench_queries(sizes: list[int], dim: int, enc_s: list[float]) -> list[dict]:
+    """Rows: size, method, search and total (encode + search) median/p95 ms, recall@10, build s, bytes/segment.
+
+    ``enc_s`` are the per-query text-encoding times; query i's total is its encoding time plus its search time.
+    """
+    import faiss
+
+    n_queries = len(enc_s)
+    rows = []
+    for n in sizes:
+        t = time.perf_counter()
+        x = synthetic_vectors(n, dim)
+        gen_s = time.perf_counter() - t
+        probes = probe_queries(x, n_queries, seed=1234)            # held out from the IVF calibration
+        exact, _ = search_exact(x, probes, 10)
+
+        def run(search_one):
+            search_t = []
+            for q in probes:
+                t1 = time.perf_counter()
+                search_one(q[None])
+                search_t.append(time.perf_counter() - t1)
+            return _stats(search_t), _stats([a + b for a, b in zip(enc_s, search_t)])
+
+        table = 4 * 3
+        base = {"segments": n, "dim": dim, "synth_s": round(gen_s, 1)}
+        (s_med, s_p95), (t_med, t_p95) = run(lambda q: search_exact(x, q, 10))
+        rows.append({**base, "method": "numpy exact", "search_ms": (s_med, s_p95), "total_ms": (t_med, t_p95),
+                     "recall@10": 1.0, "build_s": 0.0, "bytes_per_segment": 4 * dim + table})
+
+        t = time.perf_counter()
+        flat = faiss.IndexFlatIP(dim)
+        flat.add(x)
+        build = time.perf_counter() - t
+        (s_med, s_p95), (t_med, t_p95) = run(lambda q: flat.search(q, 10))
+        got = flat.search(probes, 10)[1]
+        rows.append({**base, "method": "faiss flat", "search_ms": (s_med, s_p95), "total_ms": (t_med, t_p95),
+                     "recall@10": recall_at_k(got, exact), "build_s": round(build, 1),
+                     "bytes_per_segment": 4 * dim + table})
+        del flat
+
+        t = time.perf_counter()
+        ivf, info = build_ann(x)
+        build = time.perf_counter() - t
+        (s_med, s_p95), (t_med, t_p95) = run(lambda q: search_ann(ivf, q, 10, info["nprobe"]))
+        got, _ = search_ann(ivf, probes, 10, info["nprobe"])
+        ivf_bytes = len(faiss.serialize_index(ivf))
+        rows.append({**base, "method": f"faiss ivf (nlist {info['nlist']}, nprobe {info['nprobe']})",
+                     "search_ms": (s_med, s_p95), "total_ms": (t_med, t_p95), "recall@10": recall_at_k(got, exact),
+                     "calibration_recall@10": info["recall_at_10"], "build_s": round(build, 1),
+                     "bytes_per_segment": round(4 * dim + table + ivf_bytes / n, 1)})
+        del ivf, x
+        used = "faiss ivf" if n >= ANN_MIN_SEGMENTS else "numpy exact"
+        for r in rows[-3:]:
+            r["used_by_claspkit"] = r["method"].startswith(used)
+    return rows
+
+
+# ---------------------------------------------------------------------- indexing throughput
+def synthesize_lectures(folder: Path, minutes: float) -> float:
+    """espeak-ng 'lectures' (the LECTURE paragraph, 4 voices/speeds) until ``minutes`` of audio; returns seconds."""
+    import soundfile as sf
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise ToolMissingError("espeak-ng is not installed; `apt-get install espeak-ng` to run the indexing benchmark")
+    folder.mkdir(parents=True, exist_ok=True)
+    total, i = 0.0, 0
+    voices = [("en-us", 160), ("en-gb", 150), ("en-us", 175), ("en-gb-scotland", 165)]
+    while total < minutes * 60:
+        voice, speed = voices[i % len(voices)]
+        path = folder / f"lecture{i:02d}.wav"
+        subprocess.run([exe, "-v", voice, "-s", str(speed), "-w", str(path), LECTURE], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        total += sf.info(str(path)).duration
+        i += 1
+    return total
+
+
+def bench_indexing(minutes: float, work: Path) -> dict:
+    import torch
+
+    from .backbones import create_backbone, list_backbones
+    from .fusion import build_fusion
+    from .index import load_index
+    from .search import _cut, build_index
+    from .train import save_checkpoint
+
+    audio_s = synthesize_lectures(work / "lib", minutes)
+    dims = {r["name"]: r["dim"] for r in list_backbones()}
+    out = {"audio_s": round(audio_s, 1), "files": len(list((work / "lib").glob("*.wav"))),
+           "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
+    for branches in ("combined", "speech"):
+        torch.manual_seed(0)
+        cfg = {"fusion": "concat", "branches": branches, "speech_dim": dims[SPEECH], "image_dim": dims[IMAGE],
+               "out_dim": dims[TEXT], "dropout_scale": 1.0}
+        ckpt = save_checkpoint(work / f"ckpt-{branches}", build_fusion(cfg).eval(),
+                               {"speech_backbone": SPEECH, "image_backbone": IMAGE, "text_backbone": TEXT})
+        s = build_index(work / "lib", ckpt, work / f"index-{branches}", progress=False)
+        idx = load_index(work / f"index-{branches}")
+        out[branches] = {"rtf": round(s.rtf, 1), "segments": s.segments, "timings": s.timings,
+                         "bytes_per_segment": round(idx.nbytes()["per_segment"], 1),
+                         "mean_segment_s": round(float(np.mean(idx.end_s - idx.start_s)), 2)}
+    # split the image branch into drawing the spectrograms and running the CNN
+    from .audio import load_audio
+
+    idx = load_index(work / "index-combined")
+    waves = []
+    for rel, f in idx.files.items():
+        audio = load_audio(idx.audio_root / rel)
+        rows = slice(f["first_row"], f["first_row"] + f["n_segments"])
+        waves += _cut(audio, zip(idx.start_s[rows], idx.end_s[rows]))
+    enc = create_backbone("image", IMAGE)
+    enc.encode(waves[:2])
+    t = time.perf_counter()
+    enc.images(waves)
+    draw = time.perf_counter() - t
+    t = time.perf_counter()
+    enc.encode(waves)
+    total = time.perf_counter() - t
+    out["image_split_s"] = {"spectrograms": round(draw, 2), "cnn": round(total - draw, 2)}
+    return out
+
+
+# ---------------------------------------------------------------------- report
+def _fmt_q(rows: list[dict], encoder_note: str | None) -> str:
+    head = f"{'segments':>9}  {'method':<34} {'search med/p95 ms':>17}  {'total med/p95 ms':>16}  " \
+           f"{'recall@10':>9}  {'build s':>7}  {'bytes/seg':>9}"
+    lines = [head]
+    for r in rows:
+        mark = " *" if r.get("used_by_claspkit") else ""
+        lines.append(f"{r['segments']:>9,}  {r['method'] + mark:<34} {r['search_ms'][0]:>8.2f}/{r['search_ms'][1]:<8.2f} "
+                     f"{r['total_ms'][0]:>7.2f}/{r['total_ms'][1]:<8.2f} {r['recall@10']:>9.3f}  "
+                     f"{r['build_s']:>7.1f}  {r['bytes_per_segment']:>9,.0f}")
+    lines.append("* = what claspkit.index uses at that size (exact below "
+                 f"{ANN_MIN_SEGMENTS:,} segments, IVF from there on)")
+    if encoder_note:
+        lines.append(encoder_note)
+    return "\n".join(lines)
+
+
+def _fmt_i(r: dict) -> str:
+    lines = [f"indexing {r['files']} espeak-ng lectures, {r['audio_s'] / 60:.1f} min of audio, "
+             f"torch threads {r['torch_threads']} of {r['cpus']} CPUs:"]
+    for branches, label in (("combined", f"{SPEECH} + {IMAGE} + concat head"),
+                            ("speech", f"{SPEECH} + speech-only head")):
+        b = r[branches]
+        t = b["timings"]
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in t.items() if k != "load")
+        lines.append(f"  {label}: {b['rtf']:.1f}x real time ({b['segments']} segments of {b['mean_segment_s']} s "
+                     f"on average; seconds: {parts}; model load {t.get('load', 0):.1f} s once)")
+    sp = r["image_split_s"]
+    lines.append(f"  image branch split: spectrogram drawing {sp['spectrograms']:.2f} s, CNN {sp['cnn']:.2f} s")
+    lines.append(f"index size on disk: {r['combined']['bytes_per_segment']:,.0f} bytes per segment for this small "
+                 "index (vectors + segment table + manifest)")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m claspkit.bench_search", description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default=None, help="comma-separated index sizes (default 10000,100000,1000000)")
+    p.add_argument("--queries", type=int, default=None, help="queries per size (default 50; 20 with --quick)")
+    p.add_argument("--dim", type=int, default=384, help="vector dim (default 384, the e5-small text space)")
+    p.add_argument("--minutes", type=float, default=None, help="minutes of speech to index (default 4; 1 with --quick)")
+    p.add_argument("--quick", action="store_true", help="10K and 100K only, fewer queries, 1 min of speech")
+    p.add_argument("--skip-indexing", action="store_true", help="query latency only")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
+    args = p.parse_args(argv)
+    try:
+        sizes = [int(s.replace("_", "")) for s in (args.sizes or ("10000,100000" if args.quick else
+                                                                  "10000,100000,1000000")).split(",")]
+    except ValueError:
+        p.error(f"--sizes must be comma-separated integers, got {args.sizes!r}")
+    if min(sizes) < 100:
+        p.error("every size must be at least 100")
+    n_queries = args.queries or (20 if args.quick else 50)
+    minutes = args.minutes or (1.0 if args.quick else 4.0)
+
+    print(f"claspkit search benchmark; load average {load_average()} on {os.cpu_count()} CPUs", flush=True)
+    encoder, note = _text_encoder()
+    if encoder is not None and encoder.dim != args.dim:
+        note = f"note: the index dim {args.dim} differs from the text encoder's {encoder.dim}"
+    enc_s = encode_times(encoder, [QUERIES[i % len(QUERIES)] for i in range(n_queries)])
+    if encoder is not None:
+        med, p95 = _stats(enc_s)
+        print(f"\ntext encoding ({TEXT}, one query at a time, 5 languages): median {med:.1f} ms, p95 {p95:.1f} ms")
+    result = {"load_average": load_average(), "cpus": os.cpu_count(), "encode_ms": _stats(enc_s)}
+    t0 = time.perf_counter()
+    rows = bench_queries(sizes, args.dim, enc_s)
+    result["queries"] = rows
+    print(f"\nquery latency, {n_queries} queries per size, synthetic clustered unit vectors, dim {args.dim}:")
+    print(_fmt_q(rows, note), flush=True)
+    if not args.skip_indexing:
+        with tempfile.TemporaryDirectory(prefix="claspkit-bench-") as tmp:
+            try:
+                result["indexing"] = bench_indexing(minutes, Path(tmp))
+                print("\n" + _fmt_i(result["indexing"]))
+            except ClaspkitError as e:
+                print(f"\nindexing benchmark skipped: {e}")
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    print(f"\nload average at the end {load_average()}; benchmark took {result['seconds']:.0f} s")
+    if args.json:
+        from .paths import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
