@@ -7,7 +7,8 @@ and every later notebook, preset or re-run reads it back. Why this layout:
   file's bytes or of the UTF-8 text. Editing one sentence or replacing one wav recomputes exactly that
   item; another backbone (or new weights/preprocessing, which change ``cache_id``) never collides.
 * **One ``.npy`` per item** under ``root/<slug(cache_id)>/<key[:2]>/<key>.npy``, written atomically
-  (temporary file, fsync, ``os.replace``). A killed run leaves whole entries or none; each batch is
+  (temporary file, fsync, ``os.replace``; a batch's files are written by a few threads at once so
+  their fsyncs share journal commits). A killed run leaves whole entries or none; each batch is
   written as soon as it is encoded, so Ctrl-C or SIGKILL loses at most the batch in flight. Reading
   checks the exact byte length and the ``.npy`` header for the expected dimension and that every value
   is finite; anything else is deleted and recomputed, never returned. (Measured against append-only
@@ -28,6 +29,7 @@ import math
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -379,6 +381,7 @@ def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch
     bad_output = False  # an encoder produced NaN/inf: a ClaspkitError, not an AudioError
     bar = tqdm(total=len(groups), initial=stats.n_reused, desc=desc or f"{encoder.name} ({role})",
                unit=unit, disable=not progress or not missing, leave=False)
+    writers = ThreadPoolExecutor(max_workers=min(16, batch_size), thread_name_prefix="feature-cache")
     try:
         for start in range(0, len(missing), batch_size):
             batch, inputs = [], []
@@ -402,17 +405,22 @@ def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch
             if batch:
                 Y = _encode(encoder, inputs, [name(items[groups[k][0]]) for k in batch])
                 stats.encode_seconds += time.perf_counter() - tb
+                good = []
                 for key, row in zip(batch, Y):
                     if np.isfinite(row).all():
-                        store.put(cid, key, row)
-                        out[groups[key]] = row
-                        stats.n_computed += 1
+                        good.append((key, row))
                     else:
                         bad_output = True
                         failures.append(_named(name(items[groups[key][0]]),
                                                f"encoder {encoder.name} returned non-finite values"))
+                # concurrent fsyncs share journal commits: ~5x faster than one file after another
+                list(writers.map(lambda kr: store.put(cid, *kr), good))
+                for key, row in good:
+                    out[groups[key]] = row
+                stats.n_computed += len(good)
             bar.update(len(missing[start:start + batch_size]))
     finally:
+        writers.shutdown(wait=True)  # on Ctrl-C too: started writes finish (each is atomic anyway)
         bar.close()
         stats.seconds = time.perf_counter() - t0
     stats.n_failed = len(failures)
