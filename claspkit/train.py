@@ -118,16 +118,19 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 @contextlib.contextmanager
-def _seeded(seed: int):
-    """Deterministic kernels and a private torch RNG stream; the caller's global state is restored after."""
-    prev = torch.are_deterministic_algorithms_enabled()
+def _seeded(seed: int, num_threads: int | None = None):
+    """Deterministic kernels, a private torch RNG stream and optionally a thread count; all restored after."""
+    prev, prev_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         torch.use_deterministic_algorithms(True)
+        if num_threads:
+            torch.set_num_threads(num_threads)
         try:
             yield
         finally:
             torch.use_deterministic_algorithms(prev)
+            torch.set_num_threads(prev_threads)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -235,13 +238,16 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor
 
 
 def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool = True,
-          checkpoint_dir=None, resume_from=None, checkpoint_every: int = 5) -> TrainResult:
+          checkpoint_dir=None, resume_from=None, checkpoint_every: int = 5,
+          num_threads: int | None = None) -> TrainResult:
     """Train a fusion encoder on cached features with early stopping; see the module docstring.
 
     ``config``: training knobs as in ``claspkit.config.SCHEMA`` (a whole Params works; missing knobs take
     the schema defaults). ``checkpoint_dir``: write a resumable checkpoint every ``checkpoint_every`` epochs
     and at the end. ``resume_from``: continue a run from such a folder (same knobs except ``epochs`` and
-    ``patience``, which may change to extend a run).
+    ``patience``, which may change to extend a run). ``num_threads``: torch CPU threads for this run
+    (None = leave torch's setting); on a busy shared machine 1 thread can be several times faster than
+    threads that wait on each other. Runs are bitwise reproducible for a given thread count.
     """
     knobs = training_config(config)
     tr, va = (_tensors(a, s, knobs["branches"]) for a, s in ((train_arrays, "train"), (val_arrays, "validation")))
@@ -256,7 +262,9 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
     fusion_cfg = {**{k: knobs[k] for k in ("fusion", "branches", "dropout_scale")}, **dims}
     bs, seed = knobs["batch_size"], knobs["seed"]
 
-    with _seeded(seed):
+    if checkpoint_every < 1:
+        raise ParamError(f"checkpoint_every must be >= 1 epoch, got {checkpoint_every}")
+    with _seeded(seed, num_threads):
         model = build_fusion(fusion_cfg)
         loss_fn = build_loss(knobs["loss"], tau=knobs["tau"], learnable_scale=knobs["learnable_scale"],
                              tau_bug=knobs["tau_bug"], huber_delta=knobs["huber_delta"])

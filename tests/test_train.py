@@ -22,6 +22,15 @@ def make_split(n, seed, dims=(24, 20, 16)):
 
 
 TRAIN, VAL = make_split(160, 1), make_split(48, 2)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine, waiting threads make tiny models 10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 CFG = {"lr": 1e-3, "batch_size": 32, "epochs": 4, "patience": 3, "step_size": 2, "gamma": 0.5, "seed": 7,
        "loss": "contrastive", "fusion": "concat", "branches": "combined", "text_backbone": "e5-small"}
 
@@ -58,9 +67,10 @@ def test_training_leaves_global_rng_and_flags_alone():
     torch.manual_seed(0)
     expect = torch.rand(3)
     torch.manual_seed(0)
-    train({**CFG, "epochs": 1}, TRAIN, VAL, progress=False)
+    torch.set_num_threads(threads := 2)
+    train({**CFG, "epochs": 1}, TRAIN, VAL, progress=False, num_threads=1)
     assert torch.equal(torch.rand(3), expect)
-    assert not torch.are_deterministic_algorithms_enabled()
+    assert not torch.are_deterministic_algorithms_enabled() and torch.get_num_threads() == threads
 
 
 @pytest.mark.parametrize("extra", [{}, {"learnable_scale": True, "fusion": "gating"}])
