@@ -220,6 +220,11 @@ def test_measure_pipelines_sizes_times_and_breakdown():
     assert res["speed_ratio"] == pytest.approx(casc_row.seconds / clasp_row.seconds)
     # the speech encoder sleeps 1 ms per item: it must show at least that much time
     assert st.set_index("stage").loc["speech encoder", "seconds"] >= 0.006
+    # the rows notebook 05 writes for the README (JSON-able, one per pipeline)
+    rows, meta = asr.efficiency_rows(res)
+    assert [r["kind"] for r in rows] == ["clasp", "cascade"] and rows[1]["weight_bytes"] == 1500
+    assert meta["size_ratio"] == pytest.approx(res["size_ratio"]) and len(meta["stages"]) == 5
+    json.dumps({"rows": rows, "meta": meta})
 
 
 def test_measure_pipelines_speech_only_and_errors():
