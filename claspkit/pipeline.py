@@ -1,0 +1,257 @@
+"""The paper's stages as idempotent steps the notebooks call: corpus, features, splits, fit, evaluate.
+
+Each step reuses what an earlier run (or an earlier notebook) already computed: the corpus and the
+features are content-addressed caches, and a trained model is a checkpoint folder under
+``runs/<preset>/checkpoints/<name>`` whose ``fingerprint.txt`` records what it was trained from. So any
+notebook runs on its own, and running them in order computes each thing once.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import metrics
+from .config import Params
+from .paths import atomic_write_text, display_path, run_dir
+from .train import BACKBONE_KEYS, CONFIG_FILE, TRAIN_KEYS, load_checkpoint, read_checkpoint_config, train, \
+    training_config
+
+SPLITS = ("train", "val", "test")
+DIRECTIONS = {"s2t": "speech->text", "t2s": "text->speech"}
+STAGE1_SYSTEMS = {"image": "spectrogram only", "speech": "speech encoder only", "combined": "combined"}
+
+
+def with_overrides(P: Params, **overrides) -> Params:
+    """A copy of P with some knobs changed (None keeps P's value), validated like papermill values."""
+    from .config import load_params
+
+    base = {k: v for k, v in P.items() if k != "preset"}
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return load_params(P.preset, base)
+
+
+def corpus(P, progress: bool = True) -> pd.DataFrame:
+    from .corpus import build_corpus
+
+    return build_corpus(P, progress=progress)
+
+
+def features(P, manifest, roles=("speech", "image", "text"), progress: bool = True, **backbones):
+    """``{role: array}`` (manifest order) for P's backbones, or the ones named in ``backbones``."""
+    from .features import extract_manifest_features
+
+    Q = with_overrides(P, **{f"{r}_backbone": n for r, n in backbones.items()}) if backbones else P
+    return extract_manifest_features(Q, manifest, roles=roles, progress=progress)
+
+
+@dataclass
+class Split:
+    """One split's aligned arrays; ``ids`` and ``texts`` say which manifest rows they are."""
+
+    ids: list
+    texts: list
+    arrays: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return len(self.ids)
+
+
+def split_data(manifest: pd.DataFrame, feats: dict) -> dict[str, Split]:
+    """Train/val/test arrays. The test split is deduplicated by text (``metrics.dedupe``) so every
+    system is scored on the same gallery of unique texts and duplicates cannot tie with the gold."""
+    out = {}
+    for name in SPLITS:
+        idx = np.flatnonzero(manifest["split"].to_numpy() == name)
+        if name == "test":
+            idx = idx[metrics.dedupe(manifest["text"].to_numpy()[idx])]
+        out[name] = Split(ids=manifest["id"].to_numpy()[idx].tolist(), texts=manifest["text"].to_numpy()[idx].tolist(),
+                          arrays={r: np.asarray(a)[idx] for r, a in feats.items()})
+    return out
+
+
+def split_sizes(data: dict[str, Split]) -> pd.DataFrame:
+    return pd.DataFrame([{"split": k, "items": len(v)} for k, v in data.items()]).set_index("split")
+
+
+# ------------------------------------------------------------------------------------------ training
+@dataclass
+class Trained:
+    name: str
+    model: object
+    config: dict
+    history: list
+    best_epoch: int
+    checkpoint: Path
+    reused: bool
+
+    @property
+    def epoch_seconds(self) -> float:
+        return float(np.mean([h["seconds"] for h in self.history])) if self.history else float("nan")
+
+    def curves(self) -> dict:
+        return {"train_loss": [h["train_loss"] for h in self.history],
+                "val_loss": [h["val_loss"] for h in self.history], "best_epoch": self.best_epoch}
+
+
+def _fingerprint(knobs: dict, data: dict[str, Split]) -> str:
+    ids = {s: hashlib.sha256("\n".join(map(str, data[s].ids)).encode()).hexdigest() for s in ("train", "val")}
+    blob = json.dumps({"knobs": knobs, "ids": ids}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _finished(directory: Path, knobs: dict) -> bool:
+    info = read_checkpoint_config(directory)["checkpoint"]
+    return bool(info.get("stopped_early")) or info.get("epoch", 0) >= knobs["epochs"]
+
+
+def fit(P, data: dict[str, Split], name: str, progress: bool = True, **overrides) -> Trained:
+    """Train (or reuse, or resume) the fusion model ``name`` on ``data`` with P's knobs plus overrides.
+
+    The checkpoint is reused only when its fingerprint (every training knob, the backbones and the
+    exact train/val items) matches; an interrupted training resumes from its last checkpoint.
+    """
+    Q = with_overrides(P, **overrides)
+    knobs = training_config({**Q})
+    fp = _fingerprint(knobs, data)
+    directory = run_dir(Q.preset) / "checkpoints" / name
+    fp_file = directory / "fingerprint.txt"
+    same = fp_file.is_file() and fp_file.read_text().strip() == fp and (directory / CONFIG_FILE).is_file()
+    if same and _finished(directory, knobs):
+        model, config = load_checkpoint(directory)
+        info = config["checkpoint"]
+        return Trained(name, model, config, info["history"], info["best_epoch"], directory, reused=True)
+    if not same and directory.exists():
+        for f in directory.iterdir():  # another configuration trained under this name: start over
+            f.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(fp_file, fp)
+    arrays = {s: data[s].arrays for s in ("train", "val")}
+    result = train(knobs, arrays["train"], arrays["val"], progress=progress, checkpoint_dir=directory,
+                   resume_from=directory if same else None)
+    return Trained(name, result.model, result.config, result.history, result.best_epoch, directory, reused=False)
+
+
+# ---------------------------------------------------------------------------------------- evaluation
+def similarity(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    return metrics.cosine_matrix(queries, gallery)
+
+
+def speech_embeddings(trained: Trained, split: Split) -> np.ndarray:
+    from .train import embed_speech
+
+    b = trained.config["branches"]
+    return embed_speech(trained.model, split.arrays["speech"] if b in ("combined", "speech") else None,
+                        split.arrays["image"] if b in ("combined", "image") else None)
+
+
+def score(P, sim_s2t: np.ndarray, protocols=("candidates", "full"), directions=("s2t", "t2s"), **fields) -> list[dict]:
+    """Result rows for one system: every protocol x direction, with bootstrap CIs and descriptive fields."""
+    rows = []
+    for d in directions:
+        sim = sim_s2t if d == "s2t" else sim_s2t.T
+        for protocol in protocols:
+            rep = metrics.retrieval_report(sim, protocol=protocol, n_candidates=P.n_candidates,
+                                           threshold=P.relevance_threshold, n_boot=P.bootstrap, seed=P.seed)
+            rows.append({**fields, "direction": DIRECTIONS[d], **rep})
+    return rows
+
+
+def evaluate(P, trained: Trained, split: Split, stage: str, system: str, **kw) -> list[dict]:
+    sim = similarity(speech_embeddings(trained, split), split.arrays["text"])
+    cfg = trained.config
+    fields = {"stage": stage, "system": system, "kind": "clasp", "loss": cfg["loss"], "fusion": cfg["fusion"],
+              "branches": cfg["branches"], **{k: cfg.get(k) for k in BACKBONE_KEYS},
+              "best_epoch": trained.best_epoch, "epoch_seconds": round(trained.epoch_seconds, 3)}
+    return score(P, sim, **fields, **kw)
+
+
+def validation_mrr(trained: Trained, split: Split) -> float:
+    """Model selection uses the validation split (never the test split)."""
+    sim = similarity(speech_embeddings(trained, split), split.arrays["text"])
+    return float(metrics.full_gallery(sim)["mrr"])
+
+
+SHOW = ["hits@1", "hits@5", "hits@10", "mrr", "meanr", "macro_f1"]
+
+
+def table(rows: list[dict], index=("system",), protocol: str | None = None, direction: str | None = "speech->text",
+          digits: int = 3) -> pd.DataFrame:
+    """Rows as a rounded display table (the form nbval checks)."""
+    df = pd.DataFrame(rows)
+    if protocol is not None and "protocol" in df:
+        df = df[df["protocol"] == protocol]
+    if direction is not None and "direction" in df:
+        df = df[df["direction"] == direction]
+    cols = [c for c in SHOW if c in df]
+    if protocol == "candidates":
+        cols = [c for c in cols if c not in ("hits@5", "hits@10")]  # 1 by construction with 5 candidates
+    out = df.set_index(list(index))[cols + (["n"] if "n" in df else [])]
+    return out.round(digits)
+
+
+def reused_note(trained: Trained) -> str:
+    how = "reused" if trained.reused else f"trained, {trained.epoch_seconds:.2f} s/epoch"
+    return f"{trained.name}: best epoch {trained.best_epoch}/{len(trained.history)} ({how}) · {display_path(trained.checkpoint)}"
+
+
+# ------------------------------------------------------------------------------------ stages 2 and 3
+def best_stage2(P) -> dict:
+    """The Stage-2 configuration with the best *validation* MRR (the test split never selects a model).
+
+    Without a Stage-2 result file, P's own backbones with P's fusion are used, and the dict says so.
+    """
+    from .results import read_stage
+
+    st = read_stage(P.preset, "stage2")
+    rows = [r for r in (st or {}).get("rows", []) if r.get("val_mrr") is not None]
+    if not rows:
+        return {"speech_backbone": P.speech_backbone, "text_backbone": P.text_backbone, "fusion": P.fusion,
+                "chosen_by": "the preset (no stage-2 results yet: run notebook 03)"}
+    best = max(rows, key=lambda r: (r["val_mrr"], r["system"]))
+    return {"speech_backbone": best["speech_backbone"], "text_backbone": best["text_backbone"],
+            "fusion": best["fusion"], "chosen_by": f"stage 2, validation MRR {best['val_mrr']:.3f}"}
+
+
+@dataclass
+class Stage3:
+    P: Params
+    manifest: pd.DataFrame
+    data: dict
+    trained: Trained
+    chosen_by: str
+
+
+def stage3(P, loss: str, progress: bool = True) -> Stage3:
+    """The best Stage-2 configuration trained with ``loss`` (reused when already trained)."""
+    best = best_stage2(P)
+    chosen_by = best.pop("chosen_by")
+    Q = with_overrides(P, loss=loss, branches="combined", **best)
+    manifest = corpus(Q, progress=progress)
+    data = split_data(manifest, features(Q, manifest, progress=progress))
+    trained = fit(Q, data, f"stage3-{loss}", progress=progress)
+    return Stage3(Q, manifest, data, trained, chosen_by)
+
+
+STAGE3_SYSTEMS = {"contrastive": "CLASP (contrastive)", "huber": "LASP (Huber)"}
+
+
+def stage3_rows(P, loss: str, progress: bool = True) -> tuple[Stage3, list[dict]]:
+    """Train (or reuse) and score one Stage-3 model on the full test gallery; writes ``stage3_<loss>``."""
+    from .results import write_stage
+
+    s = stage3(P, loss, progress=progress)
+    rows = evaluate(s.P, s.trained, s.data["test"], stage="stage3", system=STAGE3_SYSTEMS[loss], protocols=("full",))
+    write_stage(P.preset, f"stage3_{loss}", rows, meta={"chosen_by": s.chosen_by, "checkpoint": display_path(s.trained.checkpoint)})
+    return s, rows
+
+
+def audio_paths(manifest: pd.DataFrame, ids) -> list[Path]:
+    from .corpus import audio_path
+
+    by_id = manifest.set_index("id")["path"]
+    return [audio_path(by_id[i]) for i in ids]

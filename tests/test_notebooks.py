@@ -1,0 +1,37 @@
+"""The notebooks as papermill runs them: parameters reach them, bad ones fail at once.
+
+nbval (``make test``) re-executes every committed notebook and compares the marked cells;
+these tests cover what nbval cannot: papermill's ``-p`` injection and its failure modes.
+"""
+from pathlib import Path
+
+import papermill as pm
+import pytest
+
+NB = Path(__file__).resolve().parent.parent / "notebooks"
+ALL = sorted(NB.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _run(name, tmp_path, **params):
+    return pm.execute_notebook(str(NB / name), str(tmp_path / name), parameters=params,
+                               cwd=str(NB), kernel_name="python3", progress_bar=False)
+
+
+def test_every_notebook_has_a_parameters_cell_and_no_definitions():
+    import nbformat
+
+    assert ALL, "no notebooks found"
+    for path in ALL:
+        nb = nbformat.read(path, as_version=4)
+        tags = [c.metadata.get("tags", []) for c in nb.cells]
+        assert any("parameters" in t for t in tags), f"{path.name}: no 'parameters' cell"
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        assert "\ndef " not in "\n" + code and "\nclass " not in "\n" + code, \
+            f"{path.name}: logic belongs in claspkit, not in the notebook"
+
+
+@pytest.mark.parametrize("name", [p.name for p in ALL])
+def test_unknown_preset_fails_at_once_naming_the_valid_ones(name, tmp_path):
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        _run(name, tmp_path, preset="nonexistent")
+    assert "unknown preset" in str(err.value) and "tiny" in str(err.value)
