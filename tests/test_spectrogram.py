@@ -147,3 +147,12 @@ def test_to_tensor_normalises_per_channel():
     assert S.to_tensor(img[0]).shape == (1, 3, 4, 5)
     with pytest.raises(ParamError):
         S.to_tensor(img.astype(np.float32))
+
+
+def test_stft_matches_torch_stft():
+    """The numpy STFT is the same transform as torch.stft(center=True, constant padding, periodic Hann)."""
+    x = chirpy(6, 2.5)
+    mag = torch.stft(torch.from_numpy(x), 1536, 384, window=torch.hann_window(1536), center=True,
+                     pad_mode="constant", return_complex=True).abs().numpy()
+    ref = 20 * np.log10(np.maximum(mag / mag.max(), 1e-4))
+    np.testing.assert_allclose(S.stft_db(x), ref, atol=0.01)
