@@ -24,6 +24,18 @@ depends only on itself (the next whole second), never on the other items in its 
 embedding does not depend on what it was batched with, which the content-addressed feature cache
 relies on. Hub models whose feature extractor takes no attention mask (wav2vec2-base) are run one
 item per forward pass for the same reason.
+
+Whisper runs through CTranslate2 with int8 weights on CPU: measured 1.4x faster than float32 on 2
+cores, cosine 0.998 to the float32 embedding, and bit-identical whatever the batch composition
+(float32 differs by ~1e-5 between batch sizes). ``StorageView.from_array`` accepts only float32,
+C-contiguous arrays (float64 and strided views raise ValueError), so features are converted first.
+Measured padding effect on a 3.7 s clip: 5 s of extra zeros moves its embedding to cosine 0.993,
+padding to 30 s to 0.984, which is why the padding is per item. Whisper's mean-pooled embedding is
+length-sensitive (its positional embeddings dominate): a sentence repeated four times has cosine
+about 0.55 with a single copy.
+
+Images: ``claspkit.spectrogram`` draws a 224x224 image (600x600 for EfficientNet-B7, its native
+size; ``image_size=`` overrides) normalised the way the network was trained.
 """
 from __future__ import annotations
 
