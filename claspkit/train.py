@@ -10,7 +10,8 @@ the best weights kept. Each epoch reseeds torch (dropout) and draws its batch or
 ``torch.Generator``, both derived from (seed, epoch): a run resumed at any epoch replays exactly what an
 uninterrupted run does. The last incomplete training batch is dropped (as in CLIP training; each epoch
 draws a fresh permutation, so no item is dropped for good) -- it keeps every contrastive batch full-size.
-The validation loss averages every validation item, in fixed order, in batches of ``batch_size``.
+The validation loss averages every validation item, in fixed order, in batches of ``batch_size``
+(the paper validated in batches of 16; a contrastive loss depends on the batch size, so ours uses one).
 
 Checkpoint folder: ``model.safetensors`` (best weights), ``config.json`` (everything needed to rebuild
 and to compare: fusion config, loss and training knobs, backbone names, history, sha256 of the weight
@@ -113,8 +114,9 @@ def _forward(model, data: dict, idx=None) -> torch.Tensor:
     return model(pick(data["speech"]) if "speech" in data else None, pick(data["image"]) if "image" in data else None)
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """Independent seeds per (run seed, epoch, stream): 0 = dropout, 1 = batch order."""
+    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
 
 
 @contextlib.contextmanager
@@ -289,8 +291,8 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
         bar = tqdm(total=knobs["epochs"], initial=st["epoch"], disable=not progress, desc="train", unit="epoch")
         while st["epoch"] < knobs["epochs"] and st["bad_epochs"] < knobs["patience"]:
             epoch, t0 = st["epoch"], time.perf_counter()
-            torch.manual_seed(_epoch_seed(seed, epoch))
-            gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
+            torch.manual_seed(_epoch_seed(seed, epoch, 0))
+            gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch, 1))
             lr = opt.param_groups[0]["lr"]
             model.train()
             total, count = 0.0, 0
@@ -346,6 +348,7 @@ def _resume(directory, saved_config, model, loss_fn, opt, sched):
     _load_optim(opt, tensors, info["optimizer_groups"])
     sched.load_state_dict(info["scheduler"])
     best_state = load_file(str(Path(directory) / MODEL_FILE))
+    saved_config.update({k: meta[k] for k in BACKBONE_KEYS if k in meta and k not in saved_config})
     st = {k: info[k] for k in ("epoch", "history", "best_epoch", "best_val_loss", "bad_epochs", "stopped_early")}
     return best_state, st
 
