@@ -57,6 +57,7 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=64)
 def _slug(cache_id: str) -> str:
     """Readable folder name per backbone; the short hash keeps distinct ids apart after slugging."""
     readable = re.sub(r"[^A-Za-z0-9._-]+", "-", cache_id).strip("-.")[:60] or "encoder"
@@ -101,16 +102,17 @@ class FeatureCache:
     # -- entries
     def get(self, cache_id: str, key: str, dim: int) -> np.ndarray | None:
         """The stored vector, or None when absent. A damaged entry is deleted and reported as absent."""
-        p = self.path(cache_id, key)
+        p = os.path.join(self.root, _slug(cache_id), key[:2], key + ".npy")  # str: 5000 reads in ~0.2 s
         try:
-            data = p.read_bytes()
+            with open(p, "rb") as fh:
+                data = fh.read()
         except FileNotFoundError:
             return None
         except OSError:
             data = b""
         vec = _decode(data, dim)
         if vec is None:
-            p.unlink(missing_ok=True)
+            Path(p).unlink(missing_ok=True)
             self.n_repaired += 1
         return vec
 
