@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PRESET ?= small
+README_PRESET := small
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 STAMP := $(VENV)/.claspkit-installed
 export PYTHONHASHSEED := 0
@@ -50,9 +51,10 @@ reproduce: data
 	  echo "== $$nb ($(PRESET))"; \
 	  $(VENV)/bin/papermill --cwd notebooks -k python3 $$nb runs/$(PRESET)/notebooks/$$(basename $$nb) -p preset $(PRESET); \
 	done; echo "reproduce $(PRESET): $$(( $$(date +%s) - start )) s"
+	@if [ "$(PRESET)" = "$(README_PRESET)" ]; then $(PY) -m claspkit.readme --preset $(PRESET); fi
 
 test: data
-	$(VENV)/bin/pytest tests notebooks --nbval-lax --sanitize-with tests/sanitize.cfg -p no:cacheprovider
+	$(VENV)/bin/pytest tests notebooks --nbval-lax --nbval-current-env --sanitize-with tests/sanitize.cfg -p no:cacheprovider
 
 bench: data
 	$(PY) -m claspkit.bench_backbones --preset tiny

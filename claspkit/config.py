@@ -74,7 +74,8 @@ SCHEMA: dict[str, Knob] = {
     # --- multilingual (notebook 06)
     "languages": Knob(["fa", "de", "fr", "zh"], "query languages for stage 4 (the paper's four)", list),
     "translation_source": Knob("udhr", "udhr (human, offline) or hub (a translation model id)", str, TRANSLATION_SOURCES),
-    "translation_model": Knob("alirezamsh/small100", "hub translation model when translation_source='hub'", str),
+    "translation_model": Knob("facebook/nllb-200-distilled-600M",
+                              "hub translation model when translation_source='hub' (paper: SMALL-100, which needs custom tokenizer code)", str),
 }
 
 

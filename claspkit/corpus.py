@@ -121,7 +121,7 @@ def build_corpus(P, progress: bool = True, verbose: bool = True) -> pd.DataFrame
         df, report = again
         if verbose:
             print(f"reusing the corpus in {display_path(manifest_path(P))} (same parameters, all audio present)")
-            _print_report(report)
+            _print_report(report, reused=True)
         df.attrs["report"] = report
         return df
 
@@ -176,7 +176,7 @@ def build_corpus(P, progress: bool = True, verbose: bool = True) -> pd.DataFrame
     return df
 
 
-def _print_report(report: dict) -> None:
+def _print_report(report: dict, reused: bool = False) -> None:
     c = report["cleaning"]
     drops = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["dropped"].items() if v)
     print(f"Brown: {c['read']:,} sentences read, {c['kept']:,} kept, {c['dropped_total']:,} dropped"
@@ -184,7 +184,10 @@ def _print_report(report: dict) -> None:
     print(f"sampled {report['sampled']:,} sentences from {len(report['categories'])} categories, "
           f"{len(report['voices'])} voices")
     s = report["synthesis"]
-    print(f"audio: {s['files']:,} files ({s['reused']:,} reused, {s['synthesized']:,} synthesized)")
+    if reused:  # the stored counts describe the build that made the corpus, not this call
+        print(f"audio: {s['files']:,} files, all present")
+    else:
+        print(f"audio: {s['files']:,} files ({s['reused']:,} reused, {s['synthesized']:,} synthesized)")
     for source, n in report.get("imported", {}).items():
         print(f"imported {n:,} {source} clips with their official splits")
     print("splits: " + ", ".join(f"{k} {v:,}" for k, v in report["splits"].items()))

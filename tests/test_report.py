@@ -133,3 +133,20 @@ def test_write_table2_and_readme_block(runs):
     assert "nan" not in block
     assert "the cascade is 2.00x the size" in block and "CLASP takes 33% less time" in block
     assert block == report.readme_results("t")  # deterministic
+
+
+def test_paper_numbers_only_beside_the_papers_direction_and_stage_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLASPKIT_RUNS", str(tmp_path))
+    from claspkit import report, results
+
+    base = {"stage": "stage3", "system": "CLASP (contrastive)", "loss": "contrastive", "protocol": "full",
+            "hits@1": 0.5, "mrr": 0.6, "meanr": 3.0, "macro_f1": 0.4, "n": 10}
+    results.write_stage("t", "stage3_contrastive", [{**base, "direction": "speech->text"},
+                                                    {**base, "direction": "text->speech", "hits@1": 0.7}])
+    df = report.table2("t")
+    ours = df[df.system == "CLASP (contrastive)"].set_index("direction")
+    assert ours.loc["speech->text", "paper_hits@1"] == pytest.approx(0.940)
+    assert pd.isna(ours.loc["text->speech", "paper_hits@1"])
+    view = report.stage_table("t", 3)
+    assert list(view.index) == ["CLASP (contrastive)"]
+    assert view.loc["CLASP (contrastive)", "delta_hits@1"] == pytest.approx(0.5 - 0.940)

@@ -1,0 +1,53 @@
+"""`python -m claspkit.readme --preset small`: regenerate the README's generated blocks.
+
+The results table and the parameter reference live between marker comments in README.md and are
+written from the run's result files and from ``claspkit.config.SCHEMA``, never typed by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from .config import describe
+from .errors import ClaspkitError, DataMissingError
+from .paths import atomic_write_text, project_root
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise ClaspkitError(f"README.md has no '{start}' ... '{end}' block; add the markers where it belongs")
+    return pattern.sub(lambda _: f"{start}\n{body.strip()}\n{end}", text)
+
+
+def update(preset: str) -> None:
+    from .report import readme_results
+    from .results import read_all
+
+    if not read_all(preset):
+        raise DataMissingError(f"no results for preset {preset!r} in runs/{preset}/results: "
+                               f"run `make reproduce PRESET={preset}` first")
+    path = project_root() / "README.md"
+    text = path.read_text()
+    text = replace_block(text, "results", readme_results(preset))
+    text = replace_block(text, "params", describe())
+    atomic_write_text(path, text)
+    print(f"README.md: results block regenerated from runs/{preset}/results")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="small")
+    args = ap.parse_args(argv)
+    try:
+        update(args.preset)
+    except ClaspkitError as e:
+        print(f"claspkit readme: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
