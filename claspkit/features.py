@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -159,24 +160,30 @@ class FeatureCache:
         unchanged; a tool that rewrites a file *and* restores its mtime defeats it (delete the memo).
         """
         memo = self._load_memo() if persist else {}
-        missing = [p for p in dict.fromkeys(paths) if not p.is_file()]
+        stats, missing = {}, []
+        for p in dict.fromkeys(paths):
+            try:
+                st = os.stat(p)
+            except (FileNotFoundError, NotADirectoryError):
+                st = None
+            if st is None or not stat.S_ISREG(st.st_mode):
+                missing.append(p)
+            stats[p] = st
         if missing:
             raise DataMissingError(
                 f"{len(missing)} audio file(s) not found: {_listing(map(display_path, missing))}; "
                 "build the corpus first (notebook 01) or fix the paths in the manifest")
-        changed, out, seen = False, [], {}
-        for p in paths:
-            if p not in seen:
-                st = p.stat()
-                name = str(p)
-                hit = memo.get(name)
-                if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-                    seen[p] = hit[2]
-                else:
-                    seen[p] = sha256_file(p)
-                    memo[name] = [st.st_size, st.st_mtime_ns, seen[p]]
-                    changed = True
-            out.append(seen[p])
+        changed, seen = False, {}
+        for p, st in stats.items():
+            name = str(p)
+            hit = memo.get(name)
+            if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+                seen[p] = hit[2]
+            else:
+                seen[p] = sha256_file(p)
+                memo[name] = [st.st_size, st.st_mtime_ns, seen[p]]
+                changed = True
+        out = [seen[p] for p in paths]
         if changed and persist:
             atomic_write_text(self.root / _MEMO_NAME, json.dumps(memo, separators=(",", ":")))
         return out
@@ -292,7 +299,7 @@ def extract_audio(encoder, paths, cache=None, batch_size: int = 16, progress: bo
     from .audio import load_audio  # lazy: keeps `import claspkit.features` light
 
     _check_encoder(encoder, audio=True)
-    paths = [Path(p).expanduser().resolve() for p in paths]
+    paths = [Path(os.path.abspath(os.path.expanduser(p))) for p in paths]  # not resolve(): 5x cheaper
     store = _as_cache(cache)
     t0 = time.perf_counter()
     hashes = store.file_hashes(paths)
