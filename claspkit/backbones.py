@@ -526,17 +526,18 @@ def _torchvision_b7(name: str):
         net = efficientnet_b7(weights=weights)
     except Exception as e:  # URLError, HTTPError, hash mismatch of a partial download
         raise _needs_network("image", name, weights.url, e) from e
-    return net, fname, cached
+    # torchvision names each file by the first hex digits of its sha256 (checked on download)
+    return net, fname.rsplit("-", 1)[-1].split(".")[0]
 
 
 @register("image", "efficientnet_b7", 1000, "hub", "ImageNet logits (as the authors used them)",
           "torchvision EfficientNet-B7 ImageNet weights; the 1000 logits as the embedding (the paper's choice)")
 def _b7_logits(image_size=600, **kw):
-    net, fname, cached = _torchvision_b7("efficientnet_b7")
+    net, sha = _torchvision_b7("efficientnet_b7")
     from .spectrogram import IMAGENET_MEAN, IMAGENET_STD
 
     return SpectrogramImageEncoder("efficientnet_b7", net, lambda m, x: m(x), 1000, image_size,
-                                   IMAGENET_MEAN, IMAGENET_STD, fname, _dir_weight_bytes(None, net), **kw)
+                                   IMAGENET_MEAN, IMAGENET_STD, sha, _dir_weight_bytes(None, net), **kw)
 
 
 @register("image", "efficientnet_b7-pooled", 2560, "hub", "global average of the last feature map",
@@ -544,14 +545,14 @@ def _b7_logits(image_size=600, **kw):
 def _b7_pooled(image_size=600, **kw):
     import torch
 
-    net, fname, cached = _torchvision_b7("efficientnet_b7-pooled")
+    net, sha = _torchvision_b7("efficientnet_b7-pooled")
     from .spectrogram import IMAGENET_MEAN, IMAGENET_STD
 
     def embed(m, x):
         return torch.flatten(m.avgpool(m.features(x)), 1)
 
     return SpectrogramImageEncoder("efficientnet_b7-pooled", net, embed, 2560, image_size,
-                                   IMAGENET_MEAN, IMAGENET_STD, fname, _dir_weight_bytes(None, net), **kw)
+                                   IMAGENET_MEAN, IMAGENET_STD, sha, _dir_weight_bytes(None, net), **kw)
 
 
 # --------------------------------------------------------------------------- text

@@ -338,3 +338,20 @@ def test_offline_text(name, dim, langs):
     assert cos(e[0], e[6]) > cos(e[0], e[5])  # a paraphrase beats an unrelated sentence
     for lang in langs:  # a translation is closer to the English original than an unrelated sentence
         assert cos(e[0], e[keys.index(lang)]) > cos(e[0], e[5]), lang
+
+
+@pytest.mark.slow
+def test_torchvision_b7_entries_with_random_weights(monkeypatch):
+    """The B7 code path (logits vs pooled, ImageNet normalisation) on a randomly initialised network."""
+    import torchvision.models
+
+    net = torchvision.models.efficientnet_b7(weights=None)  # built once: B7 is 66M parameters
+    monkeypatch.setattr(torchvision.models, "efficientnet_b7", lambda weights=None: net)
+    monkeypatch.setattr(B, "_host_reachable", lambda url, timeout=3.0: True)  # nothing is downloaded
+    x = noise(1.0, 9)
+    for name, dim in (("efficientnet_b7", 1000), ("efficientnet_b7-pooled", 2560)):
+        enc = B.create_backbone("image", name, image_size=64)
+        assert enc.dim == dim and enc.mean == (0.485, 0.456, 0.406)
+        assert enc.cache_id.startswith(f"image/{name}/c5b4e57e/") and enc.weight_bytes > 200_000_000
+        out = enc.encode([x])
+        assert out.shape == (1, dim) and np.isfinite(out).all()
