@@ -243,13 +243,27 @@ def _hf_kwargs(target: str) -> dict:
     return {} if _host_reachable(endpoint) else {"local_files_only": True}
 
 
+def _looks_like_path(target: str) -> bool:
+    return target.startswith(("/", "./", "../", "~", ".\\")) or os.path.isabs(target)
+
+
 def _needs_network(role: str, name: str, target: str, err: Exception) -> BackboneError:
+    """The error for a model that would not load: a bad local folder, or a hub id with no network."""
+    reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    if _is_local(target):
+        return BackboneError(f"{role} backbone {name!r}: the folder {target!r} does not hold a loadable model "
+                             f"({reason}); point at a folder saved with save_pretrained / SentenceTransformer.save")
+    if _looks_like_path(target):
+        return BackboneError(f"{role} backbone {name!r}: there is no folder {target!r}; check the path")
+    if not isinstance(err, OSError):
+        return BackboneError(f"{role} backbone {name!r}: {target!r} could not be loaded ({reason}); check that it is "
+                             f"a {'sentence-transformers' if role == 'text' else 'transformers'} model of that kind")
     offline = ", ".join(n for (r, n), e in _REGISTRY.items() if r == role and e.source == "offline")
     prefix = {"speech": "hf", "text": "st", "asr": "hf-ctc"}.get(role)
     local = f" or a local folder: create_backbone({role!r}, '{prefix}:/path/to/model')" if prefix else ""
     return BackboneError(
         f"{role} backbone {name!r} loads {target!r} from the model hub, which cannot be reached and has no "
-        f"local copy ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). It needs a network "
+        f"local copy ({reason}). It needs a network "
         f"the first time{local}. The offline presets (tiny, small) need no network; packaged {role} "
         f"backbones: {offline}.")
 
@@ -397,7 +411,7 @@ class HFSpeechEncoder(Encoder):
             with _quiet_hf():
                 self._fe = AutoFeatureExtractor.from_pretrained(target, **kw)
                 self._model = AutoModel.from_pretrained(target, **kw).eval()
-        except OSError as e:
+        except (OSError, ValueError) as e:
             raise _needs_network("speech", name, target, e) from e
         self._torch = torch
         self.name, self.batch_size = name, int(batch_size)
@@ -604,7 +618,7 @@ def _sentence_transformer(name, target, batch_size=32, packaged=None):
     try:
         with _quiet_hf():
             model = SentenceTransformer(target, device="cpu", **_hf_kwargs(target))
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise _needs_network("text", name, target, e) from e
     model.eval()
     folder = _model_dir(target)
@@ -705,7 +719,7 @@ class CTCASR(Encoder):
             with _quiet_hf():
                 self._proc = AutoProcessor.from_pretrained(target, **kw)
                 self._model = AutoModelForCTC.from_pretrained(target, **kw).eval()
-        except OSError as e:
+        except (OSError, ValueError) as e:
             raise _needs_network("asr", name, target, e) from e
         self._torch, self.name, self.batch_size = torch, name, int(batch_size)
         fe = getattr(self._proc, "feature_extractor", self._proc)

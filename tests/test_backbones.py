@@ -355,3 +355,13 @@ def test_torchvision_b7_entries_with_random_weights(monkeypatch):
         assert enc.cache_id.startswith(f"image/{name}/c5b4e57e/") and enc.weight_bytes > 200_000_000
         out = enc.encode([x])
         assert out.shape == (1, dim) and np.isfinite(out).all()
+
+
+def test_bad_local_folders(tmp_path):
+    with pytest.raises(BackboneError, match="there is no folder .*check the path"):
+        B.create_backbone("speech", f"hf:{tmp_path / 'missing'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BackboneError, match="does not hold a loadable model"):
+        B.create_backbone("text", f"st:{tmp_path / 'empty'}")
+    with pytest.raises(BackboneError, match="does not hold a loadable model"):
+        B.create_backbone("asr", f"hf-ctc:{tmp_path / 'empty'}")
