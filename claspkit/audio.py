@@ -130,7 +130,7 @@ def load_audio(path, sr: int = SAMPLE_RATE, max_seconds: float | None = None) ->
         info = sf.info(str(path))
         frames = -1 if max_seconds is None else int(round(max_seconds * info.samplerate))
         data, file_sr = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
+    except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as e:
         raise AudioError(f"cannot read {display_path(path)} as audio ({e}); it is corrupt or in an unsupported "
                          "format: re-export it as WAV or FLAC, or drop it from the manifest") from e
     data = validate_waveform(data, file_sr, path)
