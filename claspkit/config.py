@@ -66,6 +66,8 @@ SCHEMA: dict[str, Knob] = {
     "patience": Knob(8, "early-stopping patience on validation loss (paper: 10)", int),
     "step_size": Knob(20, "StepLR step in epochs (paper: 100)", int),
     "gamma": Knob(0.4, "StepLR decay (paper: 0.4)", float),
+    "train_threads": Knob(1, "torch threads while training (1: fastest for this small model on a busy CPU, "
+                             "and bit-identical results on any machine)", int),
     "dropout_scale": Knob(1.0, "multiplies the paper's dropout rates (0.15, 0.1)", float),
     # --- evaluation
     "n_candidates": Knob(5, "candidates per query in the 5-random-candidates protocol (paper: 5)", int),

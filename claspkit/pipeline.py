@@ -132,7 +132,7 @@ def fit(P, data: dict[str, Split], name: str, progress: bool = True, **overrides
     atomic_write_text(fp_file, fp)
     arrays = {s: data[s].arrays for s in ("train", "val")}
     result = train(knobs, arrays["train"], arrays["val"], progress=progress, checkpoint_dir=directory,
-                   resume_from=directory if same else None)
+                   resume_from=directory if same else None, num_threads=Q.train_threads)
     return Trained(name, result.model, result.config, result.history, result.best_epoch, directory, reused=False)
 
 

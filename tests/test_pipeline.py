@@ -1,0 +1,93 @@
+"""The stage orchestration: splits, dedupe, checkpoint reuse by fingerprint, model selection on validation."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from claspkit import pipeline, results
+from claspkit.config import load_params
+
+
+def _toy(n=60, dup_test=True, seed=0):
+    """A manifest + features where speech is a noisy linear view of text (learnable in a few epochs)."""
+    rng = np.random.default_rng(seed)
+    text = rng.normal(size=(n, 8)).astype(np.float32)
+    speech = (text @ rng.normal(size=(8, 6)) + 0.05 * rng.normal(size=(n, 6))).astype(np.float32)
+    image = rng.normal(size=(n, 5)).astype(np.float32)
+    split = np.array(["train"] * (n - 20) + ["val"] * 10 + ["test"] * 10)
+    texts = [f"sentence {i}" for i in range(n)]
+    if dup_test:
+        texts[-1] = texts[-2]  # a duplicate text in the test split
+    manifest = pd.DataFrame({"id": [f"x{i}" for i in range(n)], "text": texts, "split": split})
+    return manifest, {"speech": speech, "image": image, "text": text}
+
+
+@pytest.fixture
+def P(isolated_data):
+    return load_params("tiny", epochs=3, batch_size=8, bootstrap=20, patience=5)
+
+
+def test_split_data_dedupes_only_the_test_split():
+    manifest, feats = _toy()
+    data = pipeline.split_data(manifest, feats)
+    assert [len(data[s]) for s in pipeline.SPLITS] == [40, 10, 9]
+    assert len(set(data["test"].texts)) == len(data["test"])
+    assert data["test"].arrays["speech"].shape == (9, 6)
+
+
+def test_fit_reuses_the_same_model_and_retrains_a_changed_one(P):
+    manifest, feats = _toy()
+    data = pipeline.split_data(manifest, feats)
+    first = pipeline.fit(P, data, "m", progress=False)
+    again = pipeline.fit(P, data, "m", progress=False)
+    assert not first.reused and again.reused
+    assert again.best_epoch == first.best_epoch
+    emb = [pipeline.speech_embeddings(t, data["test"]) for t in (first, again)]
+    np.testing.assert_allclose(emb[0], emb[1], atol=1e-6)
+    changed = pipeline.fit(P, data, "m", progress=False, lr=3e-3)
+    assert not changed.reused and changed.config["lr"] == 3e-3
+
+
+def test_fit_resumes_an_interrupted_training(P):
+    manifest, feats = _toy()
+    data = pipeline.split_data(manifest, feats)
+    full = pipeline.fit(P, data, "full", progress=False, epochs=4, patience=10)
+    # an interrupted run: the same fingerprint with a checkpoint written after 2 epochs
+    part = pipeline.fit(P, data, "part", progress=False, epochs=2, patience=10)
+    d = part.checkpoint
+    fp_full = (full.checkpoint / "fingerprint.txt").read_text()
+    (d / "fingerprint.txt").write_text(fp_full)  # the 4-epoch run's identity, stopped at epoch 2
+    resumed = pipeline.fit(P, data, "part", progress=False, epochs=4, patience=10)
+    assert not resumed.reused and len(resumed.history) == 4
+    np.testing.assert_allclose(pipeline.speech_embeddings(resumed, data["test"]),
+                               pipeline.speech_embeddings(full, data["test"]), atol=1e-5)
+
+
+def test_evaluate_rows_cover_protocols_and_directions_with_tuned_f1(P):
+    manifest, feats = _toy()
+    data = pipeline.split_data(manifest, feats)
+    t = pipeline.fit(P, data, "m", progress=False)
+    rows = pipeline.evaluate(P, t, data["test"], stage="stage1", system="combined", val=data["val"])
+    assert {(r["protocol"], r["direction"]) for r in rows} == {
+        (p, d) for p in ("candidates", "full") for d in pipeline.DIRECTIONS.values()}
+    for r in rows:
+        assert 0 <= r["hits@1"] <= 1 and r["n"] == 9 and 0 <= r["macro_f1_tuned"] <= 1
+        assert r["speech_backbone"] == P.speech_backbone and r["branches"] == "combined"
+    table = pipeline.table(rows, protocol="full")
+    assert list(table.index) == ["combined"]
+
+
+def test_tuned_threshold_separates_gold_from_distractors():
+    sim = np.full((5, 5), 0.8) + np.eye(5) * 0.15
+    t = pipeline.tuned_threshold(sim)
+    assert 0.8 < t <= 0.95
+
+
+def test_best_stage2_uses_validation_not_test(P):
+    assert "preset" in pipeline.best_stage2(P)["chosen_by"]
+    rows = [{"system": "a", "speech_backbone": "whisper-tiny.en", "text_backbone": "e5-small-multilingual",
+             "fusion": "concat", "val_mrr": 0.4, "mrr": 0.9},
+            {"system": "b", "speech_backbone": "whisper-tiny.en", "text_backbone": "muse-multilingual",
+             "fusion": "gating", "val_mrr": 0.6, "mrr": 0.1}]
+    results.write_stage(P.preset, "stage2", rows)
+    best = pipeline.best_stage2(P)
+    assert (best["text_backbone"], best["fusion"]) == ("muse-multilingual", "gating")
