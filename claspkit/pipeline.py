@@ -175,14 +175,18 @@ def tuned_threshold(sim_val: np.ndarray, n_grid: int = 101) -> float:
 def evaluate(P, trained: Trained, split: Split, stage: str, system: str, val: Split | None = None, **kw) -> list[dict]:
     """Rows for a trained model on ``split``; with ``val``, also Macro-F1 at a validation-tuned threshold."""
     sim = similarity(speech_embeddings(trained, split), split.arrays["text"])
-    if val is not None:
-        t = tuned_threshold(similarity(speech_embeddings(trained, val), val.arrays["text"]))
-        kw.update(f1_threshold=round(t, 4), macro_f1_tuned=metrics.macro_f1(sim, threshold=t))
     cfg = trained.config
     fields = {"stage": stage, "system": system, "kind": "clasp", "loss": cfg["loss"], "fusion": cfg["fusion"],
               "branches": cfg["branches"], **{k: cfg.get(k) for k in BACKBONE_KEYS},
-              "best_epoch": trained.best_epoch, "epoch_seconds": round(trained.epoch_seconds, 3)}
-    return score(P, sim, **fields, **kw)
+              "best_epoch": trained.best_epoch}
+    rows = score(P, sim, **fields, **kw)
+    if val is not None:  # Macro-F1 over all pairs is the same in both directions
+        t = tuned_threshold(similarity(speech_embeddings(trained, val), val.arrays["text"]))
+        f1 = metrics.macro_f1(sim, threshold=t)
+        for r in rows:
+            if r["protocol"] == "full":
+                r.update(f1_threshold=round(t, 4), macro_f1_tuned=f1)
+    return rows
 
 
 def validation_mrr(trained: Trained, split: Split) -> float:
