@@ -203,13 +203,13 @@ def bench_indexing(minutes: float, work: Path) -> dict:
     from .train import save_checkpoint
 
     audio_s = synthesize_lectures(work / "lib", minutes)
-    dims = {r["name"]: r["dim"] for r in list_backbones()}
+    dims = {(r["role"], r["name"]): r["dim"] for r in list_backbones()}
     out = {"audio_s": round(audio_s, 1), "files": len(list((work / "lib").glob("*.wav"))),
            "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
     for branches in ("combined", "speech"):
         torch.manual_seed(0)
-        cfg = {"fusion": "concat", "branches": branches, "speech_dim": dims[SPEECH], "image_dim": dims[IMAGE],
-               "out_dim": dims[TEXT], "dropout_scale": 1.0}
+        cfg = {"fusion": "concat", "branches": branches, "speech_dim": dims[("speech", SPEECH)],
+               "image_dim": dims[("image", IMAGE)], "out_dim": dims[("text", TEXT)], "dropout_scale": 1.0}
         ckpt = save_checkpoint(work / f"ckpt-{branches}", build_fusion(cfg).eval(),
                                {"speech_backbone": SPEECH, "image_backbone": IMAGE, "text_backbone": TEXT})
         s = build_index(work / "lib", ckpt, work / f"index-{branches}", progress=False)

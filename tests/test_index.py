@@ -212,6 +212,13 @@ def test_large_index_gets_a_calibrated_ivf(folders, monkeypatch):
     exact, _ = search_exact(np.asarray(idx.vectors), q, 10)
     assert ix.recall_at_k(got, exact) >= 0.9
     assert load_index(root).ann is not None and (root / "ivf.1.faiss").is_file()
+    # an incremental commit re-adds the vectors to the trained lists instead of re-running k-means
+    with IndexWriter(root, identity(), audio) as w:
+        w.stage("c" * 64, x[:300], spans(300), 5.0)
+        idx2 = w.commit([entry("a.wav", "a" * 64), entry("b.wav", "b" * 64), entry("c.wav", "c" * 64)])
+    assert idx2.manifest["ann"]["trained_on"] == 4000 and idx2.ann.ntotal == 4300
+    assert idx2.manifest["ann"]["recall_at_10"] >= ix.ANN_TARGET_RECALL
+    assert sorted(p.name for p in root.glob("ivf.*")) == ["ivf.2.faiss"]
 
 
 def test_benchmark_rows_are_consistent():
