@@ -13,12 +13,13 @@ STAMP := $(VENV)/.claspkit-installed
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: setup system-tools data reproduce test bench clean-runs help
+.PHONY: setup system-tools data reproduce notebooks test bench clean-runs help
 
 help:
 	@echo "make reproduce [PRESET=tiny|small|full|paper]   run notebooks 01-08, regenerate figures/"
 	@echo "make test                                     unit tests + nbval on the committed notebooks"
 	@echo "make bench                                    print backbone/search benchmark figures"
+	@echo "make notebooks                                re-execute the committed notebooks (tiny) in place"
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +53,11 @@ reproduce: data
 	  $(VENV)/bin/papermill --cwd notebooks -k python3 $$nb runs/$(PRESET)/notebooks/$$(basename $$nb) -p preset $(PRESET); \
 	done; echo "reproduce $(PRESET): $$(( $$(date +%s) - start )) s"
 	@if [ "$(PRESET)" = "$(README_PRESET)" ]; then $(PY) -m claspkit.readme --preset $(PRESET); fi
+
+# Maintainers: re-execute the committed notebooks in place on the tiny preset (what nbval compares against).
+notebooks: data
+	@set -e; for nb in $(NOTEBOOKS); do echo "== $$nb (tiny, in place)"; \
+	  $(VENV)/bin/papermill --cwd notebooks -k python3 --no-progress-bar $$nb $$nb; done
 
 test: data
 	$(VENV)/bin/pytest tests notebooks --nbval-lax --nbval-current-env --sanitize-with tests/sanitize.cfg -p no:cacheprovider
