@@ -139,7 +139,7 @@ class BuildSummary:
     index: Path
     files_indexed: int = 0          # files in the index with at least one segment
     files_embedded: int = 0         # decoded and embedded in this run
-    files_reused: int = 0           # unchanged (or renamed) since the previous commit
+    files_reused: int = 0           # not embedded: content already in the index (unchanged, renamed, copies)
     files_resumed: int = 0          # embedded by an interrupted earlier run
     files_removed: int = 0          # gone from the folder, dropped from the index
     skipped: list = field(default_factory=list)   # {"path", "reason"}
@@ -162,8 +162,8 @@ class BuildSummary:
         lines = [f"index {display_path(self.index)}: {self.files_indexed} files, {self.segments} segments",
                  f"this run: {self.files_embedded} embedded ({self.segments_embedded} segments, "
                  f"{self.audio_seconds / 60:.1f} min of audio, {self.rtf:.1f}x real time), "
-                 f"{self.files_reused} unchanged, {self.files_resumed} resumed, {self.files_removed} removed, "
-                 f"{len(self.skipped)} skipped"]
+                 f"{self.files_reused} reused (content already indexed), {self.files_resumed} resumed, "
+                 f"{self.files_removed} removed, {len(self.skipped)} skipped"]
         lines += [f"  skipped {s['path']}: {s['reason']}" for s in self.skipped]
         return "\n".join(lines)
 
