@@ -101,22 +101,33 @@ def list_backbones(role: str | None = None) -> list[dict]:
     return sorted(rows, key=lambda d: (ROLES.index(d["role"]), d["source"] != "offline", d["name"]))
 
 
-def create_backbone(role: str, name: str, **kw):
-    """Build the encoder ``name`` of ``role`` (weights load now, heavy imports happen here)."""
+def _lookup(role: str, name: str) -> tuple[Entry, tuple]:
+    """The registry entry for ``name`` (and the hub target of a pattern entry), or a BackboneError."""
     if role not in ROLES:
         raise BackboneError(f"unknown role {choices_hint(role, ROLES)}")
     entry = _REGISTRY.get((role, name))
     if entry is not None and PATTERN not in name:
-        return _call(entry, name, (), kw)
+        return entry, ()
     if isinstance(name, str) and ":" in name:
         prefix, target = name.split(":", 1)
         pattern = _REGISTRY.get((role, f"{prefix}:{PATTERN}"))
         if pattern is not None and target:
-            return _call(pattern, name, (target,), kw)
+            return pattern, (target,)
     known = [n for (r, n) in _REGISTRY if r == role]
     offline = [n for (r, n) in _REGISTRY if r == role and _REGISTRY[(r, n)].source == "offline"]
     raise BackboneError(f"unknown {role} backbone {choices_hint(name, known)} "
                         f"(packaged, work offline: {', '.join(offline)})")
+
+
+def check_backbone(role: str, name: str) -> str:
+    """Fail now, loading nothing, if ``name`` is not a backbone of ``role``; returns its source."""
+    return _lookup(role, name)[0].source
+
+
+def create_backbone(role: str, name: str, **kw):
+    """Build the encoder ``name`` of ``role`` (weights load now, heavy imports happen here)."""
+    entry, args = _lookup(role, name)
+    return _call(entry, name, args, kw)
 
 
 def _call(entry: Entry, name: str, args: tuple, kw: dict):

@@ -130,6 +130,13 @@ def load_params(preset: str = "tiny", overrides: dict | None = None, **kw) -> Pa
         if v is not None:
             values[k] = _check(k, v)
     values["preset"] = preset
+    from .backbones import check_backbone  # names only: nothing loads here
+
+    for role in ("speech", "image", "text", "asr"):
+        check_backbone(role, values[f"{role}_backbone"])
+    for role in ("speech", "text"):
+        for name in values[f"stage2_{role}_backbones"]:
+            check_backbone(role, name)
     split = values["split"]
     if len(split) != 3 or abs(sum(split) - 1) > 1e-6 or min(split) <= 0:
         raise ParamError(f"split must be three positive fractions summing to 1, got {split}")

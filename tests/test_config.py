@@ -43,3 +43,13 @@ def test_describe_lists_every_knob():
     text = describe()
     for k in SCHEMA:
         assert f"`{k}`" in text
+
+
+def test_unknown_backbone_fails_before_anything_loads():
+    from claspkit.errors import BackboneError
+
+    with pytest.raises(BackboneError, match="whisper-tiny.en"):
+        load_params("tiny", speech_backbone="whisper-huge")
+    with pytest.raises(BackboneError, match="labse"):
+        load_params("tiny", stage2_text_backbones=["e5-small-multilingual", "labse-typo"])
+    assert load_params("tiny", text_backbone="st:/some/local/model").text_backbone == "st:/some/local/model"

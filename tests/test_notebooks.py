@@ -35,3 +35,16 @@ def test_unknown_preset_fails_at_once_naming_the_valid_ones(name, tmp_path):
     with pytest.raises(pm.PapermillExecutionError) as err:
         _run(name, tmp_path, preset="nonexistent")
     assert "unknown preset" in str(err.value) and "tiny" in str(err.value)
+
+
+def test_unknown_loss_fails_at_once_with_the_valid_choices(tmp_path):
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        _run("04_loss.ipynb", tmp_path, loss="triplet")
+    assert "contrastive, huber" in str(err.value)
+
+
+def test_unknown_backbone_lists_the_known_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLASPKIT_RUNS", str(tmp_path / "runs"))  # leave the tiny run's results alone
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        _run("02_features.ipynb", tmp_path, speech_backbone="whisper-huge")
+    assert "whisper-tiny.en" in str(err.value) and "whisper-base" in str(err.value)
