@@ -60,7 +60,7 @@ notebooks: data
 	  $(VENV)/bin/papermill --cwd notebooks -k python3 --no-progress-bar $$nb $$nb; done
 
 test: data
-	$(VENV)/bin/pytest tests notebooks --nbval-lax --nbval-current-env --sanitize-with tests/sanitize.cfg -p no:cacheprovider
+	$(VENV)/bin/pytest tests notebooks --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider
 
 bench: data
 	$(PY) -m claspkit.bench_backbones --preset tiny

@@ -51,6 +51,16 @@ def display_path(path) -> str:
     return str(p)
 
 
+def _file_mode() -> int:
+    """What a plain open() would give a new file: mkstemp's 0600 is right for secrets, not for results."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_MODE = _file_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix: str | None = None):
     """Yield a temporary path next to ``path``; it replaces ``path`` only if the block succeeds.
@@ -61,6 +71,7 @@ def atomic_path(path, suffix: str | None = None):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or ".tmp")
     os.close(fd)
+    os.chmod(tmp, _MODE)
     tmp = Path(tmp)
     try:
         yield tmp

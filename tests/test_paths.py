@@ -21,3 +21,11 @@ def test_display_path_is_relative_inside_root(monkeypatch, tmp_path):
     monkeypatch.setenv("CLASPKIT_DATA", str(tmp_path / "data"))
     assert paths.display_path(tmp_path / "figures" / "x.png") == "figures/x.png"
     assert paths.display_path(tmp_path / "data" / "audio" / "y.wav") == "data/audio/y.wav"
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    target = tmp_path / "b.txt"
+    paths.atomic_write_text(target, "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
