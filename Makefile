@@ -51,7 +51,11 @@ reproduce: data
 	@set -e; start=$$(date +%s); for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb ($(PRESET))"; \
 	  $(VENV)/bin/papermill --cwd notebooks -k python3 $$nb runs/$(PRESET)/notebooks/$$(basename $$nb) -p preset $(PRESET); \
-	done; echo "reproduce $(PRESET): $$(( $$(date +%s) - start )) s"
+	done; \
+	echo "== notebooks/04_loss.ipynb ($(PRESET), loss huber)"; \
+	$(VENV)/bin/papermill --cwd notebooks -k python3 notebooks/04_loss.ipynb runs/$(PRESET)/notebooks/04_loss-huber.ipynb \
+	  -p preset $(PRESET) -p loss huber; \
+	echo "reproduce $(PRESET): $$(( $$(date +%s) - start )) s"
 	@if [ "$(PRESET)" = "$(README_PRESET)" ]; then $(PY) -m claspkit.readme --preset $(PRESET); fi
 
 # Maintainers: re-execute the committed notebooks in place on the tiny preset (what nbval compares against).
