@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import BackboneError, DataMissingError, ParamError
-from .paths import atomic_write_text, data_dir
+from .paths import atomic_write_text, data_dir, sha256_file
 
 # --------------------------------------------------------------------------------------------
 # Word error rate
@@ -110,12 +110,7 @@ def wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
 # Transcript cache
 # --------------------------------------------------------------------------------------------
 
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+file_sha256 = sha256_file  # the transcript cache keys audio by content
 
 
 def default_transcript_root() -> Path:

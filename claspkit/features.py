@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import AudioError, BackboneError, ClaspkitError, DataMissingError, ParamError, choices_hint
-from .paths import atomic_path, atomic_write_text, data_dir, display_path
+from .paths import atomic_path, atomic_write_text, data_dir, display_path, sha256_file
 
 ROLES = ("speech", "image", "text")
 _MEMO_NAME = "file-sha256.json"
@@ -49,13 +49,6 @@ _MAX_LISTED = 10
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-
-def sha256_file(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=64)

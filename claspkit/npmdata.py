@@ -8,7 +8,6 @@ a killed process never leaves a folder that looks finished.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
@@ -18,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import ChecksumError, ClaspkitError, ToolMissingError
+from .paths import sha256_file
 
 # name -> (version, sha256 of the npm tarball). Verified with `npm pack` + sha256sum.
 PINNED: dict[str, tuple[str, str]] = {
@@ -43,12 +43,7 @@ def is_complete(folder, sha256: str | None = None) -> bool:
     return sha256 is None or marker.read_text().strip() == sha256
 
 
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+
 
 
 def fetch_npm_package(name: str, version: str, sha256: str, dest_dir) -> Path:

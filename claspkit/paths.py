@@ -6,6 +6,7 @@ folders whatever the kernel's working directory is; ``CLASPKIT_ROOT`` overrides 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -81,6 +82,15 @@ def atomic_path(path, suffix: str | None = None):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    """The one content hash of files: cache keys, checksums, checkpoint integrity."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write_bytes(path, data: bytes) -> None:

@@ -18,7 +18,7 @@ import pandas as pd
 from . import metrics
 from .config import Params
 from .paths import atomic_write_text, display_path, run_dir
-from .train import BACKBONE_KEYS, CONFIG_FILE, TRAIN_KEYS, load_checkpoint, read_checkpoint_config, train, \
+from .train import BACKBONE_KEYS, CONFIG_FILE, load_checkpoint, read_checkpoint_config, train, \
     training_config
 
 SPLITS = ("train", "val", "test")

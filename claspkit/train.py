@@ -22,7 +22,6 @@ config.json. No pickled modules anywhere.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import time
@@ -38,9 +37,9 @@ from tqdm import tqdm
 
 from .config import SCHEMA
 from .errors import ChecksumError, ClaspkitError, DataMissingError, ParamError
-from .fusion import CONFIG_KEYS, build_fusion
+from .fusion import build_fusion
 from .losses import build_loss
-from .paths import atomic_path, atomic_write_text, display_path
+from .paths import atomic_path, atomic_write_text, display_path, sha256_file
 
 TRAIN_KEYS = ("seed", "fusion", "branches", "dropout_scale", "loss", "tau", "learnable_scale", "tau_bug",
               "huber_delta", "lr", "batch_size", "epochs", "patience", "step_size", "gamma")
@@ -136,18 +135,12 @@ def _seeded(seed: int, num_threads: int | None = None):
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _save_tensors(path: Path, tensors: dict) -> str:
     with atomic_path(path, suffix=".safetensors.tmp") as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    return _sha256(path)
+    return sha256_file(path)
 
 
 def _write_checkpoint(directory, model_state: dict, model_config: dict, config: dict, extra: dict | None,
@@ -189,7 +182,7 @@ def read_checkpoint_config(directory) -> dict:
         f = directory / name
         if not f.is_file():
             raise DataMissingError(f"checkpoint file {display_path(f)} is missing; restore it or retrain")
-        if _sha256(f) != digest:
+        if sha256_file(f) != digest:
             raise ChecksumError(f"{display_path(f)} does not match its config.json (an interrupted save?); "
                                 "retrain, or resume from an intact checkpoint")
     return meta
