@@ -99,9 +99,15 @@ class Trained:
 
 
 def _fingerprint(knobs: dict, data: dict[str, Split]) -> str:
-    ids = {s: hashlib.sha256("\n".join(map(str, data[s].ids)).encode()).hexdigest() for s in ("train", "val")}
-    blob = json.dumps({"knobs": knobs, "ids": ids}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    """Identity of a training run: every knob, the exact train/val items and the bytes of their features
+    (so a model is never reused after a backbone's features changed)."""
+    h = hashlib.sha256(json.dumps(knobs, sort_keys=True, default=str).encode())
+    for s in ("train", "val"):
+        h.update("\n".join(map(str, data[s].ids)).encode())
+        for role in sorted(data[s].arrays):
+            h.update(role.encode())
+            h.update(np.ascontiguousarray(data[s].arrays[role], dtype=np.float32).tobytes())
+    return h.hexdigest()
 
 
 def _finished(directory: Path, knobs: dict) -> bool:
@@ -268,6 +274,13 @@ def stage3_rows(P, loss: str, progress: bool = True) -> tuple[Stage3, list[dict]
                     val=s.data["val"])
     write_stage(P.preset, f"stage3_{loss}", rows, meta={"chosen_by": s.chosen_by, "checkpoint": display_path(s.trained.checkpoint)})
     return s, rows
+
+
+def sample_indices(n: int, k: int, seed: int) -> np.ndarray:
+    """A seeded, sorted sample of min(k, n) indices out of n (all of them when k >= n)."""
+    if k >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
 
 
 def audio_paths(manifest: pd.DataFrame, ids) -> list[Path]:

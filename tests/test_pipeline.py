@@ -95,3 +95,12 @@ def test_best_stage2_uses_validation_not_test(P):
     results.write_stage(P.preset, "stage2", rows)
     best = pipeline.best_stage2(P)
     assert (best["text_backbone"], best["fusion"]) == ("muse-multilingual", "gating")
+
+
+def test_changed_features_retrain_instead_of_reusing(P):
+    manifest, feats = _toy()
+    data = pipeline.split_data(manifest, feats)
+    assert not pipeline.fit(P, data, "m", progress=False).reused
+    feats["image"] = feats["image"] + 1e-3  # e.g. a backbone whose preprocessing changed
+    changed = pipeline.split_data(manifest, feats)
+    assert not pipeline.fit(P, changed, "m", progress=False).reused
