@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import ClaspkitError, DataMissingError, ParamError
 from .index import Hit, Index, IndexWriter, load_index
-from .paths import display_path
+from .paths import display_path, sha256_file
 from .segment import SAMPLE_RATE, SegmentParams, segment
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a")
@@ -57,14 +57,6 @@ def checkpoint_backbones(config: dict) -> dict:
     for role in ROLES:
         names.setdefault(role, config.get(f"{role}_backbone"))
     return names
-
-
-def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class SegmentEmbedder:
@@ -96,7 +88,7 @@ class SegmentEmbedder:
         if int(text.dim) != self.dim:
             raise ClaspkitError(f"text backbone {text.name} is {text.dim}-d but the checkpoint maps speech to "
                                 f"{self.dim}-d; use the checkpoint trained against {text.name}")
-        weights = _sha256_file(checkpoint_dir / MODEL_FILE)
+        weights = sha256_file(checkpoint_dir / MODEL_FILE)
         fusion = {k: self.config.get(k) for k in CONFIG_KEYS}
         digest = hashlib.sha256(json.dumps({"weights": weights, "fusion": fusion}, sort_keys=True).encode())
         self.identity_model = {
@@ -229,7 +221,7 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
                     sha = old["sha256"]
                 else:
                     t = time.perf_counter()
-                    sha = _sha256_file(path)
+                    sha = sha256_file(path)
                     tm["hash"] += time.perf_counter() - t
             except OSError as e:
                 summary.skipped.append({"path": rel, "reason": f"cannot read the file ({e.strerror or e})"})
