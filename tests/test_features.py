@@ -262,10 +262,13 @@ class SlowEncoder:
     name, role, dim, sample_rate, cache_id = "slow-fake", "speech", 4, 16000, "slow-fake-v1"
 
     def __init__(self, counter, delay):
-        self.counter, self.delay = counter, delay
+        self.counter, self.delay, self.calls = counter, delay, 0
 
     def encode(self, waves):
         time.sleep(self.delay)
+        self.calls += 1
+        if self.delay and self.calls > 3:
+            time.sleep(60)  # stall mid-run, so the signal always lands before the end, however loaded the machine
         out = np.array([[len(w) / 16000, w.mean(), w.std(), np.abs(w).max()] for w in waves], np.float32)
         with open(self.counter, "a") as fh:  # persisted, so a killed run's work can be counted
             fh.write(f"{len(waves)}\\n")
