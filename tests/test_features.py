@@ -277,6 +277,9 @@ class SlowEncoder:
         return out
 
 if __name__ == "__main__":
+    import signal
+    # a job started in the background (CI) inherits SIGINT as ignored; a user's Ctrl-C is not
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from claspkit.features import extract_audio
     wavs = sorted(Path(sys.argv[1]).glob("*.wav"))
     extract_audio(SlowEncoder(sys.argv[2], float(sys.argv[3])), wavs, batch_size=int(sys.argv[4]),
