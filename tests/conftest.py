@@ -1,6 +1,9 @@
 """Shared fixtures: an isolated data/runs folder and a tiny Brown corpus in NLTK's format."""
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
 # Brown's tagged format: one sentence per line, tab-indented, blank lines between sentences.
@@ -52,3 +55,17 @@ def isolated_data(tmp_path, monkeypatch):
     monkeypatch.setenv("CLASPKIT_DATA", str(data))
     monkeypatch.setenv("CLASPKIT_RUNS", str(runs))
     return data
+
+
+def espeak_waves(folder, sentences):
+    """16 kHz waveforms of espeak-ng speaking each sentence: real speech-like bursts for VAD and search tests."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    from claspkit.audio import load_audio
+
+    out = []
+    for i, text in enumerate(sentences):
+        path = folder / f"s{i}.wav"
+        subprocess.run(["espeak-ng", "-w", str(path), text], check=True)
+        out.append(load_audio(path))
+    return out

@@ -11,8 +11,9 @@ import pytest
 import soundfile as sf
 import torch
 
+from conftest import espeak_waves
+
 from claspkit import search as S
-from claspkit.audio import load_audio
 from claspkit.errors import ClaspkitError, DataMissingError, ParamError
 from claspkit.index import load_index
 
@@ -86,14 +87,7 @@ def ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def voice(tmp_path_factory):
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
-    d = tmp_path_factory.mktemp("voice")
-    out = []
-    for i, text in enumerate(SENTENCES):
-        subprocess.run(["espeak-ng", "-w", str(d / f"{i}.wav"), text], check=True)
-        out.append(load_audio(d / f"{i}.wav"))
-    return out
+    return espeak_waves(tmp_path_factory.mktemp("voice"), SENTENCES)
 
 
 def gap(s=1.0):

@@ -1,12 +1,11 @@
-import shutil
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from conftest import espeak_waves
+
 from claspkit import segment as seg
-from claspkit.audio import load_audio
 from claspkit.errors import ChecksumError, ParamError
 from claspkit.segment import SegmentParams, segment, segments_from_probs
 
@@ -19,15 +18,7 @@ SENTENCES = ["The steam engine changed how people worked.",
 @pytest.fixture(scope="module")
 def voice(tmp_path_factory):
     """Three espeak-ng utterances as 16 kHz waveforms (real speech-like bursts)."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
-    d = tmp_path_factory.mktemp("voice")
-    out = []
-    for i, text in enumerate(SENTENCES):
-        path = d / f"s{i}.wav"
-        subprocess.run(["espeak-ng", "-w", str(path), text], check=True)
-        out.append(load_audio(path))
-    return out
+    return espeak_waves(tmp_path_factory.mktemp("voice"), SENTENCES)
 
 
 def silence(seconds):
