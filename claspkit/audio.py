@@ -2,13 +2,14 @@
 
 The authors read each file, peak-normalised it and resampled it for the SSL model; they also fed
 22.05 kHz TTS audio to wav2vec2 as if it were 16 kHz. Here every file goes through one path:
-soundfile read -> checks -> downmix -> resample (torchaudio) -> peak normalisation, so no encoder
-ever sees the wrong rate, and a bad file fails loudly instead of becoming a silent junk embedding.
+read (soundfile; PyAV's FFmpeg for m4a) -> checks -> downmix -> resample (torchaudio) -> peak
+normalisation, so no encoder ever sees the wrong rate, and a bad file fails loudly instead of becoming a silent junk embedding.
 
 What happens to each kind of input (the README copies this table):
 
 | input | behaviour |
 |---|---|
+| m4a / AAC (and other formats libsndfile lacks) | decoded with PyAV's bundled FFmpeg; wav, flac, ogg/opus and mp3 go through libsndfile |
 | stereo / multichannel | downmixed to mono (mean of the channels) |
 | any sample rate (8 kHz, 22.05 kHz, 44.1 kHz, 48 kHz...) | resampled to 16 kHz with ``torchaudio.functional.resample`` (windowed sinc, width 6, rolloff 0.99) |
 | any level | peak-normalised: divided by its largest absolute sample, so the peak is exactly 1.0 (as the authors did); loudness then carries no information |
@@ -112,6 +113,42 @@ def peak_normalize(x: np.ndarray, name="<waveform>") -> np.ndarray:
     return (x / peak).astype(np.float32, copy=False)
 
 
+def read_with_ffmpeg(path: Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """(frames x channels float32, rate) through PyAV's bundled FFmpeg: m4a/AAC, and whatever libsndfile lacks.
+
+    libsndfile reads wav, flac, ogg/opus and mp3 but not MP4 containers. PyAV ships FFmpeg in its
+    wheel (it is already here for faster-whisper), so no system ffmpeg is needed. Only the sample
+    format is converted (to float); downmixing and resampling stay in ``load_audio``'s one path.
+    Raises ``AudioError`` with FFmpeg's reason.
+    """
+    try:
+        import av
+    except ImportError as e:
+        raise AudioError("PyAV is not installed (`pip install av`)") from e
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioError("no audio stream in the file")
+            stream = container.streams.audio[0]
+            to_float = av.AudioResampler(format="fltp")        # keeps the layout and the rate
+            chunks, rate, have = [], None, 0
+            for frame in container.decode(stream):
+                for out in to_float.resample(frame):
+                    rate = rate or out.sample_rate
+                    chunks.append(out.to_ndarray())
+                    have += chunks[-1].shape[1]
+                if max_seconds is not None and rate and have >= max_seconds * rate:
+                    break
+    except av.FFmpegError as e:
+        raise AudioError(str(e)) from e
+    if not chunks:
+        return np.zeros((0, 1), np.float32), int(stream.rate or SAMPLE_RATE)
+    data = np.concatenate(chunks, axis=1).T
+    if max_seconds is not None:
+        data = data[:int(round(max_seconds * rate))]
+    return np.ascontiguousarray(data, dtype=np.float32), int(rate)
+
+
 def load_audio(path, sr: int = SAMPLE_RATE, max_seconds: float | None = None) -> np.ndarray:
     """Read ``path`` as a mono float32 waveform at ``sr`` Hz, peak-normalised to 1.0.
 
@@ -131,8 +168,12 @@ def load_audio(path, sr: int = SAMPLE_RATE, max_seconds: float | None = None) ->
         frames = -1 if max_seconds is None else int(round(max_seconds * info.samplerate))
         data, file_sr = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as e:
-        raise AudioError(f"cannot read {display_path(path)} as audio ({e}); it is corrupt or in an unsupported "
-                         "format: re-export it as WAV or FLAC, or drop it from the manifest") from e
+        try:
+            data, file_sr = read_with_ffmpeg(path, max_seconds)
+        except AudioError as e2:
+            raise AudioError(f"cannot read {display_path(path)} as audio (soundfile: {e}; FFmpeg: {e2}); it is "
+                             "corrupt or in an unsupported format: re-export it as WAV or FLAC, or drop it from "
+                             "the manifest") from e
     data = validate_waveform(data, file_sr, path)
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     mono = resample(np.ascontiguousarray(mono, dtype=np.float32), file_sr, sr)

@@ -96,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     q = sub.add_parser("index", help="index a folder of audio files with a trained checkpoint",
-                       description="Segment every audio file under AUDIO_DIR (wav, flac, mp3, ogg, opus, m4a where "
-                                   "the decoder supports it), embed the segments and write or update INDEX. "
+                       description="Segment every audio file under AUDIO_DIR (wav, flac, mp3, ogg, opus, m4a), "
+                                   "embed the segments and write or update INDEX. "
                                    "Re-running embeds only new and changed files; a killed run resumes.")
     q.add_argument("audio_dir", metavar="AUDIO_DIR")
     q.add_argument("--model", required=True, metavar="CHECKPOINT", help="checkpoint folder (model.safetensors + config.json)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 # Brown's tagged format: one sentence per line, tab-indented, blank lines between sentences.
@@ -69,3 +70,20 @@ def espeak_waves(folder, sentences):
         subprocess.run(["espeak-ng", "-w", str(path), text], check=True)
         out.append(load_audio(path))
     return out
+
+
+def write_m4a(path, x, sr):
+    """AAC in an MP4 container (what phones record), written with PyAV's FFmpeg: libsndfile cannot read it."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = np.atleast_2d(np.asarray(x, np.float32).T)              # channels x frames
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=sr)
+        stream.layout = "stereo" if len(x) == 2 else "mono"
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x), format="fltp", layout=stream.layout)
+        frame.sample_rate = sr
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return path
+

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import write_m4a
+
 from claspkit.audio import ClippedAudioWarning, load_audio, validate_waveform
 from claspkit.errors import AudioError, DataMissingError, ParamError
 
@@ -157,3 +159,27 @@ def test_validate_rejects_shapes():
         validate_waveform(np.zeros((2, 2, 2)), 16000, "cube")
     with pytest.raises(AudioError, match="numeric"):
         validate_waveform(np.array(["a", "b"]), 16000, "strings")
+
+
+def test_m4a_is_decoded_downmixed_and_resampled(tmp_path):
+    p = write_m4a(tmp_path / "phone.m4a", tone(44100, seconds=2.0, channels=2), 44100)
+    with pytest.raises(sf.SoundFileError):
+        sf.info(str(p))                                       # the reason for the FFmpeg path
+    x = load_audio(p)
+    assert x.dtype == np.float32 and x.ndim == 1
+    assert abs(len(x) / 16000 - 2.0) < 0.15                   # AAC adds encoder priming/padding only
+    assert np.isclose(np.abs(x).max(), 1.0)
+    assert abs(dominant_freq(x, 16000) - 440) < 5
+
+
+def test_m4a_max_seconds(tmp_path):
+    p = write_m4a(tmp_path / "long.m4a", tone(16000, seconds=3.0), 16000)
+    assert len(load_audio(p, max_seconds=1.0)) == 16000
+
+
+def test_corrupt_m4a_names_both_decoders(tmp_path):
+    good = write_m4a(tmp_path / "good.m4a", tone(16000), 16000).read_bytes()
+    p = tmp_path / "broken.m4a"
+    p.write_bytes(good[:64] + b"\x00" * 100)
+    with pytest.raises(AudioError, match=r"broken\.m4a.*soundfile.*FFmpeg.*re-export"):
+        load_audio(p)

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import espeak_waves
+from conftest import espeak_waves, write_m4a
 
 from claspkit import search as S
 from claspkit.errors import ClaspkitError, DataMissingError, ParamError
@@ -105,7 +105,7 @@ def library(tmp_path, voice):
     lib = tmp_path / "lib"
     write(lib / "a.wav", voice[0], gap(1.5), voice[1])
     write(lib / "b.flac", voice[2], fmt="FLAC")
-    write(lib / "sub" / "c.wav", voice[3])
+    write_m4a(lib / "sub" / "c.m4a", np.concatenate([gap(0.5), voice[3], gap(0.5)]), SR)   # AAC: the FFmpeg path
     (lib / "empty.wav").write_bytes(b"")
     (lib / "broken.mp3").write_bytes(np.random.default_rng(0).bytes(3000))
     sf.write(lib / "silent.wav", gap(2.0), SR)
@@ -129,7 +129,7 @@ def test_build_index_embeds_segments_and_lists_skipped_files(library, ckpt, fake
     assert summary.audio_seconds > 10 and summary.rtf > 0
     assert "4 skipped" in str(summary)
     idx = load_index(out)
-    assert sorted(f for f, e in idx.files.items() if e["n_segments"]) == ["a.wav", "b.flac", "sub/c.wav"]
+    assert sorted(f for f, e in idx.files.items() if e["n_segments"]) == ["a.wav", "b.flac", "sub/c.m4a"]
     assert idx.files["a.wav"]["n_segments"] == 2
     np.testing.assert_allclose(np.linalg.norm(idx.vectors, axis=1), 1.0, atol=1e-5)
     a0, a1 = sorted((s, e) for s, e, f in zip(idx.start_s, idx.end_s, idx.file_of_row) if f == 0)
@@ -151,7 +151,7 @@ def test_rerun_embeds_only_new_and_changed_files(library, ckpt, fakes, tmp_path,
     write(library / "d.wav", voice[4])                                      # new
     shutil.copy(library / "d.wav", library / "d2.wav")                      # new, twice: embedded once
     write(library / "b.flac", voice[2], gap(1.0), voice[0], fmt="FLAC")     # changed: 2 segments now
-    (library / "sub" / "c.wav").unlink()                                    # removed
+    (library / "sub" / "c.m4a").unlink()                                    # removed
     os.utime(library / "a.wav", ns=(1, 1))                                  # touched only
     shutil.copy(library / "a.wav", library / "a-copy.wav")                 # a copy: same content
     s = S.build_index(library, ckpt, out, progress=False)
