@@ -479,24 +479,43 @@ def _hf_speech(target, **kw):
 
 
 # --------------------------------------------------------------------------- image: spectrogram + CNN
+IMAGE_RUNTIMES = ("torch", "onnx")
+ONNX_EXPORT_VERSION = 1          # bump when the export below changes, so cached graphs are redone
+
+
 class SpectrogramImageEncoder(Encoder):
-    """Draws ``claspkit.spectrogram`` images of the waveforms and embeds them with an ImageNet CNN."""
+    """Draws ``claspkit.spectrogram`` images of the waveforms and embeds them with an ImageNet CNN.
+
+    ``runtime="onnx"`` runs the same network through ONNX Runtime: the graph is exported once from the
+    verified torch weights into ``data/models/onnx/`` and reused. Measured on 2 cores with
+    EfficientNet-Lite0 (one thread each): 3.3x faster than torch eager (whose depthwise convolutions
+    are slow on CPU), max relative difference 1.3e-6. The features are not bit-identical to torch's,
+    so the runtime is part of ``cache_id``.
+    """
     role = "image"
     sample_rate = SAMPLE_RATE
 
     def __init__(self, name, net, embed, dim, image_size, mean, std, weights_sha, weight_bytes,
-                 batch_size=16, spectrogram=None):
+                 batch_size=16, spectrogram=None, runtime="torch", threads=0):
         import torch
 
         from .spectrogram import DEFAULT
 
+        if runtime not in IMAGE_RUNTIMES:
+            raise ParamError(f"unknown image runtime {choices_hint(runtime, IMAGE_RUNTIMES)}")
         self.name, self.dim, self.batch_size = name, int(dim), int(batch_size)
         self.params = DEFAULT.with_(height=int(image_size), width=int(image_size), **(spectrogram or {}))
         self.mean, self.std = tuple(mean), tuple(std)
         self._net, self._embed, self._torch = net.eval(), embed, torch
+        self.runtime = runtime
         self.weight_bytes = int(weight_bytes)
         norm = "-".join(f"{v:.3f}" for v in self.mean + self.std)
-        self.cache_id = _cache_id("image", name, weights_sha, f"{self.params.id()}-norm{norm}-v1")
+        self.cache_id = _cache_id("image", name, weights_sha,
+                                  f"{self.params.id()}-norm{norm}-v1" + ("-ort" if runtime == "onnx" else ""))
+        self._session = None
+        if runtime == "onnx":
+            key = f"{name}-{str(weights_sha)[:16]}-{int(image_size)}-torch{torch.__version__}-x{ONNX_EXPORT_VERSION}"
+            self._session = _onnx_session(self._net, embed, int(image_size), key, int(threads))
 
     def images(self, waves) -> np.ndarray:
         """The uint8 RGB images this encoder sees (for display)."""
@@ -512,8 +531,64 @@ class SpectrogramImageEncoder(Encoder):
         with self._torch.inference_mode():
             for s in range(0, len(imgs), self.batch_size):
                 x = to_tensor(imgs[s:s + self.batch_size], self.mean, self.std)
-                out[s:s + len(x)] = self._embed(self._net, x).float().numpy()
+                if self._session is not None:
+                    out[s:s + len(x)] = self._session.run(None, {"image": x.numpy()})[0]
+                else:
+                    out[s:s + len(x)] = self._embed(self._net, x).float().numpy()
         return out
+
+
+def _onnx_session(net, embed, image_size: int, key: str, threads: int):
+    """An ONNX Runtime session for ``embed(net, x)``, exporting the graph once (atomically) per ``key``.
+
+    A cached graph that ONNX Runtime cannot load (truncated, from another build) is exported again.
+    """
+    import onnxruntime as ort
+
+    from .paths import data_dir
+
+    path = data_dir() / "models" / "onnx" / f"{key}.onnx"
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.log_severity_level = 3
+    for attempt in range(2):
+        if not path.is_file():
+            _export_onnx(net, embed, image_size, path)
+        try:
+            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for bad graphs
+            if attempt:
+                raise BackboneError(f"ONNX Runtime cannot load the exported graph {path} ({e}); "
+                                    "use runtime='torch' (image_runtime: torch)") from e
+            path.unlink(missing_ok=True)
+
+
+def _export_onnx(net, embed, image_size: int, path: Path) -> None:
+    import warnings
+
+    import torch
+
+    from .paths import atomic_path
+
+    class Embed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, image):
+            return embed(self.net, image)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(1, 3, image_size, image_size)
+    with atomic_path(path, suffix=".onnx.tmp") as tmp, warnings.catch_warnings(), \
+            contextlib.redirect_stdout(io.StringIO()), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(Embed().eval(), (example,), str(tmp), input_names=["image"], output_names=["embedding"],
+                              dynamic_axes={"image": {0: "batch"}}, opset_version=17, dynamo=False)
+        except ImportError as e:
+            raise BackboneError(f"exporting {path.name} for ONNX Runtime needs the onnx package ({e}); "
+                                "`pip install onnx`, or use runtime='torch' (image_runtime: torch)") from e
 
 
 # EfficientNet-Lite was trained in TensorFlow on (x - 127) / 128 inputs (MEAN_RGB/STDDEV_RGB of its

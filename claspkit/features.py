@@ -513,7 +513,9 @@ def extract_manifest_features(P, manifest, roles=ROLES, progress: bool = True, c
         if enc is None:
             from .backbones import create_backbone
 
-            enc = create_backbone(role, names[role])
+            runtime = getattr(P, "image_runtime", "torch")
+            enc = create_backbone(role, names[role], **({"runtime": runtime} if role == "image" and runtime != "torch"
+                                                         else {}))
         if getattr(enc, "role", role) != role:
             raise BackboneError(f"the encoder given for role {role!r} is a {enc.role} encoder ({enc.name}); "
                                 f"pass a {role} encoder, e.g. create_backbone({role!r}, {names[role]!r})")

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ClaspkitError, DataMissingError, ParamError
+from .errors import ClaspkitError, DataMissingError, ParamError, choices_hint
 from .index import Hit, Index, IndexWriter, load_index
 from .paths import display_path, sha256_file
 from .segment import SAMPLE_RATE, SegmentParams, segment
@@ -48,11 +48,11 @@ NEEDS = {"combined": ("speech", "image"), "speech": ("speech",), "image": ("imag
 _LANG = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 
 
-def create_encoder(role: str, name: str):
+def create_encoder(role: str, name: str, **options):
     """The one place backbones are created (tests replace it with fakes)."""
     from .backbones import create_backbone
 
-    return create_backbone(role, name)
+    return create_backbone(role, name, **options)
 
 
 # ---------------------------------------------------------------------- the model
@@ -67,7 +67,7 @@ def checkpoint_backbones(config: dict) -> dict:
 class SegmentEmbedder:
     """A checkpoint's fusion head with the backbones it was trained on: waveforms -> unit vectors."""
 
-    def __init__(self, checkpoint_dir):
+    def __init__(self, checkpoint_dir, image_runtime: str = "onnx"):
         from .fusion import CONFIG_KEYS
         from .train import MODEL_FILE, load_checkpoint
 
@@ -82,7 +82,12 @@ class SegmentEmbedder:
                                 f"{', '.join(missing)} backbone(s) (config.json keys "
                                 f"{', '.join(r + '_backbone' for r in missing)}); retrain it with the backbone names "
                                 "in the training config")
-        self.encoders = {r: create_encoder(r, names[r]) for r in self.needs}
+        from .backbones import IMAGE_RUNTIMES
+
+        if image_runtime not in IMAGE_RUNTIMES:
+            raise ParamError(f"unknown image runtime {choices_hint(image_runtime, IMAGE_RUNTIMES)}")
+        options = {"image": {"runtime": image_runtime}} if image_runtime != "torch" else {}
+        self.encoders = {r: create_encoder(r, names[r], **options.get(r, {})) for r in self.needs}
         text = create_encoder("text", names["text"])
         self.dim = int(self.config["out_dim"])
         for role, key in (("speech", "speech_dim"), ("image", "image_dim")):
@@ -193,7 +198,8 @@ def _cut(audio: np.ndarray, spans) -> list[np.ndarray]:
 
 
 def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuild: bool = False,
-                batch_size: int = 16, segment_params: SegmentParams | None = None) -> BuildSummary:
+                batch_size: int = 16, segment_params: SegmentParams | None = None,
+                image_runtime: str = "onnx") -> BuildSummary:
     """Index every audio file under ``audio_dir`` into the folder ``out``; see the module docstring."""
     from tqdm.auto import tqdm
 
@@ -204,7 +210,7 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ParamError(f"batch_size must be a positive int, got {batch_size!r}")
     params = segment_params or SegmentParams()
-    embedder = SegmentEmbedder(checkpoint_dir)
+    embedder = SegmentEmbedder(checkpoint_dir, image_runtime)
     identity = {"model": embedder.identity_model, "segmentation": params.key(), "dim": embedder.dim}
     summary = BuildSummary(index=out)
     tm = summary.timings

@@ -277,8 +277,9 @@ def speech_clips(tmp_path_factory):
 def isolated_data(tmp_path_factory):
     """whisper-base assembles into data_dir(); keep the real data/ folder out of the tests."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("CLASPKIT_DATA", str(tmp_path_factory.mktemp("data")))
-    yield
+    data = tmp_path_factory.mktemp("data")
+    mp.setenv("CLASPKIT_DATA", str(data))
+    yield data
     mp.undo()
 
 
@@ -318,6 +319,24 @@ def test_efficientnet_lite0(speech_clips):
     np.testing.assert_array_equal(enc.encode(clips), out)  # same batch: bit-identical
     np.testing.assert_allclose(enc.encode(clips[:1]), out[:1], atol=1e-5)  # other batch: float rounding only
 
+
+
+@pytest.mark.slow
+def test_efficientnet_lite0_onnx_runtime(isolated_data, speech_clips):
+    clips, _ = speech_clips
+    ref = B.create_backbone("image", "efficientnet-lite0")
+    enc = B.create_backbone("image", "efficientnet-lite0", runtime="onnx", threads=1)
+    graphs = list((isolated_data / "models" / "onnx").glob("*.onnx"))
+    assert len(graphs) == 1                                        # exported once, under data/models/onnx
+    out, want = enc.encode(clips), ref.encode(clips)
+    assert out.shape == want.shape and out.dtype == np.float32
+    assert np.abs(out - want).max() <= 1e-4 * np.abs(want).max()   # the same network, another runtime
+    assert enc.cache_id == ref.cache_id + "-ort"                   # never mixed in the feature cache
+    graphs[0].write_bytes(graphs[0].read_bytes()[:1000])           # a truncated cached graph is redone
+    again = B.create_backbone("image", "efficientnet-lite0", runtime="onnx", threads=1)
+    np.testing.assert_array_equal(again.encode(clips), out)
+    with pytest.raises(ParamError, match=r"unknown image runtime 'tensorrt'.*onnx.*torch"):
+        B.create_backbone("image", "efficientnet-lite0", runtime="tensorrt")
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, dim, langs", [

@@ -50,7 +50,12 @@ class FakeEncoder:
 
 
 class Fakes(dict):
-    def __call__(self, role, name):
+    def __init__(self):
+        super().__init__()
+        self.options = {}          # role -> the options the last create_encoder call passed
+
+    def __call__(self, role, name, **options):
+        self.options[role] = options
         if (role, name) not in self:
             self[(role, name)] = FakeEncoder(role, name)
         return self[(role, name)]
@@ -233,6 +238,14 @@ def test_speech_only_model_never_computes_images(library, fakes, tmp_path):
     S.build_index(library, ckpt, tmp_path / "idx", progress=False)
     assert fakes.items_of("speech") == 4 and fakes.items_of("image") == 0
 
+
+def test_image_runtime_is_onnx_by_default_and_can_be_torch(library, ckpt, fakes, tmp_path):
+    S.build_index(library, ckpt, tmp_path / "a", progress=False)
+    assert fakes.options == {"image": {"runtime": "onnx"}, "speech": {}, "text": {}}
+    S.build_index(library, ckpt, tmp_path / "b", progress=False, image_runtime="torch")
+    assert fakes.options["image"] == {}
+    with pytest.raises(ParamError, match=r"unknown image runtime 'gpu'.*onnx.*torch"):
+        S.build_index(library, ckpt, tmp_path / "c", progress=False, image_runtime="gpu")
 
 def test_search_finds_the_segment_and_moves_with_the_folder(library, ckpt, fakes, tmp_path):
     out = library / ".." / "idx"
