@@ -162,9 +162,9 @@ def _cache_id(encoder) -> str:
 def _progress(iterable, total, desc, progress):
     if not progress:
         return iterable
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
-    return tqdm(iterable, total=total, desc=desc, unit="batch")
+    return progress_bar(iterable, total=total, desc=desc, unit="batch")
 
 
 def transcribe_all(asr_encoder, paths: Sequence, batch: int = 8, progress: bool = True,

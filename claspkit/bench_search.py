@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ClaspkitError, ToolMissingError
-from .index import ANN_MIN_SEGMENTS, build_ann, normalize_rows, probe_queries, recall_at_k, search_ann, search_exact
+from .index import ANN_MIN_SEGMENTS, build_ann, probe_queries, recall_at_k, search_ann, search_exact
 
 QUERIES = [
     "the history of the steam engine", "how doctors measure body temperature", "the price of bread went up",

@@ -350,7 +350,7 @@ def _check_encoder(encoder, audio: bool) -> None:
 def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch_size: int,
              progress: bool, desc: str | None, size: Callable, load: Callable, name: Callable,
              unit: str, t0: float):
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ParamError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -381,7 +381,7 @@ def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch
 
     failures: list[str] = []
     bad_output = False  # an encoder produced NaN/inf: a ClaspkitError, not an AudioError
-    bar = tqdm(total=len(groups), initial=stats.n_reused, desc=desc or f"{encoder.name} ({role})",
+    bar = progress_bar(total=len(groups), initial=stats.n_reused, desc=desc or f"{encoder.name} ({role})",
                unit=unit, disable=not progress or not missing, leave=False)
     writers = ThreadPoolExecutor(max_workers=min(16, batch_size), thread_name_prefix="feature-cache")
     try:

@@ -48,7 +48,7 @@ def _duration(path: Path) -> tuple[float, int]:
 
 
 def _rows_with_audio(records, source: str, layout: str, progress: bool) -> pd.DataFrame:
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     missing = [r["path"] for r in records if not Path(r["path"]).is_file()]
     if missing:
@@ -56,7 +56,7 @@ def _rows_with_audio(records, source: str, layout: str, progress: bool) -> pd.Da
             f"{len(missing)} audio files named in the {source} tsv files are missing, e.g. {missing[0]}: "
             f"{layout}"
         )
-    for r in tqdm(records, desc=f"reading {source} audio", unit="file", disable=not progress):
+    for r in progress_bar(records, desc=f"reading {source} audio", unit="file", disable=not progress):
         r["duration_s"], r["sample_rate"] = _duration(Path(r["path"]))
     return pd.DataFrame(records, columns=list(MANIFEST_COLUMNS))
 

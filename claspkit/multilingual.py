@@ -208,9 +208,9 @@ def translate_hub(texts: Sequence[str], target_lang: str, model_id: str = "alire
 
         batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
         if progress:
-            from tqdm.auto import tqdm
+            from .progress import progress_bar
 
-            batches = tqdm(batches, desc=f"translate -> {target_lang}", unit="batch")
+            batches = progress_bar(batches, desc=f"translate -> {target_lang}", unit="batch")
         for chunk in batches:
             src = [f"{spec} {source[k]}" if kind == "prefix" else source[k] for k in chunk]
             enc = tok(src, return_tensors="pt", padding=True, truncation=True)

@@ -201,7 +201,7 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
                 batch_size: int = 16, segment_params: SegmentParams | None = None,
                 image_runtime: str = "onnx") -> BuildSummary:
     """Index every audio file under ``audio_dir`` into the folder ``out``; see the module docstring."""
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     t0 = time.perf_counter()
     audio_dir, out = Path(audio_dir), Path(out)
@@ -247,7 +247,7 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
         if prev is not None:
             summary.files_removed = len(set(prev.files) - {p.relative_to(audio_dir).as_posix() for p in paths})
 
-        bar = tqdm(total=len(todo), unit="file", desc="indexing", disable=not progress, dynamic_ncols=True)
+        bar = progress_bar(total=len(todo), unit="file", desc="indexing", disable=not progress, dynamic_ncols=True)
         pending: list[tuple[dict, np.ndarray, list]] = []
         staged_now: dict[str, float] = {}
 

@@ -33,13 +33,13 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm import tqdm
 
 from .config import SCHEMA
 from .errors import ChecksumError, ClaspkitError, DataMissingError, ParamError
 from .fusion import build_fusion
 from .losses import build_loss
 from .paths import atomic_path, atomic_write_text, display_path, sha256_file
+from .progress import progress_bar
 
 TRAIN_KEYS = ("seed", "fusion", "branches", "dropout_scale", "loss", "tau", "learnable_scale", "tau_bug",
               "huber_delta", "lr", "batch_size", "epochs", "patience", "step_size", "gamma")
@@ -281,7 +281,7 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
             extra = {**st, "optimizer_groups": groups, "scheduler": sched.state_dict()}
             _write_checkpoint(checkpoint_dir, best_state, model.config, saved_config, extra, tensors)
 
-        bar = tqdm(total=knobs["epochs"], initial=st["epoch"], disable=not progress, desc="train", unit="epoch")
+        bar = progress_bar(total=knobs["epochs"], initial=st["epoch"], disable=not progress, desc="train", unit="epoch")
         while st["epoch"] < knobs["epochs"] and st["bad_epochs"] < knobs["patience"]:
             epoch, t0 = st["epoch"], time.perf_counter()
             torch.manual_seed(_epoch_seed(seed, epoch, 0))

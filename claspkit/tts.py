@@ -23,7 +23,6 @@ import re
 import shutil
 import struct
 import subprocess
-import sys
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -836,7 +835,7 @@ def _run_pool(todo, jobs, workers, done) -> None:
 
 
 def _progress_bar(total, initial, enabled):
-    from tqdm import tqdm
+    from .progress import progress_bar
 
-    return tqdm(total=total, initial=initial, desc="synthesizing", unit="file", disable=not enabled,
-                file=sys.stderr, dynamic_ncols=True)
+    return progress_bar(total=total, initial=initial, desc="synthesizing", unit="file", disable=not enabled,
+                        dynamic_ncols=True)
