@@ -241,7 +241,9 @@ def test_speech_only_model_never_computes_images(library, fakes, tmp_path):
 
 def test_image_runtime_is_onnx_by_default_and_can_be_torch(library, ckpt, fakes, tmp_path):
     S.build_index(library, ckpt, tmp_path / "a", progress=False)
-    assert fakes.options == {"image": {"runtime": "onnx"}, "speech": {}, "text": {}}
+    cpus = S._cpus()
+    assert fakes.options == {"image": {"runtime": "onnx", "threads": max(1, cpus // 2)},
+                             "speech": {"threads": max(1, cpus // 2)}, "text": {}}
     S.build_index(library, ckpt, tmp_path / "b", progress=False, image_runtime="torch")
     assert fakes.options["image"] == {}
     with pytest.raises(ParamError, match=r"unknown image runtime 'gpu'.*onnx.*torch"):
@@ -324,3 +326,19 @@ def test_end_to_end_with_the_offline_backbones(tmp_path, voice):
     first = load_index(tmp_path / "idx").vectors.copy()
     S.build_index(tmp_path / "lib", ckpt, tmp_path / "idx2", progress=False)
     np.testing.assert_allclose(load_index(tmp_path / "idx2").vectors, first, atol=1e-5)   # deterministic
+
+
+def test_backbones_without_a_threads_option_are_created_without_one(monkeypatch):
+    calls = []
+
+    def create(role, name, **options):
+        calls.append(options)
+        if "threads" in options or options.get("runtime") == "bad":
+            raise ParamError(f"{role} backbone {name!r} does not take that option")
+        return (role, name)
+
+    monkeypatch.setattr(S, "create_encoder", create)
+    assert S._create_sharing("speech", "hf:tiny", {"threads": 1}) == ("speech", "hf:tiny")
+    assert calls == [{"threads": 1}, {}]
+    with pytest.raises(ParamError, match="does not take"):          # other option errors still surface
+        S._create_sharing("image", "x", {"runtime": "bad", "threads": 1})
