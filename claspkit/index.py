@@ -25,18 +25,19 @@ Why this way:
 * **Deterministic.** No timestamps or random state are stored: the same folder and model give
   byte-identical files.
 
-Search (figures from ``python -m claspkit.bench_search`` on 2 shared cores, load average 2.6-4,
-dim 384, 50 queries; the e5 query encoding, median ~100 ms there, comes on top). Below
-``ANN_MIN_SEGMENTS`` the exact inner product ``vectors @ q`` (numpy BLAS over the memory-mapped vectors)
-is used: median 11 ms at 10K and 27 ms at 100K segments, exact, no extra memory. FAISS's exact
-``IndexFlatIP`` was slower for single queries at every size (13 / 72 / 534 ms at 10K / 100K / 1M) and
-needs a second in-memory copy, so it is not used. At 1M the exact scan takes ~290 ms, so from 200K
-segments on (where it passes ~50 ms) an IVF-Flat index is built at commit time (``build_ann``: 4 sqrt(n)
-lists, spherical k-means, ``nprobe`` calibrated until recall@10 against the exact search reaches
-``ANN_TARGET_RECALL`` on probe queries drawn from the index itself; the recall is stored in the
-manifest): at 1M, 7 ms median with recall@10 0.97 on held-out probes, built in ~3 min and reused by later
-commits while the index stays within 2x of its size. HNSW was measured too: 55 s to build at 100K on
-2 cores (about 10 min at 1M) for no latency gain that matters here.
+Search (figures from ``python -m claspkit.bench_search`` on 2 cores at load average ~1.6, dim 384,
+50 queries; the e5 query encoding, median 14.6 ms there, comes on top). Below ``ANN_MIN_SEGMENTS``
+the exact inner product ``vectors @ q`` (numpy BLAS over the memory-mapped vectors) is used: median
+0.5 ms at 10K and 8.7 ms at 100K segments (23.6 ms with the query encoding), exact, no extra memory.
+FAISS's exact ``IndexFlatIP`` was slower for single queries at every size (1.4 / 20 / 167 ms at
+10K / 100K / 1M) and needs a second in-memory copy, so it is not used. At 1M the exact scan takes
+~86 ms, so from 200K segments on (where it passes ~20 ms) an IVF-Flat index is built at commit time
+(``build_ann``: 4 sqrt(n) lists, spherical k-means, ``nprobe`` calibrated until recall@10 against the
+exact search reaches ``ANN_TARGET_RECALL`` on probe queries drawn from the index itself; the recall is
+stored in the manifest): at 1M, 6.1 ms median (21 ms with the query encoding) with recall@10 0.97 on
+held-out probes, built in ~66 s and reused by later commits while the index stays within 2x of its
+size. HNSW was measured too: 55 s to build at 100K on 2 cores (about 10 min at 1M) for no latency gain
+that matters here.
 
 Memory: 1,548 bytes per segment (1,536 for a 384-d float32 vector, 12 for its row of the segment table)
 plus the manifest's ~200 bytes per file; the IVF adds ~1,550 bytes per segment (its own copy of the
