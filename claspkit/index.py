@@ -87,6 +87,16 @@ def _same_model(a: dict, b: dict) -> bool:
 
 
 def _check_identity(stored: dict, wanted: dict, where: Path) -> None:
+    a, b = stored.get("model", {}), wanted.get("model", {})
+    if not _same_model(stored, wanted) and _same_model(stored, {"model": {**b, "cache_ids": a.get("cache_ids")}}):
+        roles = sorted(r for r in set(a.get("cache_ids") or {}) | set(b.get("cache_ids") or {})
+                       if (a.get("cache_ids") or {}).get(r) != (b.get("cache_ids") or {}).get(r))
+        diff = "; ".join(f"{r}: {(a.get('cache_ids') or {}).get(r)} vs {(b.get('cache_ids') or {}).get(r)}"
+                         for r in roles)
+        raise ClaspkitError(
+            f"the index {display_path(where)} was built with the same model {describe_model(stored)}, but its "
+            f"{', '.join(roles)} features were computed differently ({diff}: another runtime, preprocessing or "
+            "weights version); pass the same --image-runtime as before, another --out folder, or --rebuild")
     if not _same_model(stored, wanted):
         raise ClaspkitError(
             f"the index {display_path(where)} was built with model {describe_model(stored)}, but this run uses "

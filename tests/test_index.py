@@ -120,7 +120,8 @@ def test_other_model_is_refused_naming_both(folders):
     assert "ckpt-a" in str(e.value) and "ckpt-b" in str(e.value) and "--rebuild" in str(e.value)
     changed_backbone = identity()
     changed_backbone["model"]["cache_ids"]["speech"] = "s2"
-    with pytest.raises(ClaspkitError, match="built with model"):
+    with pytest.raises(ClaspkitError, match=r"same model ckpt-a .* speech features were computed differently "
+                                            r"\(speech: s1 vs s2"):
         IndexWriter(root, changed_backbone, audio).__enter__()
     with pytest.raises(ClaspkitError, match="segmentation"):
         IndexWriter(root, identity(seg="vad:v2"), audio).__enter__()

@@ -58,7 +58,9 @@ class Fakes(dict):
         self.options[role] = options
         if (role, name) not in self:
             self[(role, name)] = FakeEncoder(role, name)
-        return self[(role, name)]
+        enc = self[(role, name)]
+        enc.cache_id = enc.cache_id.removesuffix("-ort") + ("-ort" if options.get("runtime") == "onnx" else "")
+        return enc
 
     def items_of(self, role):
         return sum(e.items for (r, _), e in self.items() if r == role)
@@ -246,6 +248,9 @@ def test_image_runtime_is_onnx_by_default_and_can_be_torch(library, ckpt, fakes,
                              "speech": {"threads": max(1, cpus // 2)}, "text": {}}
     S.build_index(library, ckpt, tmp_path / "b", progress=False, image_runtime="torch")
     assert fakes.options["image"] == {}
+    with pytest.raises(ClaspkitError, match=r"same model .* image features were computed differently "
+                                            r"\(image: fake-image/v1 vs fake-image/v1-ort.*--image-runtime"):
+        S.build_index(library, ckpt, tmp_path / "b", progress=False)     # onnx now, torch before
     with pytest.raises(ParamError, match=r"unknown image runtime 'gpu'.*onnx.*torch"):
         S.build_index(library, ckpt, tmp_path / "c", progress=False, image_runtime="gpu")
 
