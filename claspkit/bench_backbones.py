@@ -23,8 +23,10 @@ from pathlib import Path
 
 from .errors import ClaspkitError
 
+# NAME@RUNTIME: the same backbone with ``runtime=RUNTIME`` (the image CNN in ONNX Runtime)
 OFFLINE = [("speech", "whisper-tiny.en"), ("speech", "whisper-base"), ("image", "efficientnet-lite0"),
-           ("text", "e5-small-multilingual"), ("text", "muse-multilingual"), ("text", "minilm-en")]
+           ("image", "efficientnet-lite0@onnx"), ("text", "e5-small-multilingual"), ("text", "muse-multilingual"),
+           ("text", "minilm-en")]
 FALLBACK_WAV_DIRS = [Path("/usr/share/sounds/alsa")]
 
 
@@ -86,7 +88,8 @@ def _worker(role: str, name: str, items_file: str, batch_size: int, baseline: bo
     audio_role = role != "text"
     data = items["paths" if audio_role else "texts"]
     t0 = time.perf_counter()
-    enc = backbones.create_backbone(role, name)
+    name, _, runtime = name.partition("@")
+    enc = backbones.create_backbone(role, name, **({"runtime": runtime} if runtime else {}))
     model_s = time.perf_counter() - t0
     extract = features.extract_audio if audio_role else features.extract_text
     extract(enc, data[:batch_size], cache=False, batch_size=batch_size, progress=False)  # warm-up
