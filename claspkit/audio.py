@@ -3,7 +3,8 @@
 The authors read each file, peak-normalised it and resampled it for the SSL model; they also fed
 22.05 kHz TTS audio to wav2vec2 as if it were 16 kHz. Here every file goes through one path:
 read (soundfile; PyAV's FFmpeg for m4a) -> checks -> downmix -> resample (torchaudio) -> peak
-normalisation, so no encoder ever sees the wrong rate, and a bad file fails loudly instead of becoming a silent junk embedding.
+normalisation, so no encoder ever sees the wrong rate, and a bad file fails loudly instead of
+becoming a silent junk embedding.
 
 What happens to each kind of input (the README copies this table):
 

@@ -53,6 +53,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from . import weights as W
+from .config import IMAGE_RUNTIMES
 from .errors import AudioError, BackboneError, ParamError, choices_hint
 
 ROLES = ("speech", "image", "text", "asr")
@@ -479,7 +480,6 @@ def _hf_speech(target, **kw):
 
 
 # --------------------------------------------------------------------------- image: spectrogram + CNN
-IMAGE_RUNTIMES = ("torch", "onnx")
 ONNX_EXPORT_VERSION = 1          # bump when the export below changes, so cached graphs are redone
 
 

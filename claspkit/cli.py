@@ -16,6 +16,7 @@ import json
 import sys
 
 from . import __version__
+from .config import IMAGE_RUNTIMES
 from .errors import ClaspkitError
 
 
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, metavar="INDEX", help="index folder to create or update")
     q.add_argument("--rebuild", action="store_true", help="replace an index built with another model or settings")
     q.add_argument("--batch-size", type=_positive_int, default=16, help="segments per encoder batch (default 16)")
-    q.add_argument("--image-runtime", choices=("onnx", "torch"), default="onnx",
+    q.add_argument("--image-runtime", choices=IMAGE_RUNTIMES, default="onnx",
                    help="run the spectrogram CNN in ONNX Runtime (default; ~3x faster) or torch (the features "
                         "training used, bit for bit; an index stays with the runtime it was built with)")
     q.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")

@@ -18,7 +18,7 @@ LOSSES = ("contrastive", "huber")
 FUSIONS = ("concat", "gating")
 BRANCHES = ("combined", "speech", "image")
 TRANSLATION_SOURCES = ("udhr", "hub")
-IMAGE_RUNTIMES = ("torch", "onnx")   # claspkit.backbones.IMAGE_RUNTIMES (kept import-free here)
+IMAGE_RUNTIMES = ("torch", "onnx")   # how claspkit.backbones runs an image CNN
 
 
 @dataclass(frozen=True)

@@ -382,7 +382,7 @@ def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch
     failures: list[str] = []
     bad_output = False  # an encoder produced NaN/inf: a ClaspkitError, not an AudioError
     bar = progress_bar(total=len(groups), initial=stats.n_reused, desc=desc or f"{encoder.name} ({role})",
-               unit=unit, disable=not progress or not missing, leave=False)
+                       unit=unit, disable=not progress or not missing, leave=False)
     writers = ThreadPoolExecutor(max_workers=min(16, batch_size), thread_name_prefix="feature-cache")
     try:
         for start in range(0, len(missing), batch_size):

@@ -87,12 +87,12 @@ def _same_model(a: dict, b: dict) -> bool:
 
 
 def _check_identity(stored: dict, wanted: dict, where: Path) -> None:
-    a, b = stored.get("model", {}), wanted.get("model", {})
-    if not _same_model(stored, wanted) and _same_model(stored, {"model": {**b, "cache_ids": a.get("cache_ids")}}):
-        roles = sorted(r for r in set(a.get("cache_ids") or {}) | set(b.get("cache_ids") or {})
-                       if (a.get("cache_ids") or {}).get(r) != (b.get("cache_ids") or {}).get(r))
-        diff = "; ".join(f"{r}: {(a.get('cache_ids') or {}).get(r)} vs {(b.get('cache_ids') or {}).get(r)}"
-                         for r in roles)
+    ids_a = stored.get("model", {}).get("cache_ids") or {}
+    ids_b = wanted.get("model", {}).get("cache_ids") or {}
+    same_but_ids = _same_model(stored, {"model": {**wanted.get("model", {}), "cache_ids": ids_a}})
+    if same_but_ids and ids_a != ids_b:
+        roles = sorted(r for r in set(ids_a) | set(ids_b) if ids_a.get(r) != ids_b.get(r))
+        diff = "; ".join(f"{r}: {ids_a.get(r)} vs {ids_b.get(r)}" for r in roles)
         raise ClaspkitError(
             f"the index {display_path(where)} was built with the same model {describe_model(stored)}, but its "
             f"{', '.join(roles)} features were computed differently ({diff}: another runtime, preprocessing or "

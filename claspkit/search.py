@@ -24,11 +24,12 @@ Choices:
   branches run concurrently, each with half the cores (both runtimes release the GIL; results are
   bit-identical whatever the thread count).
 
-Speed (``python -m claspkit.bench_search``, 2 cores at load average ~1.7, 4.2 min of espeak-ng
-lectures cut into 68 segments of 3.55 s): whisper-tiny.en + efficientnet-lite0 + concat head 56x real
-time (46.9x with the branches one after the other; 13x with the CNN in torch on a loaded machine); a
-speech-only head 72x. In the same run the CNN took 0.81 s in ONNX Runtime vs 2.88 s in torch, and
-drawing the spectrograms 0.56 s. Decoding and VAD are ~20 % of the speech-only time.
+Speed (``python -m claspkit.bench_search``, 2 cores at load average 1.4-1.9, 4.2 min of espeak-ng
+lectures cut into 68 segments of 3.55 s, median of 3 runs): whisper-tiny.en + efficientnet-lite0 +
+concat head 64x real time (runs 52/64/67x; 46.9x with the branches one after the other, 13x with the
+CNN in torch on a loaded machine); a speech-only head 73.5x. In the same run the CNN took 0.91 s in
+ONNX Runtime vs 3.01 s in torch, and drawing the spectrograms 0.59 s. Decoding and VAD are ~20 % of
+the speech-only time.
 """
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ class SegmentEmbedder:
                                 f"{', '.join(missing)} backbone(s) (config.json keys "
                                 f"{', '.join(r + '_backbone' for r in missing)}); retrain it with the backbone names "
                                 "in the training config")
-        from .backbones import IMAGE_RUNTIMES
+        from .config import IMAGE_RUNTIMES
 
         if image_runtime not in IMAGE_RUNTIMES:
             raise ParamError(f"unknown image runtime {choices_hint(image_runtime, IMAGE_RUNTIMES)}")
@@ -149,8 +150,8 @@ class SegmentEmbedder:
             return x, time.perf_counter() - t
 
         if len(self.encoders) > 1:
-            # CTranslate2 and ONNX Runtime release the GIL: the speech and image branches overlap
-            # (measured 16 % faster than one after the other on 2 cores); their timings overlap too.
+            # CTranslate2 and ONNX Runtime release the GIL, so the branches overlap (on 2 cores, 64 clips:
+            # 4.9 s instead of 5.8 s one after the other); their timings overlap too.
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(len(self.encoders), thread_name_prefix="claspkit-branch") as pool:
