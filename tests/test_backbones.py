@@ -259,18 +259,11 @@ def test_bad_waveforms_are_errors_not_vectors(tiny):
 # ---------------------------------------------------------------- the packaged offline encoders (slow)
 @pytest.fixture(scope="module")
 def speech_clips(tmp_path_factory):
-    """Two short real speech clips from espeak-ng (or noise when it is missing) and their texts."""
-    from claspkit.audio import load_audio
+    """Two short real speech clips from espeak-ng (the canonical pip build) and their texts."""
+    from conftest import espeak_waves
 
     texts = ["The jury said the city needs new laws for its schools.", "Good morning."]
-    if shutil.which("espeak-ng") is None:
-        return [noise(2.0, 7), noise(1.0, 8)], None
-    d = tmp_path_factory.mktemp("speech")
-    clips = []
-    for i, text in enumerate(texts):
-        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(d / f"{i}.wav"), text], check=True)
-        clips.append(load_audio(d / f"{i}.wav"))
-    return clips, texts
+    return espeak_waves(tmp_path_factory.mktemp("speech"), texts), texts
 
 
 @pytest.fixture(scope="module")
@@ -302,9 +295,8 @@ def test_whisper_tiny_asr(speech_clips):
     asr = B.create_backbone("asr", "whisper-tiny.en")
     assert asr.weight_bytes == 75537502 and asr.cache_id.startswith("asr/whisper-tiny.en/")
     (text,) = asr.transcribe(clips[:1], language="en")
-    if texts:
-        words = lambda t: set(t.lower().replace(",", " ").replace(".", " ").split())  # noqa: E731
-        assert len(words(text) & words(texts[0])) >= 5, text  # of 10 distinct words; espeak is hard for tiny.en
+    words = lambda t: set(t.lower().replace(",", " ").replace(".", " ").split())  # noqa: E731
+    assert len(words(text) & words(texts[0])) >= 5, text  # of 10 distinct words; espeak is hard for tiny.en
     with pytest.raises(ParamError, match="English-only"):
         asr.transcribe(clips[1:], language="fr")
 

