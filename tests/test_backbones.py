@@ -1,5 +1,6 @@
 """The backbone registry: listing, unknown names, the hub path (with tiny local models), offline encoders."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -376,3 +377,14 @@ def test_bad_local_folders(tmp_path):
         B.create_backbone("text", f"st:{tmp_path / 'empty'}")
     with pytest.raises(BackboneError, match="does not hold a loadable model"):
         B.create_backbone("asr", f"hf-ctc:{tmp_path / 'empty'}")
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "AVX2"), ("AVX512", "AVX512")])
+def test_ctranslate2_kernels_are_pinned_to_avx2_unless_the_user_says_otherwise(preset, expected):
+    """CT2's AVX-512 and AVX2 int8 kernels give different Whisper features: claspkit pins one."""
+    env = {k: v for k, v in os.environ.items() if k != "CT2_FORCE_CPU_ISA"}
+    if preset:
+        env["CT2_FORCE_CPU_ISA"] = preset
+    code = "import os, claspkit; print(os.environ['CT2_FORCE_CPU_ISA'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
