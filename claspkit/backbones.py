@@ -25,6 +25,10 @@ embedding does not depend on what it was batched with, which the content-address
 relies on. Hub models whose feature extractor takes no attention mask (wav2vec2-base) are run one
 item per forward pass for the same reason.
 
+Frames. Speech encoders also have ``encode_frames(waves) -> list of (T_i, dim) float32``: the same
+valid frames, averaged ``frame_pool`` (default 4: 80 ms) at a time, windows concatenated, under their
+own ``frames_cache_id``; the ``attention`` fusion head reads them (``claspkit.frames``).
+
 Whisper runs through CTranslate2 with int8 weights on CPU: measured 1.4x faster than float32 on 2
 cores, cosine 0.998 to the float32 embedding, and bit-identical whatever the batch composition
 (float32 differs by ~1e-5 between batch sizes). ``StorageView.from_array`` accepts only float32,
@@ -55,6 +59,7 @@ import numpy as np
 from . import weights as W
 from .config import IMAGE_RUNTIMES
 from .errors import AudioError, BackboneError, ParamError, choices_hint
+from .frames import FRAME_POOL, pool_time
 
 ROLES = ("speech", "image", "text", "asr")
 SAMPLE_RATE = 16000
@@ -349,37 +354,73 @@ def _whisper_n_mels(model_dir: Path) -> int:
     return 80
 
 
+def _whisper_valid(n_samples: int, n_out: int) -> int:
+    """Encoder frames of a window that hold its audio (10 ms mel hop, stride 2: 20 ms frames)."""
+    return min(n_out, math.ceil((n_samples // 160 + 1) / 2))
+
+
+def _whisper_bucket(bucket_s: float) -> int:
+    return max(1, int(round(bucket_s * SAMPLE_RATE / 320))) * 320  # whole encoder frames
+
+
+def whisper_frame_count(n_samples: int, pool: int = FRAME_POOL, bucket_s: float = 1.0) -> int:
+    """Steps ``WhisperSpeechEncoder.encode_frames`` gives a clip of ``n_samples`` (16 kHz); no model needed."""
+    size, bucket = int(WINDOW_S * SAMPLE_RATE), _whisper_bucket(bucket_s)
+    total = 0
+    for start in range(0, int(n_samples), size):
+        n = min(size, int(n_samples) - start)
+        valid = _whisper_valid(n, min(size, -(-n // bucket) * bucket) // 320)
+        total += -(-valid // pool)
+    return total
+
+
+def _check_pool(pool) -> int:
+    if not isinstance(pool, int) or isinstance(pool, bool) or pool < 1:
+        raise ParamError(f"frame_pool must be a positive int (encoder frames averaged per step), got {pool!r}")
+    return pool
+
+
+def _join_windows(n_items: int, owners, window_frames) -> list[np.ndarray]:
+    """Each item's window frames, concatenated in time (windows come in order)."""
+    parts: list[list] = [[] for _ in range(n_items)]
+    for i, f in zip(owners, window_frames):
+        parts[i].append(f)
+    return [np.concatenate(p) if len(p) > 1 else p[0] for p in parts]
+
+
 class WhisperSpeechEncoder(Encoder):
-    """Whisper's encoder (CTranslate2, int8 on CPU), mean-pooled over the valid frames."""
+    """Whisper's encoder (CTranslate2, int8 on CPU): mean-pooled over the valid frames (``encode``), or
+    the valid frames themselves pooled ``frame_pool``x in time (``encode_frames``)."""
     role = "speech"
     sample_rate = SAMPLE_RATE
 
     def __init__(self, name: str, model: str, dim: int, compute_type: str = "int8", bucket_s: float = 1.0,
-                 batch_size: int = 8, threads: int = 0):
+                 batch_size: int = 8, threads: int = 0, frame_pool: int = FRAME_POOL):
         import ctranslate2
         from faster_whisper.feature_extractor import FeatureExtractor
 
         model_dir = W.verified_dir(model)
         self.name, self.dim, self.batch_size = name, dim, int(batch_size)
+        self.frame_pool = _check_pool(frame_pool)
         self.n_mels = _whisper_n_mels(model_dir)
-        self.bucket = max(1, int(round(bucket_s * SAMPLE_RATE / 320))) * 320  # whole encoder frames
+        self.bucket = _whisper_bucket(bucket_s)
         self._model = ctranslate2.models.Whisper(str(model_dir), device="cpu", compute_type=compute_type,
                                                  intra_threads=int(threads))
         self._fe = FeatureExtractor(feature_size=self.n_mels)
         self._ct2 = ctranslate2
         self.weight_bytes = W.weight_bytes(model)
-        self.cache_id = _cache_id("speech", name, W.weights_sha256(model),
-                                  f"logmel{self.n_mels}-{compute_type}-pad{self.bucket}-w30-mean-v1")
+        prep = f"logmel{self.n_mels}-{compute_type}-pad{self.bucket}-w30"
+        self.cache_id = _cache_id("speech", name, W.weights_sha256(model), f"{prep}-mean-v1")
+        self.frames_cache_id = _cache_id("speech", name, W.weights_sha256(model),
+                                         f"{prep}-frames-pool{self.frame_pool}-f16-v1")
 
-    def encode(self, waves) -> np.ndarray:
-        waves = _check_waves(waves, self.name)
-        if not waves:
-            return np.zeros((0, self.dim), np.float32)
+    def _window_frames(self, waves: list[np.ndarray]):
+        """(owner item, valid encoder frames (T, dim) float32) of every 30 s window, in window order."""
         wins = _windows(waves, SAMPLE_RATE)
         max_len = int(WINDOW_S * SAMPLE_RATE)
         padded = [min(max_len, -(-len(w) // self.bucket) * self.bucket) for _, w in wins]
         order = sorted(range(len(wins)), key=lambda k: (padded[k], k))
-        means, weights = [None] * len(wins), [0] * len(wins)
+        frames_of = [None] * len(wins)
         groups: dict[int, list[int]] = {}
         for k in order:
             groups.setdefault(padded[k], []).append(k)
@@ -391,10 +432,24 @@ class WhisperSpeechEncoder(Encoder):
                 out = self._model.encode(self._ct2.StorageView.from_array(np.ascontiguousarray(feats)), to_cpu=True)
                 out = np.asarray(out, dtype=np.float32)        # (B, frames/2, dim)
                 for row, k in enumerate(batch):
-                    valid = min(out.shape[1], math.ceil((len(wins[k][1]) // 160 + 1) / 2))
-                    means[k] = out[row, :valid].mean(axis=0)
-                    weights[k] = valid
-        return _pool_windows(len(waves), self.dim, [i for i, _ in wins], means, weights)
+                    frames_of[k] = out[row, :_whisper_valid(len(wins[k][1]), out.shape[1])]
+        return [i for i, _ in wins], frames_of
+
+    def encode(self, waves) -> np.ndarray:
+        waves = _check_waves(waves, self.name)
+        if not waves:
+            return np.zeros((0, self.dim), np.float32)
+        owners, frames = self._window_frames(waves)
+        return _pool_windows(len(waves), self.dim, owners, [f.mean(axis=0) for f in frames], [len(f) for f in frames])
+
+    def encode_frames(self, waves) -> list[np.ndarray]:
+        """One (T_i, dim) float32 array per waveform: its valid frames averaged ``frame_pool`` at a time
+        (window by window; a clip over 30 s concatenates its windows'). Batch-independent like ``encode``."""
+        waves = _check_waves(waves, self.name)
+        if not waves:
+            return []
+        owners, frames = self._window_frames(waves)
+        return _join_windows(len(waves), owners, [pool_time(f, self.frame_pool) for f in frames])
 
 
 @register("speech", "whisper-tiny.en", 384, "offline", "mean of valid encoder frames (30 s windows)",
@@ -414,7 +469,7 @@ class HFSpeechEncoder(Encoder):
     """Any transformers audio model: mean of ``last_hidden_state`` over each item's valid frames."""
     role = "speech"
 
-    def __init__(self, name: str, target: str, batch_size: int = 8):
+    def __init__(self, name: str, target: str, batch_size: int = 8, frame_pool: int = FRAME_POOL):
         import torch
         from transformers import AutoFeatureExtractor, AutoModel
 
@@ -427,38 +482,55 @@ class HFSpeechEncoder(Encoder):
             raise _needs_network("speech", name, target, e) from e
         self._torch = torch
         self.name, self.batch_size = name, int(batch_size)
+        self.frame_pool = _check_pool(frame_pool)
         self.dim = int(self._model.config.hidden_size)
         self.sample_rate = int(getattr(self._fe, "sampling_rate", SAMPLE_RATE))
         self._masked = bool(getattr(self._fe, "return_attention_mask", False))
         folder = _model_dir(target)
         self.weight_bytes = _dir_weight_bytes(folder, self._model)
-        self.cache_id = _cache_id("speech", name, _dir_fingerprint(folder, target),
-                                  f"hf-sr{self.sample_rate}-{'mask' if self._masked else 'single'}-w30-mean-v1")
+        fingerprint = _dir_fingerprint(folder, target)
+        prep = f"hf-sr{self.sample_rate}-{'mask' if self._masked else 'single'}-w30"
+        self.cache_id = _cache_id("speech", name, fingerprint, f"{prep}-mean-v1")
+        self.frames_cache_id = _cache_id("speech", name, fingerprint, f"{prep}-frames-pool{self.frame_pool}-f16-v1")
 
     def _frames(self, n_samples):
         torch = self._torch
         return self._model._get_feat_extract_output_lengths(torch.as_tensor(n_samples)).tolist()
 
+    def _window_frames(self, waves: list[np.ndarray]):
+        """(owner item, valid last hidden states (T, dim) tensor) of every 30 s window, in window order.
+        Call inside ``torch.inference_mode()``."""
+        wins = _windows(waves, self.sample_rate)
+        order = sorted(range(len(wins)), key=lambda k: (len(wins[k][1]), k))
+        frames_of = [None] * len(wins)
+        for batch in _batches(order, self.batch_size if self._masked else 1):
+            chunk = [wins[k][1] for k in batch]
+            inputs = self._fe(chunk, sampling_rate=self.sample_rate, return_tensors="pt", padding=True,
+                              return_attention_mask=self._masked)
+            hidden = self._model(**inputs).last_hidden_state.float()
+            frames = self._frames([len(c) for c in chunk])
+            for row, k in enumerate(batch):
+                frames_of[k] = hidden[row, :max(1, min(int(frames[row]), hidden.shape[1]))]
+        return [i for i, _ in wins], frames_of
+
     def encode(self, waves) -> np.ndarray:
-        torch = self._torch
         waves = _check_waves(waves, self.name)
         if not waves:
             return np.zeros((0, self.dim), np.float32)
-        wins = _windows(waves, self.sample_rate)
-        order = sorted(range(len(wins)), key=lambda k: (len(wins[k][1]), k))
-        means, weights = [None] * len(wins), [0] * len(wins)
-        with torch.inference_mode():
-            for batch in _batches(order, self.batch_size if self._masked else 1):
-                chunk = [wins[k][1] for k in batch]
-                inputs = self._fe(chunk, sampling_rate=self.sample_rate, return_tensors="pt", padding=True,
-                                  return_attention_mask=self._masked)
-                hidden = self._model(**inputs).last_hidden_state.float()
-                frames = self._frames([len(c) for c in chunk])
-                for row, k in enumerate(batch):
-                    valid = max(1, min(int(frames[row]), hidden.shape[1]))
-                    means[k] = hidden[row, :valid].mean(0).numpy()
-                    weights[k] = valid
-        return _pool_windows(len(waves), self.dim, [i for i, _ in wins], means, weights)
+        with self._torch.inference_mode():
+            owners, frames = self._window_frames(waves)
+            means = [f.mean(0).numpy() for f in frames]
+        return _pool_windows(len(waves), self.dim, owners, means, [len(f) for f in frames])
+
+    def encode_frames(self, waves) -> list[np.ndarray]:
+        """One (T_i, dim) float32 array per waveform: its valid frames averaged ``frame_pool`` at a time."""
+        waves = _check_waves(waves, self.name)
+        if not waves:
+            return []
+        with self._torch.inference_mode():
+            owners, frames = self._window_frames(waves)
+            pooled = [pool_time(f.numpy(), self.frame_pool) for f in frames]
+        return _join_windows(len(waves), owners, pooled)
 
 
 @register("speech", "hubert-large-ls960-ft", 1024, "hub", "mean of last_hidden_state over valid frames",

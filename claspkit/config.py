@@ -15,7 +15,8 @@ from .errors import ParamError, choices_hint
 from .paths import project_root
 
 LOSSES = ("contrastive", "huber")
-FUSIONS = ("concat", "gating")
+FUSIONS = ("concat", "gating")            # the paper's heads: the Stage-2 grid of notebook 03
+ALL_FUSIONS = FUSIONS + ("attention",)    # every head the `fusion` knob may name
 BRANCHES = ("combined", "speech", "image")
 TRANSLATION_SOURCES = ("udhr", "hub")
 IMAGE_RUNTIMES = ("torch", "onnx")   # how claspkit.backbones runs an image CNN
@@ -27,6 +28,7 @@ class Knob:
     help: str
     kind: type | tuple = object
     choices: tuple | None = None
+    minimum: float | None = None      # smallest valid value (None values are not checked)
 
 
 # The paper's value is given in `help` wherever ours differs.
@@ -56,11 +58,14 @@ SCHEMA: dict[str, Knob] = {
     "stage2_text_backbones": Knob(["e5-small-multilingual", "muse-multilingual"],
                                   "stage-2 grid: text encoders (paper: labse, xlmr-paraphrase)", list),
     # --- fusion and training (notebooks 03, 04)
-    "fusion": Knob("concat", "fusion head", str, FUSIONS),
+    "fusion": Knob("concat", "fusion head (attention: a transformer over the speech frames, not in the paper)",
+                   str, ALL_FUSIONS),
     "branches": Knob("combined", "which inputs the fusion sees (stage 1 ablation)", str, BRANCHES),
     "loss": Knob("contrastive", "training loss: CLASP (contrastive) or LASP (huber)", str, LOSSES),
     "tau": Knob(0.07, "contrastive temperature (paper: 0.07, fixed)", float),
     "learnable_scale": Knob(False, "learn the logit scale as CLIP does (starts at 1/tau)", bool),
+    "scale_lr": Knob(None, "Adam learning rate of a learnable logit scale (None = lr, one parameter group)",
+                     (float, type(None)), minimum=1e-12),
     "tau_bug": Knob(False, "reproduce the authors' logits*tau bug (for explanation only)", bool),
     "huber_delta": Knob(0.6, "Huber loss delta (paper: 0.6)", float),
     "lr": Knob(1e-3, "Adam learning rate (paper: 5e-6 over up to 400 epochs)", float),
@@ -72,6 +77,12 @@ SCHEMA: dict[str, Knob] = {
     "train_threads": Knob(1, "torch threads while training (1: fastest for this small model on a busy CPU, "
                              "and bit-identical results on any machine)", int),
     "dropout_scale": Knob(1.0, "multiplies the paper's dropout rates (0.15, 0.1)", float),
+    # --- the attention head (fusion: attention; not in the paper)
+    "frame_pool": Knob(4, "speech-encoder frames averaged per step of the frame features (4 = 80 ms for Whisper)",
+                       int, minimum=1),
+    "attention_dim": Knob(256, "attention head: width of the transformer over the frames", int, minimum=2),
+    "attention_layers": Knob(1, "attention head: pre-norm transformer layers", int, minimum=1),
+    "attention_heads": Knob(4, "attention head: attention heads (must divide attention_dim)", int, minimum=1),
     # --- evaluation
     "n_candidates": Knob(5, "candidates per query in the 5-random-candidates protocol (paper: 5)", int),
     "bootstrap": Knob(1000, "bootstrap resamples for 95% confidence intervals", int),
@@ -108,13 +119,16 @@ def _check(name: str, value: Any) -> Any:
     knob = SCHEMA[name]
     if isinstance(value, tuple):
         value = list(value)
-    if knob.kind is float and isinstance(value, int) and not isinstance(value, bool):
+    takes_float = knob.kind is float or (isinstance(knob.kind, tuple) and float in knob.kind)
+    if takes_float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if knob.kind is not object and not isinstance(value, knob.kind):
         want = knob.kind.__name__ if isinstance(knob.kind, type) else " or ".join(k.__name__ for k in knob.kind)
         raise ParamError(f"parameter {name!r} must be {want}, got {value!r} ({type(value).__name__})")
     if knob.choices is not None and value not in knob.choices:
         raise ParamError(f"parameter {name}: {choices_hint(value, knob.choices)}")
+    if knob.minimum is not None and value is not None and value < knob.minimum:
+        raise ParamError(f"parameter {name!r} must be >= {knob.minimum:g}, got {value!r} (default {knob.default!r})")
     return value
 
 
@@ -140,6 +154,9 @@ def load_params(preset: str = "tiny", overrides: dict | None = None, **kw) -> Pa
     for role in ("speech", "text"):
         for name in values[f"stage2_{role}_backbones"]:
             check_backbone(role, name)
+    if values["attention_dim"] % values["attention_heads"]:
+        raise ParamError(f"attention_dim ({values['attention_dim']}) must be divisible by attention_heads "
+                         f"({values['attention_heads']}), e.g. 256 with 4 heads")
     split = values["split"]
     if len(split) != 3 or abs(sum(split) - 1) > 1e-6 or min(split) <= 0:
         raise ParamError(f"split must be three positive fractions summing to 1, got {split}")

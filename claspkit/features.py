@@ -13,6 +13,10 @@ and every later notebook, preset or re-run reads it back. Why this layout:
   checks the exact byte length and the ``.npy`` header for the expected dimension and that every value
   is finite; anything else is deleted and recomputed, never returned. (Measured against append-only
   shard files: loading 5000 entries takes about 0.2 s either way, so the simpler per-item layout wins.)
+* **Frame features** (``extract_frames``, for the attention head) use the same cache, keys and atomic
+  writes under the encoder's ``frames_cache_id``: one ``.npy`` per item holding a (T, dim) float16
+  array of its valid frames, checked on reading for dtype, dim, exact length and finite values
+  (``claspkit.frames`` says why float16 and 4x time pooling).
 * Speech batches are **length-bucketed** (longest first) so padding stays small and an
   out-of-memory batch shows up at once rather than at the end.
 * A file that cannot be used, or an encoder output that is not finite, is an error naming the file,
@@ -38,6 +42,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import AudioError, BackboneError, ClaspkitError, DataMissingError, ParamError, choices_hint
+from .frames import DTYPE as FRAME_DTYPE
+from .frames import FRAME_POOL, Frames
 from .paths import atomic_path, atomic_write_text, data_dir, display_path, sha256_file
 
 ROLES = ("speech", "image", "text")
@@ -94,8 +100,9 @@ class FeatureCache:
         return self.folder(cache_id) / key[:2] / f"{key}.npy"
 
     # -- entries
-    def get(self, cache_id: str, key: str, dim: int) -> np.ndarray | None:
-        """The stored vector, or None when absent. A damaged entry is deleted and reported as absent."""
+    def get(self, cache_id: str, key: str, dim: int, frames: bool = False) -> np.ndarray | None:
+        """The stored vector (a (T, dim) float16 array with ``frames``), or None when absent. A damaged
+        entry is deleted and reported as absent."""
         p = os.path.join(self.root, _slug(cache_id), key[:2], key + ".npy")  # str: 5000 reads in ~0.2 s
         try:
             with open(p, "rb") as fh:
@@ -104,13 +111,16 @@ class FeatureCache:
             return None
         except OSError:
             data = b""
-        vec = _decode(data, dim)
+        vec = _decode_frames(data, dim) if frames else _decode(data, dim)
         if vec is None:
             Path(p).unlink(missing_ok=True)
             self.n_repaired += 1
         return vec
 
-    def put(self, cache_id: str, key: str, vector: np.ndarray) -> None:
+    def put(self, cache_id: str, key: str, vector: np.ndarray, frames: bool = False) -> None:
+        if frames:
+            self._put_frames(cache_id, key, vector)
+            return
         vec = np.ascontiguousarray(vector, dtype="<f4")
         if vec.ndim != 1 or not np.isfinite(vec).all():
             raise ClaspkitError(f"refusing to cache a feature vector of shape {vec.shape} with non-finite "
@@ -118,12 +128,25 @@ class FeatureCache:
         with atomic_path(self.path(cache_id, key)) as tmp:
             tmp.write_bytes(_npy_header(vec.shape[0]) + vec.tobytes())
 
-    def verify(self, cache_id: str, dim: int, min_tmp_age_s: float = 3600.0) -> dict:
+    def _put_frames(self, cache_id: str, key: str, frames: np.ndarray) -> None:
+        with np.errstate(over="ignore"):  # out of float16's range -> inf, refused below
+            x = np.ascontiguousarray(frames, dtype=FRAME_DTYPE)
+        if x.ndim != 2 or len(x) == 0 or not np.isfinite(x).all():
+            raise ClaspkitError(f"refusing to cache frame features of shape {x.shape} that are empty or not "
+                                "finite in float16; this is a bug in the caller (outputs are validated before caching)")
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, x, version=(1, 0))
+        with atomic_path(self.path(cache_id, key)) as tmp:
+            tmp.write_bytes(buf.getvalue())
+
+    def verify(self, cache_id: str, dim: int, min_tmp_age_s: float = 3600.0, frames: bool = False) -> dict:
         """Walk one backbone's entries: delete damaged ones and stale temporary files; count both.
 
         Extraction already repairs entries it reads; this is for auditing a whole cache. Temporary
         files younger than ``min_tmp_age_s`` are kept (they may belong to a run still writing).
+        ``frames``: the folder holds frame features (a ``frames_cache_id``).
         """
+        decode = _decode_frames if frames else _decode
         counts = {"ok": 0, "removed_bad": 0, "removed_tmp": 0}
         folder = self.folder(cache_id)
         if not folder.is_dir():
@@ -138,7 +161,7 @@ class FeatureCache:
                         p.unlink(missing_ok=True)
                         counts["removed_tmp"] += 1
                 elif p.suffix == ".npy":
-                    if _decode(p.read_bytes(), dim) is None:
+                    if decode(p.read_bytes(), dim) is None:
                         p.unlink(missing_ok=True)
                         counts["removed_bad"] += 1
                     else:
@@ -196,10 +219,10 @@ class _NoCache(FeatureCache):
     def __init__(self):
         super().__init__(root=Path(os.devnull))
 
-    def get(self, cache_id, key, dim):
+    def get(self, cache_id, key, dim, frames=False):
         return None
 
-    def put(self, cache_id, key, vector):
+    def put(self, cache_id, key, vector, frames=False):
         pass
 
     def file_hashes(self, paths, persist=False):
@@ -212,6 +235,23 @@ def _decode(data: bytes, dim: int) -> np.ndarray | None:
         return None
     vec = np.frombuffer(data, dtype="<f4", offset=len(header))
     return vec if np.isfinite(vec).all() else None
+
+
+def _decode_frames(data: bytes, dim: int) -> np.ndarray | None:
+    """A (T, dim) little-endian float16 .npy, exact length, all finite; anything else is None."""
+    f = io.BytesIO(data)
+    try:
+        if np.lib.format.read_magic(f) != (1, 0):
+            return None
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    except ValueError:
+        return None
+    if dtype != FRAME_DTYPE or fortran or len(shape) != 2 or shape[0] < 1 or shape[1] != dim:
+        return None
+    if len(data) != f.tell() + shape[0] * dim * FRAME_DTYPE.itemsize:
+        return None
+    x = np.frombuffer(data, dtype=FRAME_DTYPE, offset=f.tell()).reshape(shape)
+    return x if np.isfinite(x).all() else None
 
 
 def _as_cache(cache) -> FeatureCache:
@@ -289,6 +329,39 @@ def extract_audio(encoder, paths, cache=None, batch_size: int = 16, progress: bo
     nothing). Returns ``(n, dim)`` float32, or ``(array, ExtractStats)`` with ``return_stats``.
     Raises AudioError listing every unusable file after caching all the usable ones.
     """
+    return _extract_files(encoder, paths, cache, batch_size, progress, desc, return_stats, frames=False)
+
+
+def extract_frames(encoder, paths, cache=None, batch_size: int = 16, progress: bool = True,
+                   desc: str | None = None, return_stats: bool = False):
+    """Frame features of audio files (``claspkit.frames.Frames``, input order), for the attention head.
+
+    ``encoder`` is a speech backbone with ``encode_frames`` and ``frames_cache_id`` (every speech
+    backbone has them; its ``frame_pool`` sets the time pooling). Same cache, resumption and error
+    rules as ``extract_audio``; entries are (T, dim) float16 arrays under the ``frames_cache_id``.
+    """
+    lacking = [a for a in ("encode_frames", "frames_cache_id") if not hasattr(encoder, a)]
+    if lacking:
+        raise BackboneError(f"{encoder!r} has no {' / '.join(lacking)}: it cannot give frame features; use a "
+                            "speech backbone (claspkit.backbones.create_backbone('speech', name))")
+    out = _extract_files(_FrameView(encoder), paths, cache, batch_size, progress, desc, return_stats=True, frames=True)
+    frames = Frames(out[0], int(encoder.dim), getattr(encoder, "frame_pool", None))
+    return (frames, out[1]) if return_stats else frames
+
+
+class _FrameView:
+    """An encoder seen through its frames: the attributes ``_extract`` uses, frame-valued."""
+
+    def __init__(self, encoder):
+        self.name, self.dim, self.sample_rate = encoder.name, encoder.dim, encoder.sample_rate
+        self.role = getattr(encoder, "role", "speech")
+        self.cache_id, self.encode = encoder.frames_cache_id, encoder.encode_frames
+
+    def __repr__(self) -> str:
+        return f"<frames of {self.name} cache_id={self.cache_id!r}>"
+
+
+def _extract_files(encoder, paths, cache, batch_size, progress, desc, return_stats, frames: bool):
     from .audio import load_audio  # lazy: keeps `import claspkit.features` light
 
     _check_encoder(encoder, audio=True)
@@ -310,7 +383,7 @@ def extract_audio(encoder, paths, cache=None, batch_size: int = 16, progress: bo
         return load_audio(p, encoder.sample_rate)
 
     X, stats = _extract(encoder, paths, hashes, store, batch_size, progress, desc, size, load,
-                        name=display_path, unit="clip", t0=t0)
+                        name=display_path, unit="clip", t0=t0, frames=frames)
     stats.hash_seconds = hash_s
     return (X, stats) if return_stats else X
 
@@ -349,7 +422,7 @@ def _check_encoder(encoder, audio: bool) -> None:
 
 def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch_size: int,
              progress: bool, desc: str | None, size: Callable, load: Callable, name: Callable,
-             unit: str, t0: float):
+             unit: str, t0: float, frames: bool = False):
     from .progress import progress_bar
 
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -358,7 +431,14 @@ def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch
     role = getattr(encoder, "role", "?")
     stats = ExtractStats(backbone=encoder.name, role=role, dim=dim, n_items=len(items),
                          audio_seconds=0.0 if unit == "clip" else None)
-    out = np.empty((len(items), dim), dtype=np.float32)
+    out = [None] * len(items) if frames else np.empty((len(items), dim), dtype=np.float32)
+
+    def place(idx: list[int], value) -> None:
+        if frames:
+            for i in idx:
+                out[i] = value
+        else:
+            out[idx] = value
 
     # group identical content: computed once, copied to every position it appears in
     groups: dict[str, list[int]] = {}
@@ -367,11 +447,11 @@ def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch
     store.n_repaired = 0
     missing = []
     for key, idx in groups.items():
-        vec = store.get(cid, key, dim)
+        vec = store.get(cid, key, dim, frames=frames)
         if vec is None:
             missing.append(key)
         else:
-            out[idx] = vec
+            place(idx, vec)
     stats.n_repaired = store.n_repaired
     stats.n_reused = len(groups) - len(missing)
 
@@ -405,7 +485,7 @@ def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch
             tb = time.perf_counter()
             stats.load_seconds += tb - ta
             if batch:
-                Y = _encode(encoder, inputs, [name(items[groups[k][0]]) for k in batch])
+                Y = _encode(encoder, inputs, [name(items[groups[k][0]]) for k in batch], frames)
                 stats.encode_seconds += time.perf_counter() - tb
                 good = []
                 for key, row in zip(batch, Y):
@@ -414,11 +494,12 @@ def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch
                     else:
                         bad_output = True
                         failures.append(_named(name(items[groups[key][0]]),
-                                               f"encoder {encoder.name} returned non-finite values"))
+                                               f"encoder {encoder.name} returned non-finite values"
+                                               + (" (or values beyond float16's range)" if frames else "")))
                 # concurrent fsyncs share journal commits: ~5x faster than one file after another
-                list(writers.map(lambda kr: store.put(cid, *kr), good))
+                list(writers.map(lambda kr: store.put(cid, *kr, frames=frames), good))
                 for key, row in good:
-                    out[groups[key]] = row
+                    place(groups[key], row)
                 stats.n_computed += len(good)
             bar.update(len(missing[start:start + batch_size]))
     finally:
@@ -431,7 +512,7 @@ def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch
     return out, stats
 
 
-def _encode(encoder, inputs: list, names: list[str]) -> np.ndarray:
+def _encode(encoder, inputs: list, names: list[str], frames: bool = False):
     try:
         Y = encoder.encode(inputs)
     except ClaspkitError:
@@ -443,11 +524,25 @@ def _encode(encoder, inputs: list, names: list[str]) -> np.ndarray:
         raise BackboneError(f"{encoder.name} failed on a batch of {len(inputs)} items "
                             f"({_listing(names)}): {type(e).__name__}: {e}; items computed before "
                             "are cached, so a re-run resumes here") from e
+    if frames:
+        return _frame_outputs(encoder, Y, len(inputs))
     Y = np.asarray(Y)
     if Y.shape != (len(inputs), int(encoder.dim)):
         raise BackboneError(f"{encoder.name} returned shape {Y.shape} for {len(inputs)} items, expected "
                             f"({len(inputs)}, {encoder.dim}); the backbone's dim or pooling is wrong")
     return Y.astype(np.float32, copy=False)
+
+
+def _frame_outputs(encoder, Y, n: int) -> list[np.ndarray]:
+    """An encoder's frame outputs checked (one (T >= 1, dim) array per input) and rounded to float16;
+    values beyond float16's range become inf and are refused like any non-finite output."""
+    shapes = [np.shape(y) for y in Y] if isinstance(Y, (list, tuple)) else None
+    if shapes is None or len(shapes) != n or any(len(s) != 2 or s[0] < 1 or s[1] != int(encoder.dim) for s in shapes):
+        raise BackboneError(f"{encoder.name} returned frames {shapes if shapes is not None else type(Y).__name__} "
+                            f"for {n} items, expected a list of {n} (frames >= 1, {encoder.dim}) arrays; "
+                            "the backbone's encode_frames is wrong")
+    with np.errstate(over="ignore"):
+        return [np.asarray(y, dtype=np.float32).astype(FRAME_DTYPE) for y in Y]
 
 
 def _raise_failures(failures: list[str], encoder, stats: ExtractStats, bad_output: bool):
@@ -474,7 +569,8 @@ def _listing(names) -> str:
 
 # --------------------------------------------------------------------------- notebook convenience
 class ManifestFeatures(dict):
-    """``{role: (n, dim) array}`` in manifest row order, plus ``.stats`` (one ExtractStats per role)."""
+    """``{role: (n, dim) array}`` in manifest row order (speech as ``Frames`` with ``frames=True``),
+    plus ``.stats`` (one ExtractStats per role)."""
 
     def __init__(self, features: dict, stats: list[ExtractStats]):
         super().__init__(features)
@@ -488,12 +584,14 @@ class ManifestFeatures(dict):
 
 
 def extract_manifest_features(P, manifest, roles=ROLES, progress: bool = True, cache=None,
-                              encoders: dict | None = None) -> ManifestFeatures:
+                              encoders: dict | None = None, frames: bool = False) -> ManifestFeatures:
     """Features of a corpus manifest for the backbones named in ``P`` (speech/image/text_backbone).
 
     Audio comes from ``claspkit.corpus.audio_path(manifest.path)``, text from ``manifest.text``;
     rows stay in manifest order. ``encoders`` ({role: encoder}) reuses encoders already created.
     Backbones are created one at a time and dropped after use, so peak memory is one model's.
+    ``frames``: the speech role gives frame features (``Frames``, pooled ``P.frame_pool``) instead of
+    the mean-pooled vectors, for the attention head.
     """
     roles = tuple(roles)
     unknown = [r for r in roles if r not in ROLES]
@@ -508,20 +606,27 @@ def extract_manifest_features(P, manifest, roles=ROLES, progress: bool = True, c
 
         paths = [audio_path(p) for p in manifest["path"]]
     feats, stats = {}, []
+    pool = getattr(P, "frame_pool", FRAME_POOL)
     for role in roles:
         enc = encoders.get(role)
+        as_frames = frames and role == "speech"
         if enc is None:
             from .backbones import create_backbone
 
             runtime = getattr(P, "image_runtime", "torch")
-            enc = create_backbone(role, names[role], **({"runtime": runtime} if role == "image" and runtime != "torch"
-                                                         else {}))
+            options = {"runtime": runtime} if role == "image" and runtime != "torch" else {}
+            enc = create_backbone(role, names[role], **options, **({"frame_pool": pool} if as_frames else {}))
+        if as_frames and getattr(enc, "frame_pool", pool) != pool:
+            raise ParamError(f"the speech encoder given pools {enc.frame_pool} frames per step but frame_pool is "
+                             f"{pool}; create it with create_backbone('speech', {names[role]!r}, frame_pool={pool})")
         if getattr(enc, "role", role) != role:
             raise BackboneError(f"the encoder given for role {role!r} is a {enc.role} encoder ({enc.name}); "
                                 f"pass a {role} encoder, e.g. create_backbone({role!r}, {names[role]!r})")
         if role == "text":
             X, st = extract_text(enc, list(manifest["text"]), cache=cache, batch_size=batch,
                                  progress=progress, return_stats=True)
+        elif as_frames:
+            X, st = extract_frames(enc, paths, cache=cache, batch_size=batch, progress=progress, return_stats=True)
         else:
             X, st = extract_audio(enc, paths, cache=cache, batch_size=batch, progress=progress,
                                   return_stats=True)

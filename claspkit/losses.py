@@ -20,9 +20,10 @@ class ClipLoss(nn.Module):
     """Symmetric CLIP cross-entropy over cosine similarities / tau (row i's positive is column i).
 
     ``learnable_scale=True`` learns log(1/tau) as CLIP does (starts at 1/tau, the scale is clamped at
-    100). ``tau_bug=True`` reproduces the authors' released code, which *multiplied* the cosines by
-    tau: logits then lie in [-0.07, 0.07], the softmax is almost uniform and the loss cannot move far
-    from ln(batch). It exists only to explain their logged losses; never train a model with it.
+    100; the training knob ``scale_lr`` gives it its own learning rate). ``tau_bug=True`` reproduces
+    the authors' released code, which *multiplied* the cosines by tau: logits then lie in
+    [-0.07, 0.07], the softmax is almost uniform and the loss cannot move far from ln(batch). It
+    exists only to explain their logged losses; never train a model with it.
     """
 
     def __init__(self, tau: float = 0.07, learnable_scale: bool = False, tau_bug: bool = False):

@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import metrics
 from .config import Params
+from .frames import Frames
 from .paths import atomic_write_text, display_path, run_dir
 from .train import BACKBONE_KEYS, CONFIG_FILE, load_checkpoint, read_checkpoint_config, train, \
     training_config
@@ -49,6 +50,16 @@ def features(P, manifest, roles=("speech", "image", "text"), progress: bool = Tr
     return extract_manifest_features(Q, manifest, roles=roles, progress=progress)
 
 
+def frame_features(P, manifest, roles=("speech", "image", "text"), progress: bool = True, **backbones):
+    """Like ``features``, but "speech" is the speech encoder's frame sequence (``claspkit.frames.Frames``,
+    pooled ``P.frame_pool`` frames per step, cached like the other features): what ``fit(...,
+    fusion='attention')`` trains on. Image and text features are the usual ones (and the same cache)."""
+    from .features import extract_manifest_features
+
+    Q = with_overrides(P, **{f"{r}_backbone": n for r, n in backbones.items()}) if backbones else P
+    return extract_manifest_features(Q, manifest, roles=roles, progress=progress, frames=True)
+
+
 @dataclass
 class Split:
     """One split's aligned arrays; ``ids`` and ``texts`` say which manifest rows they are."""
@@ -70,7 +81,7 @@ def split_data(manifest: pd.DataFrame, feats: dict) -> dict[str, Split]:
         if name == "test":
             idx = idx[metrics.dedupe(manifest["text"].to_numpy()[idx])]
         out[name] = Split(ids=manifest["id"].to_numpy()[idx].tolist(), texts=manifest["text"].to_numpy()[idx].tolist(),
-                          arrays={r: np.asarray(a)[idx] for r, a in feats.items()})
+                          arrays={r: a[idx] if isinstance(a, Frames) else np.asarray(a)[idx] for r, a in feats.items()})
     return out
 
 
@@ -106,7 +117,11 @@ def _fingerprint(knobs: dict, data: dict[str, Split]) -> str:
         h.update("\n".join(map(str, data[s].ids)).encode())
         for role in sorted(data[s].arrays):
             h.update(role.encode())
-            h.update(np.ascontiguousarray(data[s].arrays[role], dtype=np.float32).tobytes())
+            a = data[s].arrays[role]
+            if isinstance(a, Frames):
+                a.update_hash(h)
+            else:
+                h.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
     return h.hexdigest()
 
 
@@ -120,6 +135,7 @@ def fit(P, data: dict[str, Split], name: str, progress: bool = True, **overrides
 
     The checkpoint is reused only when its fingerprint (every training knob, the backbones and the
     exact train/val items) matches; an interrupted training resumes from its last checkpoint.
+    ``fusion='attention'`` needs ``data`` split from ``frame_features`` (frames for "speech").
     """
     Q = with_overrides(P, **overrides)
     knobs = training_config({**Q})

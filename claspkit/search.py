@@ -18,7 +18,8 @@ Choices:
   decoder's reason and listed in the summary; the run goes on. A file with no speech is recorded with
   zero segments (and listed), so later runs do not decode it again.
 * Only the branches the fusion model uses are computed (a ``branches='speech'`` model never draws
-  spectrograms).
+  spectrograms). An ``attention`` head gets the speech encoder's frames (``encode_frames``, pooled as
+  in training: the checkpoint's ``frame_pool``) instead of their mean.
 * The image CNN runs in ONNX Runtime (``image_runtime="onnx"``, the default here; ``"torch"`` gives
   the training features bit for bit, ORT differs by ~1e-6 relative), and the speech and image
   branches run concurrently, each with half the cores (both runtimes release the GIL; results are
@@ -91,7 +92,8 @@ class SegmentEmbedder:
     """A checkpoint's fusion head with the backbones it was trained on: waveforms -> unit vectors."""
 
     def __init__(self, checkpoint_dir, image_runtime: str = "onnx"):
-        from .fusion import CONFIG_KEYS
+        from .frames import FRAME_POOL
+        from .fusion import config_keys
         from .train import MODEL_FILE, load_checkpoint
 
         checkpoint_dir = Path(checkpoint_dir)
@@ -111,8 +113,15 @@ class SegmentEmbedder:
             raise ParamError(f"unknown image runtime {choices_hint(image_runtime, IMAGE_RUNTIMES)}")
         # the branches run concurrently (see embed), so each gets its share of the cores
         share = {"threads": max(1, _cpus() // len(self.needs))}
-        options = {"speech": share, "image": {**share, "runtime": image_runtime} if image_runtime != "torch" else {}}
+        self.frames = self.config.get("fusion") == "attention"
+        pool = {"frame_pool": int(self.config.get("frame_pool", FRAME_POOL))} if self.frames else {}
+        options = {"speech": {**share, **pool},
+                   "image": {**share, "runtime": image_runtime} if image_runtime != "torch" else {}}
         self.encoders = {r: _create_sharing(r, names[r], options[r]) for r in self.needs}
+        if self.frames and not hasattr(self.encoders["speech"], "encode_frames"):
+            raise ClaspkitError(f"the checkpoint {display_path(checkpoint_dir)} is an attention head, which needs "
+                                f"frame features, but speech backbone {names['speech']} has no encode_frames; "
+                                "use a speech backbone from claspkit.backbones")
         text = create_encoder("text", names["text"])
         self.dim = int(self.config["out_dim"])
         for role, key in (("speech", "speech_dim"), ("image", "image_dim")):
@@ -124,14 +133,18 @@ class SegmentEmbedder:
             raise ClaspkitError(f"text backbone {text.name} is {text.dim}-d but the checkpoint maps speech to "
                                 f"{self.dim}-d; use the checkpoint trained against {text.name}")
         weights = sha256_file(checkpoint_dir / MODEL_FILE)
-        fusion = {k: self.config.get(k) for k in CONFIG_KEYS}
+        fusion = {k: self.config.get(k) for k in config_keys(self.config)}
         digest = hashlib.sha256(json.dumps({"weights": weights, "fusion": fusion}, sort_keys=True).encode())
         self.identity_model = {
             "checkpoint": checkpoint_dir.resolve().name,
             "checkpoint_sha256": digest.hexdigest(),
             "backbones": {r: (names[r] if r in (*self.needs, "text") else None) for r in ROLES},
-            "cache_ids": {**{r: str(e.cache_id) for r, e in self.encoders.items()}, "text": str(text.cache_id)},
+            "cache_ids": {**{r: str(self._cache_id(r, e)) for r, e in self.encoders.items()}, "text": str(text.cache_id)},
         }
+
+    def _cache_id(self, role: str, enc) -> str:
+        """What the features of ``role`` are: the frames' id for an attention head's speech branch."""
+        return enc.frames_cache_id if role == "speech" and self.frames else enc.cache_id
 
     def embed(self, waves: list[np.ndarray], batch_size: int = 16, timings: dict | None = None) -> np.ndarray:
         """(n, dim) float32 unit vectors for n 16 kHz segments."""
@@ -140,6 +153,8 @@ class SegmentEmbedder:
         timings = timings if timings is not None else {}
 
         def run(role, enc):
+            if role == "speech" and self.frames:
+                return frames(enc)
             t = time.perf_counter()
             parts = [np.asarray(enc.encode(waves[a:a + batch_size]), dtype=np.float32)
                      for a in range(0, len(waves), batch_size)]
@@ -147,6 +162,16 @@ class SegmentEmbedder:
             if x.shape != (len(waves), int(enc.dim)):
                 raise ClaspkitError(f"backbone {enc.name} returned shape {x.shape} for {len(waves)} "
                                     f"segments, expected ({len(waves)}, {enc.dim}); the backbone is broken")
+            return x, time.perf_counter() - t
+
+        def frames(enc):
+            t = time.perf_counter()
+            x = [f for a in range(0, len(waves), batch_size) for f in enc.encode_frames(waves[a:a + batch_size])]
+            shapes = {np.shape(f)[1:] for f in x}
+            if len(x) != len(waves) or shapes - {(int(enc.dim),)}:
+                raise ClaspkitError(f"backbone {enc.name} returned {len(x)} frame sequences of widths {sorted(shapes)} "
+                                    f"for {len(waves)} segments, expected {len(waves)} of width {enc.dim}; "
+                                    "the backbone is broken")
             return x, time.perf_counter() - t
 
         if len(self.encoders) > 1:

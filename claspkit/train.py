@@ -1,7 +1,10 @@
 """Training the fusion encoder on cached features: seeded, deterministic, resumable.
 
 The backbones are frozen, so a run only needs three float32 arrays per split
-(``{"speech", "image", "text"}``, one row per item) and trains in seconds per epoch on a CPU.
+(``{"speech", "image", "text"}``, one row per item) and trains in seconds per epoch on a CPU. The
+``attention`` head takes frame features for "speech" instead (``claspkit.frames.Frames``, ragged):
+each batch is padded to its longest item and the lengths build the padding mask; everything else
+(seeds, batch order, resumption) is the same.
 
 Recipe (every knob from ``claspkit.config.SCHEMA``; the paper's values in brackets): Adam with
 ``lr`` [5e-6], ``batch_size`` [32], StepLR(``step_size`` [100], ``gamma`` [0.4]) stepped per epoch,
@@ -18,6 +21,11 @@ and to compare: fusion config, loss and training knobs, backbone names, history,
 files) and, for a folder written by :func:`train`, ``train_state.safetensors`` (current weights, Adam
 moments, a learnable logit scale) whose JSON side (optimizer groups, scheduler, counters) is in
 config.json. No pickled modules anywhere.
+
+Knobs added after the paper's heads (``scale_lr``; ``frame_pool`` and the attention sizes) enter the
+training config only when they are used (``scale_lr`` set; ``fusion='attention'``), so every earlier
+configuration keeps its exact config, fingerprint and checkpoints. ``scale_lr`` gives a learnable
+logit scale its own Adam parameter group (CLIP-style: the temperature often wants a different rate).
 """
 from __future__ import annotations
 
@@ -36,13 +44,15 @@ from torch import nn
 
 from .config import SCHEMA
 from .errors import ChecksumError, ClaspkitError, DataMissingError, ParamError
-from .fusion import build_fusion
+from .frames import Frames, as_frames
+from .fusion import ATTENTION_KEYS, build_fusion
 from .losses import build_loss
 from .paths import atomic_path, atomic_write_text, display_path, sha256_file
 from .progress import progress_bar
 
 TRAIN_KEYS = ("seed", "fusion", "branches", "dropout_scale", "loss", "tau", "learnable_scale", "tau_bug",
               "huber_delta", "lr", "batch_size", "epochs", "patience", "step_size", "gamma")
+ATTENTION_TRAIN_KEYS = ATTENTION_KEYS + ("frame_pool",)   # in the config only for fusion='attention'
 BACKBONE_KEYS = ("speech_backbone", "image_backbone", "text_backbone")
 RESUME_MAY_CHANGE = ("epochs", "patience")
 FORMAT = "claspkit-fusion-checkpoint/1"
@@ -69,11 +79,21 @@ class TrainResult:
 def training_config(config: dict) -> dict:
     """The training knobs (schema defaults for missing ones), checked, plus backbone names when given."""
     knobs = {}
-    for k in TRAIN_KEYS:
+    used = TRAIN_KEYS + (ATTENTION_TRAIN_KEYS if config.get("fusion") == "attention" else ())
+    for k in used + (("scale_lr",) if config.get("scale_lr") is not None else ()):
         v = config.get(k, SCHEMA[k].default)
-        if SCHEMA[k].kind is float and isinstance(v, int) and not isinstance(v, bool):
+        if SCHEMA[k].kind in (float, (float, type(None))) and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
         knobs[k] = v
+    for k in ATTENTION_TRAIN_KEYS:
+        if k in knobs and (not isinstance(knobs[k], int) or isinstance(knobs[k], bool) or knobs[k] < 1):
+            raise ParamError(f"{k} must be a positive int, got {knobs[k]!r} (default {SCHEMA[k].default})")
+    if "scale_lr" in knobs:
+        if not isinstance(knobs["scale_lr"], float) or not knobs["scale_lr"] > 0:
+            raise ParamError(f"scale_lr must be a float > 0 (or None for lr), got {knobs['scale_lr']!r}")
+        if knobs["loss"] != "contrastive" or not knobs["learnable_scale"] or knobs["tau_bug"]:
+            raise ParamError("scale_lr is the learning rate of a learnable logit scale; set learnable_scale=True "
+                             "with loss='contrastive' (and tau_bug=False), or leave scale_lr at None")
     for k in ("batch_size", "epochs", "patience", "step_size", "seed"):
         if not isinstance(knobs[k], int) or isinstance(knobs[k], bool) or knobs[k] < (2 if k == "batch_size" else 0 if k == "seed" else 1):
             raise ParamError(f"{k} must be a {'non-negative' if k == 'seed' else 'positive'} int"
@@ -89,28 +109,50 @@ def _needs(branches: str) -> tuple[str, ...]:
     return {"combined": ("speech", "image"), "speech": ("speech",), "image": ("image",)}.get(branches, ("speech", "image"))
 
 
-def _tensors(arrays: dict, split: str, branches: str) -> dict[str, torch.Tensor]:
-    """Check one split's arrays (present, 2-D, same length, finite) and wrap them as float32 tensors."""
+def _tensors(arrays: dict, split: str, branches: str, frames: bool = False) -> dict:
+    """Check one split's arrays (present, 2-D, same length, finite) and wrap them as float32 tensors;
+    with ``frames``, "speech" is frame features (kept as ``Frames``, padded per batch)."""
     out, n = {}, None
     for key in _needs(branches) + ("text",):
         if arrays is None or arrays.get(key) is None:
             raise ParamError(f"{split} arrays lack {key!r} features, which branches={branches!r} needs; "
                              "extract them with claspkit.features first")
-        a = np.ascontiguousarray(arrays[key], dtype=np.float32)
-        if a.ndim != 2 or len(a) == 0 or not np.isfinite(a).all():
-            raise ParamError(f"{split} {key} features must be a finite, non-empty (n, dim) array, got shape {a.shape}"
-                             " (NaN/inf means a failed extraction: re-extract those items)")
+        if key == "speech" and (frames or isinstance(arrays[key], Frames)):
+            if not frames:
+                raise ParamError(f"{split} speech features are frame features, which only fusion='attention' "
+                                 "reads; pass the mean-pooled features (pipeline.features) for concat/gating")
+            a = as_frames(arrays[key])
+            if len(a) == 0:
+                raise ParamError(f"{split} speech frame features hold no items; extract them for every item")
+        else:
+            a = np.ascontiguousarray(arrays[key], dtype=np.float32)
+            if a.ndim != 2 or len(a) == 0 or not np.isfinite(a).all():
+                raise ParamError(f"{split} {key} features must be a finite, non-empty (n, dim) array, got shape "
+                                 f"{a.shape} (NaN/inf means a failed extraction: re-extract those items)")
         if n is not None and len(a) != n:
             raise ParamError(f"{split} arrays disagree on the number of items ({key}: {len(a)} vs {n}); "
                              "they must be row-aligned")
         n = len(a)
-        out[key] = torch.from_numpy(a)
+        out[key] = a if isinstance(a, Frames) else torch.from_numpy(a)
     return out
+
+
+def _dim(x) -> int:
+    return int(x.dim) if isinstance(x, Frames) else int(x.shape[1])
+
+
+def _index(idx):
+    return idx.numpy() if torch.is_tensor(idx) else idx
 
 
 def _forward(model, data: dict, idx=None) -> torch.Tensor:
     pick = (lambda t: t) if idx is None else (lambda t: t[idx])
-    return model(pick(data["speech"]) if "speech" in data else None, pick(data["image"]) if "image" in data else None)
+    image = pick(data["image"]) if "image" in data else None
+    speech = data.get("speech")
+    if isinstance(speech, Frames):
+        x, lengths = speech.pad(_index(idx))
+        return model(torch.from_numpy(x), image, lengths=torch.from_numpy(lengths))
+    return model(pick(speech) if speech is not None else None, image)
 
 
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -243,18 +285,29 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
     ``patience``, which may change to extend a run). ``num_threads``: torch CPU threads for this run
     (None = leave torch's setting); on a busy shared machine 1 thread can be several times faster than
     threads that wait on each other. Runs are bitwise reproducible for a given thread count.
+    ``train_arrays`` / ``val_arrays``: ``{"speech", "image", "text"}`` row-aligned (n, dim) arrays; for
+    ``fusion='attention'`` "speech" is frame features (``claspkit.frames.Frames``, e.g. from
+    ``pipeline.frame_features``), pooled ``frame_pool`` frames per step.
     """
     knobs = training_config(config)
-    tr, va = (_tensors(a, s, knobs["branches"]) for a, s in ((train_arrays, "train"), (val_arrays, "validation")))
+    frames = knobs["fusion"] == "attention"
+    tr, va = (_tensors(a, s, knobs["branches"], frames) for a, s in ((train_arrays, "train"), (val_arrays, "validation")))
     if len(tr["text"]) < 2:
         raise ParamError("need at least 2 training items (BatchNorm and the contrastive loss need pairs)")
     for key in tr:
-        if tr[key].shape[1] != va[key].shape[1]:
+        if _dim(tr[key]) != _dim(va[key]):
             raise ParamError(f"train and validation {key} features have different dims "
-                             f"({tr[key].shape[1]} vs {va[key].shape[1]}); extract both with the same backbone")
-    dims = {"speech_dim": tr["speech"].shape[1] if "speech" in tr else None,
-            "image_dim": tr["image"].shape[1] if "image" in tr else None, "out_dim": tr["text"].shape[1]}
-    fusion_cfg = {**{k: knobs[k] for k in ("fusion", "branches", "dropout_scale")}, **dims}
+                             f"({_dim(tr[key])} vs {_dim(va[key])}); extract both with the same backbone")
+    if frames:
+        pools = {f.pool for f in (tr.get("speech"), va.get("speech")) if f is not None} - {None}
+        if pools - {knobs["frame_pool"]}:
+            raise ParamError(f"the frame features were pooled {sorted(pools)} frames per step but frame_pool is "
+                             f"{knobs['frame_pool']}; extract them with frame_pool={knobs['frame_pool']} or set "
+                             "frame_pool to match")
+    dims = {"speech_dim": _dim(tr["speech"]) if "speech" in tr else None,
+            "image_dim": _dim(tr["image"]) if "image" in tr else None, "out_dim": _dim(tr["text"])}
+    sizes = ("fusion", "branches", "dropout_scale") + (ATTENTION_KEYS if frames else ())
+    fusion_cfg = {**{k: knobs[k] for k in sizes}, **dims}
     bs, seed = knobs["batch_size"], knobs["seed"]
 
     if checkpoint_every < 1:
@@ -263,7 +316,7 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
         model = build_fusion(fusion_cfg)
         loss_fn = build_loss(knobs["loss"], tau=knobs["tau"], learnable_scale=knobs["learnable_scale"],
                              tau_bug=knobs["tau_bug"], huber_delta=knobs["huber_delta"])
-        opt = torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=knobs["lr"])
+        opt = _adam(model, loss_fn, knobs)
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=knobs["step_size"], gamma=knobs["gamma"])
         saved_config = {**knobs, **model.config}
         st = {"epoch": 0, "history": [], "best_epoch": 0, "best_val_loss": math.inf, "bad_epochs": 0,
@@ -287,6 +340,7 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
             torch.manual_seed(_epoch_seed(seed, epoch, 0))
             gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch, 1))
             lr = opt.param_groups[0]["lr"]
+            scale_lr = opt.param_groups[1]["lr"] if len(opt.param_groups) > 1 else None
             model.train()
             total, count = 0.0, 0
             for idx in _batches(len(tr["text"]), bs, gen):
@@ -305,6 +359,8 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
                    "seconds": time.perf_counter() - t0}
             if getattr(loss_fn, "logit_scale", None) is not None:
                 row["logit_scale"] = float(loss_fn.scale().detach())
+            if scale_lr is not None:
+                row["scale_lr"] = scale_lr
             st["history"].append(row)
             st["epoch"] = epoch + 1
             if val_loss < st["best_val_loss"]:
@@ -322,6 +378,14 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
         model.load_state_dict(best_state)
     return TrainResult(model=model.eval(), loss_fn=loss_fn, config=saved_config, history=st["history"],
                        best_epoch=st["best_epoch"], best_val_loss=st["best_val_loss"], stopped_early=st["stopped_early"])
+
+
+def _adam(model, loss_fn, knobs) -> torch.optim.Adam:
+    """One parameter group at lr; with scale_lr, the loss's logit scale gets a second group at scale_lr."""
+    if knobs.get("scale_lr") is None:
+        return torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=knobs["lr"])
+    return torch.optim.Adam([{"params": list(model.parameters())},
+                             {"params": list(loss_fn.parameters()), "lr": knobs["scale_lr"]}], lr=knobs["lr"])
 
 
 def _resume(directory, saved_config, model, loss_fn, opt, sched):
@@ -347,7 +411,13 @@ def _resume(directory, saved_config, model, loss_fn, opt, sched):
 
 
 def embed_speech(model: nn.Module, speech=None, image=None, batch_size: int = 256) -> np.ndarray:
-    """L2-normalised fusion outputs (n, out_dim) float32, computed in eval mode (the mode is restored after)."""
+    """L2-normalised fusion outputs (n, out_dim) float32, computed in eval mode (the mode is restored after).
+
+    For an attention head ``speech`` is frame features (``Frames`` or a list of (T_i, dim) arrays,
+    rounded to float16 as the cache stores them); items are batched by length, so padding stays small.
+    """
+    if getattr(model, "kind", None) == "attention":
+        return _embed_frames(model, None if speech is None else as_frames(speech), image, batch_size)
     inputs = [None if x is None else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in (speech, image)]
     sizes = {len(x) for x in inputs if x is not None}
     if len(sizes) != 1:
@@ -361,3 +431,26 @@ def embed_speech(model: nn.Module, speech=None, image=None, batch_size: int = 25
     finally:
         model.train(was_training)
     return torch.cat(outs).numpy()
+
+
+def _embed_frames(model: nn.Module, frames: Frames | None, image, batch_size: int) -> np.ndarray:
+    if frames is None:
+        raise ParamError("the attention head needs the speech frame features; pass them (got None)")
+    image = None if image is None else torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    if image is not None and len(image) != len(frames):
+        raise ParamError(f"pass speech frames and image features for the same items ({len(frames)} vs {len(image)})")
+    order = np.argsort(frames.lengths, kind="stable")
+    out = np.zeros((len(frames), int(model.config["out_dim"])), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for a in range(0, len(frames), batch_size):
+                idx = order[a:a + batch_size]
+                x, lengths = frames.pad(idx)
+                img = None if image is None else image[torch.from_numpy(idx)]
+                y = model(torch.from_numpy(x), img, lengths=torch.from_numpy(lengths))
+                out[idx] = F.normalize(y, dim=1).numpy()
+    finally:
+        model.train(was_training)
+    return out

@@ -53,3 +53,20 @@ def test_unknown_backbone_fails_before_anything_loads():
     with pytest.raises(BackboneError, match="labse"):
         load_params("tiny", stage2_text_backbones=["e5-small-multilingual", "labse-typo"])
     assert load_params("tiny", text_backbone="st:/some/local/model").text_backbone == "st:/some/local/model"
+
+
+def test_attention_and_scale_knobs_are_checked_and_leave_the_stage2_grid_alone():
+    from claspkit.config import ALL_FUSIONS, FUSIONS
+
+    assert FUSIONS == ("concat", "gating") and "attention" in ALL_FUSIONS      # notebook 03 loops over FUSIONS
+    P = load_params("tiny", fusion="attention", scale_lr=1, learnable_scale=True)
+    assert (P.fusion, P.scale_lr, P.frame_pool, P.attention_dim) == ("attention", 1.0, 4, 256)
+    assert load_params("small").scale_lr is None
+    with pytest.raises(ParamError, match="frame_pool.*>= 1"):
+        load_params("tiny", frame_pool=0)
+    with pytest.raises(ParamError, match="scale_lr.*>= 1e-12"):
+        load_params("tiny", scale_lr=-0.1)
+    with pytest.raises(ParamError, match="divisible"):
+        load_params("tiny", attention_dim=100, attention_heads=8)
+    with pytest.raises(ParamError, match="attention, concat, gating"):
+        load_params("tiny", fusion="transformer")

@@ -76,3 +76,12 @@ def test_build_loss():
         build_loss("contrastive", tau_bug=True, learnable_scale=True)
     with pytest.raises(ParamError, match="tau"):
         ClipLoss(tau=0)
+
+
+def test_a_scale_beyond_the_clamp_gets_no_gradient():
+    """CLIP's clamp at 100: past it the scale stops learning (so a large scale_lr cannot run away)."""
+    loss = ClipLoss(tau=0.07, learnable_scale=True)
+    with torch.no_grad():
+        loss.logit_scale.fill_(math.log(200.0))
+    loss(torch.randn(8, 4), torch.randn(8, 4)).backward()
+    assert loss.scale().item() == pytest.approx(100.0) and loss.logit_scale.grad.item() == 0.0

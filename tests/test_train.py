@@ -155,3 +155,91 @@ def test_huber_training_and_progress_bar(capsys):
     r = train({**CFG, "loss": "huber", "huber_delta": 0.6, "epochs": 2}, TRAIN, VAL, progress=True)
     assert r.history[1]["train_loss"] < r.history[0]["train_loss"]
     assert "val=" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the attention head on frame features
+from claspkit.frames import Frames  # noqa: E402
+
+
+def make_frames_split(n, seed, ds=12, dt=16, di=10):
+    """Ragged frames (3-14 steps); text = a fixed map of the frames' mean plus noise."""
+    rng = np.random.default_rng(seed)
+    w = np.random.default_rng(5).normal(size=(ds, dt))
+    items = [rng.normal(size=(int(rng.integers(3, 15)), ds)).astype(np.float32) for _ in range(n)]
+    text = np.stack([np.tanh(f.mean(0) @ w) for f in items]) + 0.05 * rng.normal(size=(n, dt))
+    return {"speech": Frames(items, pool=4), "image": rng.normal(size=(n, di)).astype(np.float32),
+            "text": text.astype(np.float32)}
+
+
+FTRAIN, FVAL = make_frames_split(160, 1), make_frames_split(48, 2)
+ATT = {**CFG, "fusion": "attention", "attention_dim": 32, "attention_heads": 4}
+
+
+def test_attention_training_is_reproducible_learns_and_embeds_batch_independently():
+    cfg = {**ATT, "branches": "speech", "lr": 3e-3, "epochs": 8, "patience": 8, "step_size": 20}
+    r1, r2 = (train(cfg, FTRAIN, FVAL, progress=False) for _ in range(2))
+    assert same_weights(weights(r1.model), weights(r2.model)) and strip_time(r1.history) == strip_time(r2.history)
+    assert r1.history[-1]["train_loss"] < r1.history[0]["train_loss"]
+    assert r1.config["frame_pool"] == 4 and r1.config["speech_dim"] == 12 and r1.config["attention_layers"] == 1
+    emb = embed_speech(r1.model, FVAL["speech"])
+    assert emb.shape == (48, 16) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    assert full_gallery(cosine_matrix(emb, FVAL["text"]))["mrr"] > 0.5        # chance is about 0.09
+    np.testing.assert_allclose(embed_speech(r1.model, FVAL["speech"], batch_size=1), emb, atol=1e-5)
+    np.testing.assert_allclose(embed_speech(r1.model, list(FVAL["speech"].items[:5])), emb[:5], atol=1e-6)
+
+
+@pytest.mark.parametrize("extra", [{}, {"learnable_scale": True, "scale_lr": 0.05}])
+def test_attention_resume_equals_uninterrupted(tmp_path, extra):
+    cfg = {**ATT, **extra}
+    full = train(cfg, FTRAIN, FVAL, progress=False)
+    train({**cfg, "epochs": 2}, FTRAIN, FVAL, progress=False, checkpoint_dir=tmp_path, checkpoint_every=1)
+    resumed = train(cfg, FTRAIN, FVAL, progress=False, resume_from=tmp_path, checkpoint_dir=tmp_path)
+    assert strip_time(resumed.history) == strip_time(full.history)
+    assert same_weights(weights(resumed.model), weights(full.model))
+    assert same_weights(resumed.loss_fn.state_dict(), full.loss_fn.state_dict())
+    model, config = load_checkpoint(tmp_path)                             # rebuilt from config.json
+    assert type(model).__name__ == "AttentionFusion" and config["attention_dim"] == 32
+    x, lengths = FVAL["speech"].pad(slice(0, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(model(torch.from_numpy(x), torch.from_numpy(FVAL["image"][:7]),
+                                         lengths=torch.from_numpy(lengths)),
+                                   full.model(torch.from_numpy(x), torch.from_numpy(FVAL["image"][:7]),
+                                              lengths=torch.from_numpy(lengths)), rtol=0, atol=0)
+    with pytest.raises(ParamError, match="attention_dim"):
+        train({**cfg, "attention_dim": 64}, FTRAIN, FVAL, progress=False, resume_from=tmp_path)
+
+
+def test_scale_lr_gives_the_logit_scale_its_own_decaying_rate(tmp_path):
+    base = {**CFG, "learnable_scale": True}
+    same = train(base, TRAIN, VAL, progress=False)
+    fast = train({**base, "scale_lr": 0.05}, TRAIN, VAL, progress=False, checkpoint_dir=tmp_path)
+    assert [h["scale_lr"] for h in fast.history] == pytest.approx([0.05, 0.05, 0.025, 0.025])   # StepLR(2, 0.5)
+    assert "scale_lr" not in same.history[0] and "scale_lr" not in same.config
+    moved = lambda r: abs(r.history[-1]["logit_scale"] - 1 / 0.07)
+    assert moved(fast) > 3 * moved(same)
+    assert all(h["logit_scale"] <= 100.0 for h in fast.history)
+    groups = json.loads((tmp_path / "config.json").read_text())["checkpoint"]["optimizer_groups"]
+    assert [g["lr"] for g in groups] == pytest.approx([2.5e-4, 0.0125]) and len(groups[1]["params"]) == 1
+
+
+def test_new_knobs_stay_out_of_existing_configs():
+    """So every earlier configuration keeps its exact config, fingerprint and checkpoints."""
+    knobs = T.training_config(CFG)
+    assert set(knobs) == set(T.TRAIN_KEYS) | {"text_backbone"}
+    assert {"attention_dim", "attention_layers", "attention_heads", "frame_pool"} <= set(T.training_config(ATT))
+    assert T.training_config({**CFG, "learnable_scale": True, "scale_lr": 1})["scale_lr"] == 1.0
+
+
+def test_frame_and_dense_features_are_not_mixed_up():
+    with pytest.raises(ParamError, match="only fusion='attention'"):
+        train(CFG, FTRAIN, FVAL, progress=False)
+    with pytest.raises(ParamError, match="mean-pooled"):
+        train(ATT, TRAIN, VAL, progress=False)
+    with pytest.raises(ParamError, match="frame_pool"):
+        train({**ATT, "frame_pool": 2}, FTRAIN, FVAL, progress=False)
+    with pytest.raises(ParamError, match="learnable_scale=True"):
+        train({**CFG, "scale_lr": 0.01}, TRAIN, VAL, progress=False)
+    with pytest.raises(ParamError, match="scale_lr must be"):
+        train({**CFG, "learnable_scale": True, "scale_lr": -1.0}, TRAIN, VAL, progress=False)
+    with pytest.raises(ParamError, match="attention_layers"):
+        train({**ATT, "attention_layers": 0}, FTRAIN, FVAL, progress=False)
