@@ -278,6 +278,29 @@ def stage3(P, loss: str, progress: bool = True) -> Stage3:
     return Stage3(Q, manifest, data, trained, chosen_by)
 
 
+# The attention head's defaults beyond the preset: CLIP's learnable logit scale (from 1/tau).
+ATTENTION_DEFAULTS = {"learnable_scale": True}
+
+
+def attention_stage(P, loss: str = "contrastive", progress: bool = True, name: str | None = None,
+                    **overrides) -> Stage3:
+    """The attention head (beyond the paper) on the best Stage-2 backbones, trained on frame features.
+
+    Same backbones, corpus and splits as :func:`stage3`, so the two are scored on the same gallery;
+    ``overrides`` set any knob (e.g. ``branches='speech'``, ``attention_layers=2``). Reused when
+    already trained under ``checkpoints/<name>`` (default ``attention-<loss>``).
+    """
+    best = best_stage2(P)
+    chosen_by = best.pop("chosen_by")
+    best.pop("fusion")
+    Q = with_overrides(P, loss=loss, fusion="attention", **{"branches": "combined", **ATTENTION_DEFAULTS,
+                                                            **best, **overrides})
+    manifest = corpus(Q, progress=progress)
+    data = split_data(manifest, frame_features(Q, manifest, progress=progress))
+    trained = fit(Q, data, name or f"attention-{loss}", progress=progress)
+    return Stage3(Q, manifest, data, trained, chosen_by)
+
+
 STAGE3_SYSTEMS = {"contrastive": "CLASP (contrastive)", "huber": "LASP (Huber)"}
 
 

@@ -266,3 +266,22 @@ def test_real_whisper_tiny_en_on_espeak_clip(tmp_path):
     model = create_backbone("asr", "whisper-tiny.en")
     hyps = asr.transcribe_all(model, wavs, progress=False, cache=tmp_path / "tx", language="en", loader=load_audio)
     assert asr.wer(texts, hyps) < 0.3, hyps  # OFFLINE.md: about 0.12-0.27 on espeak-ng speech
+
+
+def test_measure_pipelines_gives_an_attention_head_the_frames():
+    from claspkit.fusion import build_fusion
+
+    class FrameEncoder(FakeAudioEncoder):
+        def encode(self, waves):
+            raise AssertionError("an attention head must not get the mean-pooled vector")
+
+        def encode_frames(self, waves):
+            return [np.full((len(w) // 400, self.dim), float(np.mean(w)), np.float32) for w in waves]
+
+    fusion = build_fusion({"fusion": "attention", "branches": "speech", "speech_dim": 6, "image_dim": 5,
+                           "out_dim": 8, "dropout_scale": 1.0, "attention_dim": 8, "attention_heads": 2})
+    waves = [np.full(400 * (i + 2), 0.1 * i, np.float32) for i in range(5)]
+    res = asr.measure_pipelines(FrameEncoder("sp", 6, 100, 0.0), None, fusion, FakeASR(), FakeText(), waves,
+                                batch_size=2)
+    assert set(res["stages"].stage) == {"speech encoder", "fusion", "ASR", "text encoder"}
+    assert (res["summary"].n == 5).all() and res["speed_ratio"] > 0

@@ -1,0 +1,147 @@
+"""`python -m claspkit.bench_retrieval`: CLASP heads against transcribe-then-search, one test set, one run.
+
+Quality is judged on the full gallery (every test utterance against every test transcript, speech ->
+text), never on 5 candidates, and always beside the cascade measured on the same items in the same run.
+For each system it prints HITS@1 and MRR with seeded bootstrap 95% CIs, and the seconds per utterance
+that turn a waveform into the searched vector (the text query side is the same for every system and
+left out), timed interleaved with the cascade on the same utterances (``asr.measure_pipelines``), as ratios.
+
+Systems: ``paper`` = Stage 3's CLASP (the best Stage-2 configuration, contrastive loss; notebook 04's
+checkpoint, reused or trained), ``attention`` = the attention head over frame features
+(``pipeline.attention_stage``), ``cascade`` = the preset's ASR model, transcripts embedded by the same
+text encoder. Results go to ``runs/<preset>/results/retrieval_bench.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .errors import ClaspkitError
+
+METRICS = ("hits@1", "mrr")
+
+
+def _quality(P, system: str, sim: np.ndarray, **fields) -> dict:
+    from . import metrics
+
+    rep = metrics.retrieval_report(sim, protocol="full", threshold=P.relevance_threshold, n_boot=P.bootstrap,
+                                   seed=P.seed)
+    return {"system": system, **fields, "n": rep["n"], **{m: rep[m] for m in METRICS},
+            **{f"{m}_ci": rep[f"{m}_ci"] for m in METRICS}}
+
+
+def cascade_similarity(P, stage, asr_model, text_encoder, progress: bool = True) -> tuple[np.ndarray, float]:
+    """(test speech x test text cosines, WER) of the cascade on the test split of ``stage``."""
+    from . import asr, pipeline
+
+    test = stage.data["test"]
+    paths = pipeline.audio_paths(stage.manifest, test.ids)
+    transcripts, emb = asr.cascade_embeddings(asr_model, text_encoder, paths, language="en", progress=progress)
+    return pipeline.similarity(emb, test.arrays["text"]), asr.wer(test.texts, transcripts)
+
+
+def run(preset: str = "small", n_timing: int = 24, attention: dict | None = None, overrides: dict | None = None,
+        progress: bool = True) -> dict:
+    """Train or reuse both heads, transcribe the test split, score all three and time them.
+
+    ``overrides`` change the preset's knobs for every system; ``attention`` only the attention head's.
+    """
+    from . import asr, pipeline
+    from .backbones import create_backbone
+    from .config import load_params
+    from .results import write_stage
+
+    P = load_params(preset, overrides or {})
+    t0 = time.perf_counter()
+    paper = pipeline.stage3(P, "contrastive", progress=progress)
+    att = pipeline.attention_stage(P, "contrastive", progress=progress, **(attention or {}))
+    train_s = time.perf_counter() - t0
+    test, atest = paper.data["test"], att.data["test"]
+    if list(test.ids) != list(atest.ids):
+        raise ClaspkitError("the two heads were scored on different test items: their corpora differ")
+    Q = paper.P
+    asr_model = create_backbone("asr", P.asr_backbone)
+    text_encoder = create_backbone("text", Q.text_backbone)
+    sim_cascade, wer = cascade_similarity(P, paper, asr_model, text_encoder, progress=progress)
+    systems = {"paper": (f"CLASP {Q.fusion} (paper head, mean-pooled)", paper),
+               "attention": (f"CLASP attention ({att.P.attention_layers} layer, frames)", att)}
+    rows = []
+    for key, (label, st) in systems.items():
+        sim = pipeline.similarity(pipeline.speech_embeddings(st.trained, st.data["test"]), st.data["test"].arrays["text"])
+        rows.append(_quality(P, label, sim, kind=key, fusion=st.P.fusion, branches=st.P.branches,
+                             best_epoch=st.trained.best_epoch, epochs_run=len(st.trained.history)))
+    rows.append(_quality(P, f"ASR cascade ({P.asr_backbone})", sim_cascade, kind="cascade", wer=round(wer, 4)))
+
+    # speed: each head timed interleaved with the cascade on the same utterances
+    waves = pipeline.audio_paths(paper.manifest, test.ids[:n_timing])
+    image = create_backbone("image", Q.image_backbone)
+    times = {}
+    for key, (_, st) in systems.items():
+        speech = create_backbone("speech", st.P.speech_backbone,
+                                 **({"frame_pool": st.P.frame_pool} if st.P.fusion == "attention" else {}))
+        eff = asr.measure_pipelines(speech, image if st.P.branches != "speech" else None, st.trained.model,
+                                    asr_model, text_encoder, waves, language="en")
+        summ = eff["summary"].set_index("kind")
+        times[key] = float(summ.loc["clasp", "s_per_utt"])
+        times.setdefault("cascade", []).append(float(summ.loc["cascade", "s_per_utt"]))
+    times["cascade"] = float(np.mean(times["cascade"]))
+    for r in rows:
+        r["s_per_utt"] = times[r["kind"]]
+        r["speedup_vs_cascade"] = times["cascade"] / times[r["kind"]]
+    meta = {"n_timing": min(n_timing, len(test)), "train_or_reuse_s": round(train_s, 1),
+            "attention_overrides": attention or {}, "speech_backbone": Q.speech_backbone,
+            "text_backbone": Q.text_backbone, "chosen_by": paper.chosen_by}
+    path = write_stage(P.preset, "retrieval_bench", rows, meta=meta)
+    return {"rows": rows, "meta": meta, "path": path}
+
+
+def format_rows(rows: list[dict]) -> str:
+    """The printed table: one line per system, CIs in brackets, speed as a ratio to the cascade."""
+    df = pd.DataFrame([{
+        "system": r["system"], "n": r["n"],
+        **{m: f"{r[m]:.3f} [{r[f'{m}_ci'][0]:.3f}, {r[f'{m}_ci'][1]:.3f}]" for m in METRICS},
+        "s/utt": f"{r['s_per_utt']:.3f}", "x faster than cascade": f"{r['speedup_vs_cascade']:.2f}",
+    } for r in rows])
+    return df.to_string(index=False)
+
+
+def _override(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"write KEY=VALUE (e.g. branches=speech), got {text!r}")
+    parsed = yaml.safe_load(value)
+    if isinstance(parsed, str):  # YAML 1.1 reads 3e-4 as a string
+        try:
+            parsed = float(parsed)
+        except ValueError:
+            pass
+    return key, parsed
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m claspkit.bench_retrieval", description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="small", help="params/<preset>.yaml (default: small)")
+    ap.add_argument("--n-timing", type=int, default=24, help="test utterances timed per pipeline (default: 24)")
+    ap.add_argument("--attention", type=_override, action="append", default=[], metavar="KEY=VALUE",
+                    help="a knob for the attention head, e.g. --attention branches=speech --attention lr=3e-4")
+    args = ap.parse_args(argv)
+    try:
+        out = run(args.preset, args.n_timing, dict(args.attention))
+    except ClaspkitError as e:
+        print(f"bench_retrieval: {e}", file=sys.stderr)
+        return 2
+    print(f"full gallery, speech -> text, {out['rows'][0]['n']} test items of preset {args.preset!r} "
+          f"({out['meta']['speech_backbone']} -> {out['meta']['text_backbone']}); 95% bootstrap CIs; "
+          f"speed on {out['meta']['n_timing']} utterances")
+    print(format_rows(out["rows"]))
+    print(f"results: {out['path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+import json
+
+import pytest
+
+from claspkit import bench_retrieval as BR
+
+
+def test_override_parsing_and_the_printed_table():
+    assert BR._override("branches=speech") == ("branches", "speech")
+    assert BR._override("lr=3e-4") == ("lr", 3e-4) and BR._override("attention_layers=2") == ("attention_layers", 2)
+    with pytest.raises(Exception, match="KEY=VALUE"):
+        BR._override("speech")
+    rows = [{"system": "a", "n": 3, "hits@1": 0.5, "hits@1_ci": [0.2, 0.8], "mrr": 0.6, "mrr_ci": [0.3, 0.9],
+             "s_per_utt": 0.1, "speedup_vs_cascade": 5.0}]
+    out = BR.format_rows(rows)
+    assert "0.500 [0.200, 0.800]" in out and "5.00" in out
+
+
+@pytest.mark.slow
+def test_tiny_run_scores_all_systems_on_the_same_gallery(tmp_path, monkeypatch):
+    """Both heads and the cascade on the tiny test split (features shared with the notebooks' cache)."""
+    monkeypatch.setenv("CLASPKIT_RUNS", str(tmp_path / "runs"))
+    out = BR.run("tiny", n_timing=2, overrides={"epochs": 2, "bootstrap": 20}, progress=False)
+    rows = {r["kind"]: r for r in out["rows"]}
+    assert set(rows) == {"paper", "attention", "cascade"}
+    assert len({r["n"] for r in rows.values()}) == 1 and rows["cascade"]["n"] >= 30
+    for r in rows.values():
+        lo, hi = r["hits@1_ci"]
+        assert 0 <= lo <= r["hits@1"] <= hi <= 1 and r["s_per_utt"] > 0
+    assert rows["attention"]["fusion"] == "attention" and rows["cascade"]["speedup_vs_cascade"] == pytest.approx(1.0)
+    saved = json.loads(out["path"].read_text())
+    assert [r["kind"] for r in saved["rows"]] == ["paper", "attention", "cascade"]
+    again = BR.run("tiny", n_timing=2, overrides={"epochs": 2, "bootstrap": 20}, progress=False)
+    assert [r["hits@1"] for r in again["rows"]] == [r["hits@1"] for r in out["rows"]]  # reused, deterministic
