@@ -204,7 +204,7 @@ class BuildSummary:
 
     index: Path
     files_indexed: int = 0          # files in the index with at least one segment
-    files_embedded: int = 0         # decoded and embedded in this run
+    files_embedded: int = 0         # decoded and embedded in this run (with speech: no-speech files are skipped)
     files_reused: int = 0           # not embedded: content already in the index (unchanged, renamed, copies)
     files_resumed: int = 0          # embedded by an interrupted earlier run
     files_removed: int = 0          # gone from the folder, dropped from the index
@@ -286,6 +286,7 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
         prev = writer.previous
         prev_by_sha = {f["sha256"]: f for f in prev.files.values()} if prev is not None else {}
         entries, todo = [], []
+        how: dict[str, str] = {}  # path -> embedded | reused | resumed: counted once, after the VAD has spoken
         paths = audio_files(audio_dir, exclude=out)
         for path in paths:
             rel = path.relative_to(audio_dir).as_posix()
@@ -304,7 +305,7 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
             entry = {"path": rel, "sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
             if sha in prev_by_sha:
                 entry["duration_s"] = prev_by_sha[sha]["duration_s"]
-                summary.files_reused += 1
+                how[rel] = "reused"
                 entries.append(entry)
             else:
                 todo.append((path, entry))
@@ -322,7 +323,7 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
             for entry, _, spans in pending:
                 writer.stage(entry["sha256"], vecs[row:row + len(spans)], spans, entry["duration_s"])
                 row += len(spans)
-                summary.files_embedded += 1
+                how[entry["path"]] = "embedded"
                 summary.segments_embedded += len(spans)
                 summary.audio_seconds += entry["duration_s"]
             bar.update(len(pending))
@@ -338,10 +339,10 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
                     # a second copy of a file embedded in this run, or resumed from an interrupted run
                     if sha in staged_now:
                         entry["duration_s"] = staged_now[sha]
-                        summary.files_reused += 1
+                        how[entry["path"]] = "reused"
                     else:
                         entry["duration_s"] = writer.staged_duration(sha)
-                        summary.files_resumed += 1
+                        how[entry["path"]] = "resumed"
                     entries.append(entry)
                     bar.update(1)
                     continue
@@ -375,6 +376,9 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
         t = time.perf_counter()
         no_speech = [{"path": e["path"], "reason": "no speech found by the voice-activity detector"}
                      for e in entries if writer.segments_of(e) == 0]
+        silent = {e["path"] for e in no_speech}  # listed as skipped, so not counted as embedded or reused too
+        for kind in ("embedded", "reused", "resumed"):
+            setattr(summary, f"files_{kind}", sum(1 for p, k in how.items() if k == kind and p not in silent))
         index = writer.commit(entries, summary.skipped + no_speech)
         tm["commit"] += time.perf_counter() - t
     summary.skipped = sorted(summary.skipped + no_speech, key=lambda s: s["path"])

@@ -125,7 +125,9 @@ def library(tmp_path, voice):
 def test_build_index_embeds_segments_and_lists_skipped_files(library, ckpt, fakes, tmp_path):
     out = tmp_path / "idx"
     summary = S.build_index(library, ckpt, out, progress=False)
-    assert summary.files_indexed == 3 and summary.files_embedded == 4       # tone.ogg: decoded, no speech
+    assert summary.files_indexed == 3 and summary.files_embedded == 3       # tone.ogg: decoded, no speech: skipped
+    counted = summary.files_embedded + summary.files_reused + summary.files_resumed + len(summary.skipped)
+    assert counted == len(S.audio_files(library)) == 7                     # each file counted once
     assert summary.segments == 4 == summary.segments_embedded
     reasons = {s["path"]: s["reason"] for s in summary.skipped}
     assert set(reasons) == {"empty.wav", "broken.mp3", "silent.wav", "tone.ogg"}
@@ -153,7 +155,8 @@ def test_rerun_embeds_only_new_and_changed_files(library, ckpt, fakes, tmp_path,
 
     again = S.build_index(library, ckpt, out, progress=False)               # nothing changed
     assert fakes.items_of("speech") == n0 and again.files_embedded == 0
-    assert again.files_reused == 4 and again.segments == 4                # tone.ogg is remembered too
+    assert again.files_reused == 3 and again.segments == 4                # tone.ogg: remembered, still skipped
+    assert again.files_reused + len(again.skipped) == 7 and "tone.ogg" in {x["path"] for x in again.skipped}
 
     write(library / "d.wav", voice[4])                                      # new
     shutil.copy(library / "d.wav", library / "d2.wav")                      # new, twice: embedded once
@@ -231,7 +234,7 @@ def test_other_model_is_refused_and_rebuild_replaces(library, ckpt, fakes, tmp_p
         S.build_index(library, other, out, progress=False)
     assert "model-a" in str(e.value) and "model-b" in str(e.value)
     s = S.build_index(library, other, out, progress=False, rebuild=True)
-    assert s.files_embedded == 4
+    assert s.files_embedded == 3 and len(s.skipped) == 4  # tone.ogg has no speech
     assert load_index(out).identity["model"]["checkpoint"] == "model-b"
 
 
