@@ -18,7 +18,7 @@ export MPLBACKEND := Agg
 help:
 	@echo "make reproduce [PRESET=tiny|small|full|paper]   run notebooks 01-08, regenerate figures/"
 	@echo "make test                                     unit tests + nbval on the committed notebooks"
-	@echo "make bench                                    print backbone/search benchmark figures"
+	@echo "make bench [PRESET=...]                       print backbone, search and retrieval benchmark figures"
 	@echo "make notebooks                                re-execute the committed notebooks (tiny) in place"
 
 $(STAMP): pyproject.toml requirements.lock
@@ -55,9 +55,12 @@ notebooks: data
 test: data
 	$(VENV)/bin/pytest tests notebooks --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider
 
+# bench_retrieval trains (or reuses) both heads of PRESET and transcribes its test split: minutes after
+# `make reproduce`, about an hour on a cold machine for small.
 bench: data
 	$(PY) -m claspkit.bench_backbones --preset tiny
 	$(PY) -m claspkit.bench_search --quick
+	$(PY) -m claspkit.bench_retrieval --preset $(PRESET)
 
 clean-runs:
 	rm -rf runs

@@ -45,18 +45,23 @@ def cascade_similarity(P, stage, asr_model, text_encoder, progress: bool = True)
     return pipeline.similarity(emb, test.arrays["text"]), asr.wer(test.texts, transcripts)
 
 
-def run(preset: str = "small", n_timing: int = 24, attention: dict | None = None, overrides: dict | None = None,
-        progress: bool = True) -> dict:
+def run(preset="small", n_timing: int = 24, attention: dict | None = None, overrides: dict | None = None,
+        scaling=(), progress: bool = True) -> dict:
     """Train or reuse both heads, transcribe the test split, score all three and time them.
 
-    ``overrides`` change the preset's knobs for every system; ``attention`` only the attention head's.
+    ``preset`` is a preset name or loaded ``Params`` (a notebook's); ``overrides`` change its knobs for
+    every system, ``attention`` only the attention head's. ``scaling`` lists training-set sizes at which
+    the attention head is also trained (nested subsets) and scored on the same gallery: ``rows_scaling``.
     """
     from . import asr, pipeline
     from .backbones import create_backbone
     from .config import load_params
     from .results import write_stage
 
-    P = load_params(preset, overrides or {})
+    if isinstance(preset, str):
+        P = load_params(preset, overrides or {})
+    else:
+        P = pipeline.with_overrides(preset, **(overrides or {}))
     t0 = time.perf_counter()
     paper = pipeline.stage3(P, "contrastive", progress=progress)
     att = pipeline.attention_stage(P, "contrastive", progress=progress, **(attention or {}))
@@ -76,6 +81,14 @@ def run(preset: str = "small", n_timing: int = 24, attention: dict | None = None
         rows.append(_quality(P, label, sim, kind=key, fusion=st.P.fusion, branches=st.P.branches,
                              best_epoch=st.trained.best_epoch, epochs_run=len(st.trained.history)))
     rows.append(_quality(P, f"ASR cascade ({P.asr_backbone})", sim_cascade, kind="cascade", wer=round(wer, 4)))
+    scaling_rows = []
+    for n in sorted(set(scaling)):
+        st = pipeline.attention_stage(P, "contrastive", progress=progress, train_items=int(n), **(attention or {}))
+        sim = pipeline.similarity(pipeline.speech_embeddings(st.trained, st.data["test"]), st.data["test"].arrays["text"])
+        scaling_rows.append(_quality(P, f"attention, {n} training pairs", sim, kind="scaling", train_items=int(n),
+                                     best_epoch=st.trained.best_epoch, epochs_run=len(st.trained.history)))
+    scaling_rows.append({**rows[1], "system": f"attention, {len(att.data['train'])} training pairs",
+                         "train_items": len(att.data["train"])})
 
     # speed: each head timed interleaved with the cascade on the same utterances
     waves = pipeline.audio_paths(paper.manifest, test.ids[:n_timing])
@@ -96,18 +109,27 @@ def run(preset: str = "small", n_timing: int = 24, attention: dict | None = None
     meta = {"n_timing": min(n_timing, len(test)), "train_or_reuse_s": round(train_s, 1),
             "attention_overrides": attention or {}, "speech_backbone": Q.speech_backbone,
             "text_backbone": Q.text_backbone, "chosen_by": paper.chosen_by}
+    meta["scaling"] = scaling_rows if scaling else []
     path = write_stage(P.preset, "retrieval_bench", rows, meta=meta)
-    return {"rows": rows, "meta": meta, "path": path}
+    return {"rows": rows, "meta": meta, "path": path, "rows_scaling": scaling_rows if scaling else []}
+
+
+def quality_table(rows: list[dict]) -> pd.DataFrame:
+    """HITS@1 and MRR with their CIs, one row per system (deterministic: what nbval checks)."""
+    return pd.DataFrame([{"system": r["system"], "n": r["n"],
+                          **{m: f"{r[m]:.3f} [{r[f'{m}_ci'][0]:.3f}, {r[f'{m}_ci'][1]:.3f}]" for m in METRICS}}
+                         for r in rows]).set_index("system")
+
+
+def speed_table(rows: list[dict]) -> pd.DataFrame:
+    """Seconds per utterance and the ratio to the cascade (wall-clock: varies with the machine)."""
+    return pd.DataFrame([{"system": r["system"], "s/utt": round(r["s_per_utt"], 3),
+                          "x faster than cascade": round(r["speedup_vs_cascade"], 2)} for r in rows]).set_index("system")
 
 
 def format_rows(rows: list[dict]) -> str:
     """The printed table: one line per system, CIs in brackets, speed as a ratio to the cascade."""
-    df = pd.DataFrame([{
-        "system": r["system"], "n": r["n"],
-        **{m: f"{r[m]:.3f} [{r[f'{m}_ci'][0]:.3f}, {r[f'{m}_ci'][1]:.3f}]" for m in METRICS},
-        "s/utt": f"{r['s_per_utt']:.3f}", "x faster than cascade": f"{r['speedup_vs_cascade']:.2f}",
-    } for r in rows])
-    return df.to_string(index=False)
+    return quality_table(rows).join(speed_table(rows)).to_string()
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -129,9 +151,16 @@ def main(argv=None) -> int:
     ap.add_argument("--n-timing", type=int, default=24, help="test utterances timed per pipeline (default: 24)")
     ap.add_argument("--attention", type=_override, action="append", default=[], metavar="KEY=VALUE",
                     help="a knob for the attention head, e.g. --attention branches=speech --attention lr=3e-4")
+    ap.add_argument("--scaling", default="", metavar="N,N,...",
+                    help="also train the attention head on nested subsets of N training pairs (a data-scaling curve)")
     args = ap.parse_args(argv)
     try:
-        out = run(args.preset, args.n_timing, dict(args.attention))
+        scaling = [int(x) for x in args.scaling.split(",") if x.strip()]
+    except ValueError:
+        print(f"bench_retrieval: --scaling takes comma-separated integers, got {args.scaling!r}", file=sys.stderr)
+        return 2
+    try:
+        out = run(args.preset, args.n_timing, dict(args.attention), scaling=scaling)
     except ClaspkitError as e:
         print(f"bench_retrieval: {e}", file=sys.stderr)
         return 2
@@ -139,6 +168,9 @@ def main(argv=None) -> int:
           f"({out['meta']['speech_backbone']} -> {out['meta']['text_backbone']}); 95% bootstrap CIs; "
           f"speed on {out['meta']['n_timing']} utterances")
     print(format_rows(out["rows"]))
+    if out["rows_scaling"]:
+        print("\ndata scaling of the attention head (same test gallery):")
+        print(quality_table(out["rows_scaling"]).to_string())
     print(f"results: {out['path']}")
     return 0
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import metrics
 from .config import Params
+from .errors import ParamError
 from .frames import Frames
 from .paths import atomic_write_text, display_path, run_dir
 from .train import BACKBONE_KEYS, CONFIG_FILE, load_checkpoint, read_checkpoint_config, train, \
@@ -83,6 +84,16 @@ def split_data(manifest: pd.DataFrame, feats: dict) -> dict[str, Split]:
         out[name] = Split(ids=manifest["id"].to_numpy()[idx].tolist(), texts=manifest["text"].to_numpy()[idx].tolist(),
                           arrays={r: a[idx] if isinstance(a, Frames) else np.asarray(a)[idx] for r, a in feats.items()})
     return out
+
+
+def train_subset(split: Split, n: int, seed: int) -> Split:
+    """The first ``n`` items of one seeded permutation of ``split``: smaller subsets nest inside larger
+    ones, so a data-scaling curve adds data instead of drawing a new sample at each size."""
+    if not 0 < n <= len(split):
+        raise ParamError(f"a training subset needs 1..{len(split)} items, got {n}")
+    idx = np.sort(np.random.default_rng(seed).permutation(len(split))[:n])
+    return Split(ids=[split.ids[i] for i in idx], texts=[split.texts[i] for i in idx],
+                 arrays={r: a[idx] for r, a in split.arrays.items()})
 
 
 def split_sizes(data: dict[str, Split]) -> pd.DataFrame:
@@ -283,12 +294,13 @@ ATTENTION_DEFAULTS = {"learnable_scale": True}
 
 
 def attention_stage(P, loss: str = "contrastive", progress: bool = True, name: str | None = None,
-                    **overrides) -> Stage3:
+                    train_items: int | None = None, **overrides) -> Stage3:
     """The attention head (beyond the paper) on the best Stage-2 backbones, trained on frame features.
 
     Same backbones, corpus and splits as :func:`stage3`, so the two are scored on the same gallery;
-    ``overrides`` set any knob (e.g. ``branches='speech'``, ``attention_layers=2``). Reused when
-    already trained under ``checkpoints/<name>`` (default ``attention-<loss>``).
+    ``overrides`` set any knob (e.g. ``branches='speech'``, ``attention_layers=2``); ``train_items``
+    trains on a nested subset of the training split (a data-scaling point). Reused when already
+    trained under ``checkpoints/<name>`` (default ``attention-<loss>[-train<n>]``).
     """
     best = best_stage2(P)
     chosen_by = best.pop("chosen_by")
@@ -297,7 +309,10 @@ def attention_stage(P, loss: str = "contrastive", progress: bool = True, name: s
                                                             **best, **overrides})
     manifest = corpus(Q, progress=progress)
     data = split_data(manifest, frame_features(Q, manifest, progress=progress))
-    trained = fit(Q, data, name or f"attention-{loss}", progress=progress)
+    if train_items is not None:
+        data["train"] = train_subset(data["train"], train_items, Q.seed)
+    trained = fit(Q, data, name or f"attention-{loss}" + (f"-train{train_items}" if train_items else ""),
+                  progress=progress)
     return Stage3(Q, manifest, data, trained, chosen_by)
 
 

@@ -13,7 +13,7 @@ def test_override_parsing_and_the_printed_table():
     rows = [{"system": "a", "n": 3, "hits@1": 0.5, "hits@1_ci": [0.2, 0.8], "mrr": 0.6, "mrr_ci": [0.3, 0.9],
              "s_per_utt": 0.1, "speedup_vs_cascade": 5.0}]
     out = BR.format_rows(rows)
-    assert "0.500 [0.200, 0.800]" in out and "5.00" in out
+    assert "0.500 [0.200, 0.800]" in out and "5.0" in out and "0.1" in out
 
 
 @pytest.mark.slow
@@ -30,5 +30,8 @@ def test_tiny_run_scores_all_systems_on_the_same_gallery(tmp_path, monkeypatch):
     assert rows["attention"]["fusion"] == "attention" and rows["cascade"]["speedup_vs_cascade"] == pytest.approx(1.0)
     saved = json.loads(out["path"].read_text())
     assert [r["kind"] for r in saved["rows"]] == ["paper", "attention", "cascade"]
-    again = BR.run("tiny", n_timing=2, overrides={"epochs": 2, "bootstrap": 20}, progress=False)
+    again = BR.run("tiny", n_timing=2, overrides={"epochs": 2, "bootstrap": 20}, scaling=[80], progress=False)
     assert [r["hits@1"] for r in again["rows"]] == [r["hits@1"] for r in out["rows"]]  # reused, deterministic
+    points = again["rows_scaling"]
+    assert [p["train_items"] for p in points] == [80, 320] and points[0]["n"] == rows["cascade"]["n"]
+    assert points[1]["hits@1"] == rows["attention"]["hits@1"]

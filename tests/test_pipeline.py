@@ -5,6 +5,7 @@ import pytest
 
 from claspkit import pipeline, results
 from claspkit.config import load_params
+from claspkit.errors import ParamError
 
 
 def _toy(n=60, dup_test=True, seed=0):
@@ -104,3 +105,19 @@ def test_changed_features_retrain_instead_of_reusing(P):
     feats["image"] = feats["image"] + 1e-3  # e.g. a backbone whose preprocessing changed
     changed = pipeline.split_data(manifest, feats)
     assert not pipeline.fit(P, changed, "m", progress=False).reused
+
+
+def test_train_subsets_nest_and_are_seeded():
+    from claspkit.frames import Frames
+    from claspkit.pipeline import Split, train_subset
+
+    frames = Frames([np.full((i % 3 + 1, 2), i, np.float16) for i in range(10)])
+    split = Split(ids=[f"s{i}" for i in range(10)], texts=[f"t{i}" for i in range(10)],
+                  arrays={"speech": frames, "text": np.arange(10.0)[:, None]})
+    small, large = train_subset(split, 3, seed=1), train_subset(split, 6, seed=1)
+    assert set(small.ids) <= set(large.ids) and len(large) == 6
+    assert small.ids == train_subset(split, 3, seed=1).ids and small.ids != train_subset(split, 3, seed=2).ids
+    assert [int(f[0, 0]) for f in small.arrays["speech"].items] == [int(i[1:]) for i in small.ids]
+    assert small.arrays["text"][:, 0].tolist() == [float(i[1:]) for i in small.ids]
+    with pytest.raises(ParamError):
+        train_subset(split, 11, seed=1)

@@ -150,3 +150,25 @@ def test_paper_numbers_only_beside_the_papers_direction_and_stage_table(tmp_path
     view = report.stage_table("t", 3)
     assert list(view.index) == ["CLASP (contrastive)"]
     assert view.loc["CLASP (contrastive)", "delta_hits@1"] == pytest.approx(0.5 - 0.940)
+
+
+def test_attention_head_is_beyond_the_paper_not_matched_to_its_rows(runs):
+    _write_stages_1_and_3("t")
+    write_stage("t", "stage3_attention", [
+        _row("stage3", "CLASP attention", "full", 0.93, 0.95, 2.0, 0.70, loss="contrastive", fusion="attention")])
+    df = report.table2("t")
+    att = df[df["system"] == "CLASP attention"].iloc[0]
+    assert pd.isna(att["paper_system"]) and att["note"] == "no counterpart in the paper"
+    assert report.beyond_paper("t") is None  # no benchmark run yet: no block
+    ci = {"hits@1_ci": [0.9, 0.96], "mrr_ci": [0.92, 0.97]}
+    write_stage("t", "retrieval_bench", [
+        {"system": "CLASP attention (1 layer, frames)", "kind": "attention", "n": 300, "hits@1": 0.93, "mrr": 0.95,
+         **ci, "s_per_utt": 0.05, "speedup_vs_cascade": 6.0},
+        {"system": "ASR cascade (whisper-base)", "kind": "cascade", "n": 300, "hits@1": 0.91, "mrr": 0.92,
+         **ci, "s_per_utt": 0.3, "speedup_vs_cascade": 1.0}],
+        {"n_timing": 24, "speech_backbone": "whisper-base", "text_backbone": "muse-multilingual"})
+    block = report.readme_results("t")
+    assert "| CLASP attention (1 layer, frames) | 300 | 0.930 [0.900, 0.960] | 0.950 [0.920, 0.970] | 50 | 6.00 |" in block
+    assert "whisper-base -> muse-multilingual" in block and "24 utterances" in block
+    md = report.write_table2("t", runs / "out")["markdown"].read_text()
+    assert "## Beyond the paper" in md and "| ASR cascade (whisper-base) | 300 |" in md
