@@ -55,6 +55,17 @@ def isolated_data(tmp_path, monkeypatch):
     return data
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: on a shared 2-core machine, waiting threads make tiny models 10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def espeak_waves(folder, sentences, voice="espeak:en-us"):
     """16 kHz waveforms of the corpus's espeak-ng engine speaking each sentence: real speech-like bursts.
 

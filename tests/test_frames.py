@@ -45,12 +45,7 @@ class FakeFrameEncoder:
         return np.stack([f.mean(0) for f in self.encode_frames(waves)])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

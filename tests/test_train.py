@@ -24,13 +24,7 @@ def make_split(n, seed, dims=(24, 20, 16)):
 TRAIN, VAL = make_split(160, 1), make_split(48, 2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, waiting threads make tiny models 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CFG = {"lr": 1e-3, "batch_size": 32, "epochs": 4, "patience": 3, "step_size": 2, "gamma": 0.5, "seed": 7,
        "loss": "contrastive", "fusion": "concat", "branches": "combined", "text_backbone": "e5-small"}
 
