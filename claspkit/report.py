@@ -344,7 +344,10 @@ def beyond_paper(preset: str) -> str | None:
             f"measured on {meta.get('n_timing', '?')} utterances, waveform to searched vector).")
     table = markdown_table(["system", "n", "HITS@1 [95% CI]", "MRR [95% CI]", "ms / utterance", "x faster than cascade"],
                            rows)
-    return head + "\n\n" + table
+    points = [f"{r['train_items']:,} pairs {ci(r, 'hits@1')}" for r in meta.get("scaling") or []]
+    scaling = ("\n\nData scaling of the attention head (nested subsets of the training split, the same gallery), "
+               "HITS@1: " + "; ".join(points) + ".") if points else ""
+    return head + "\n\n" + table + scaling
 
 
 def readme_results(preset: str) -> str:
