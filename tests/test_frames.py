@@ -253,19 +253,22 @@ class FakeText:
         return np.stack([np.random.default_rng(int(t.split()[-1])).standard_normal(8) for t in texts]).astype(np.float32)
 
 
+def _fake_factory(options: dict):
+    """A create_backbone stand-in: fake encoders by role, recording the options each role was made with."""
+    def create(role, name, **kw):
+        options[role] = kw
+        return {"speech": lambda: FakeFrameEncoder(frame_pool=kw.get("frame_pool", 4)), "image": FakeImage,
+                "text": FakeText}[role]()
+    return create
+
+
 def test_frame_features_train_and_evaluate_an_attention_head(tmp_path, monkeypatch):
     from claspkit import backbones, pipeline
     from claspkit.config import load_params
 
     manifest = _manifest(tmp_path, monkeypatch)
     made = {}
-
-    def create(role, name, **kw):
-        made[role] = kw
-        return {"speech": lambda: FakeFrameEncoder(frame_pool=kw.get("frame_pool", 4)), "image": FakeImage,
-                "text": FakeText}[role]()
-
-    monkeypatch.setattr(backbones, "create_backbone", create)
+    monkeypatch.setattr(backbones, "create_backbone", _fake_factory(made))
     P = load_params("tiny", epochs=3, batch_size=8, bootstrap=20, attention_dim=16, attention_heads=2)
     feats = pipeline.frame_features(P, manifest, progress=False)
     assert made["speech"] == {"frame_pool": 4} and isinstance(feats["speech"], Frames)
@@ -314,13 +317,7 @@ def fake_search(monkeypatch):
     from claspkit import search as S
 
     options = {}
-
-    def create(role, name, **kw):
-        options[role] = kw
-        return {"speech": lambda: FakeFrameEncoder(frame_pool=kw.get("frame_pool", 4)), "image": FakeImage,
-                "text": FakeText}[role]()
-
-    monkeypatch.setattr(S, "create_encoder", create)
+    monkeypatch.setattr(S, "create_encoder", _fake_factory(options))
     S.clear_caches()
     yield S, options
     S.clear_caches()
