@@ -130,6 +130,14 @@ def check_backbone(role: str, name: str) -> str:
     return _lookup(role, name)[0].source
 
 
+def is_multilingual(role: str, name: str) -> bool:
+    """Whether a registered backbone hears (or reads) more than English, as its registry entry says;
+    False for patterns such as ``hf:<id>``, whose languages the registry cannot know."""
+    entry, _ = _lookup(role, name)
+    text = entry.row()["description"].lower()
+    return "multilingual" in text and PATTERN not in name
+
+
 def create_backbone(role: str, name: str, **kw):
     """Build the encoder ``name`` of ``role`` (weights load now, heavy imports happen here)."""
     entry, args = _lookup(role, name)

@@ -92,6 +92,23 @@ SCHEMA: dict[str, Knob] = {
     "translation_source": Knob("udhr", "udhr (human, offline) or hub (a translation model id)", str, TRANSLATION_SOURCES),
     "translation_model": Knob("facebook/nllb-200-distilled-600M",
                               "hub translation model when translation_source='hub' (paper: SMALL-100, which needs custom tokenizer code)", str),
+    # --- robustness and real speech (notebook 09; not in the paper)
+    "robust_noise_items": Knob(None, "Brown test items in the noise sweep and the gallery it is scored on "
+                                     "(None = the whole deduplicated test split)", (int, type(None)), minimum=5),
+    "robust_noises": Knob(["white", "babble"], "noise kinds of the sweep (babble: 4 other clips of the set)", list),
+    "robust_snrs": Knob([20, 10, 5, 0], "signal-to-noise ratios of the sweep, dB", list),
+    "held_out_voice": Knob(None, "TTS voice left out of training for the unseen-voice test (None = the last "
+                                 "of `voices`)", (str, type(None))),
+    "robust_real_items": Knob(None, "real English prompts scored (None = all sentence-like ones)",
+                              (int, type(None)), minimum=5),
+    "robust_languages": Knob(["fr", "es", "it", "ru"], "languages of the real parallel speech", list),
+    "robust_parallel_items": Knob(None, "parallel prompts per language (None = all sentence-like in every "
+                                        "language)", (int, type(None)), minimum=5),
+    "multilingual_speech_backbone": Knob("whisper-base", "speech encoder (and ASR) for non-English speech when "
+                                                         "the chosen one is English-only", str),
+    "long_prompts_per_file": Knob(20, "real prompts joined into each long recording", int, minimum=1),
+    "long_files": Knob(3, "long recordings indexed and searched", int, minimum=1),
+    "long_pause_s": Knob(1.0, "silence between the prompts of a long recording, seconds", float, minimum=0.0),
 }
 
 
@@ -154,6 +171,8 @@ def load_params(preset: str = "tiny", overrides: dict | None = None, **kw) -> Pa
     for role in ("speech", "text"):
         for name in values[f"stage2_{role}_backbones"]:
             check_backbone(role, name)
+    check_backbone("speech", values["multilingual_speech_backbone"])
+    _check_robustness(values)
     if values["attention_dim"] % values["attention_heads"]:
         raise ParamError(f"attention_dim ({values['attention_dim']}) must be divisible by attention_heads "
                          f"({values['attention_heads']}), e.g. 256 with 4 heads")
@@ -161,6 +180,22 @@ def load_params(preset: str = "tiny", overrides: dict | None = None, **kw) -> Pa
     if len(split) != 3 or abs(sum(split) - 1) > 1e-6 or min(split) <= 0:
         raise ParamError(f"split must be three positive fractions summing to 1, got {split}")
     return Params(values)
+
+
+def _check_robustness(values: dict) -> None:
+    from .asterisk import VOICES
+    from .robustness import NOISE_KINDS
+
+    for key, valid in (("robust_noises", NOISE_KINDS), ("robust_languages", tuple(VOICES))):
+        for v in values[key]:
+            if v not in valid:
+                raise ParamError(f"parameter {key}: {choices_hint(v, valid)}")
+    snrs = values["robust_snrs"]
+    if not snrs or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in snrs):
+        raise ParamError(f"parameter robust_snrs must be a non-empty list of numbers (dB), got {snrs!r}")
+    held = values["held_out_voice"]
+    if held is not None and held not in values["voices"]:
+        raise ParamError(f"parameter held_out_voice: {choices_hint(held, values['voices'])} (one of `voices`)")
 
 
 def describe() -> str:

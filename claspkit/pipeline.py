@@ -91,7 +91,12 @@ def train_subset(split: Split, n: int, seed: int) -> Split:
     ones, so a data-scaling curve adds data instead of drawing a new sample at each size."""
     if not 0 < n <= len(split):
         raise ParamError(f"a training subset needs 1..{len(split)} items, got {n}")
-    idx = np.sort(np.random.default_rng(seed).permutation(len(split))[:n])
+    return take(split, np.sort(np.random.default_rng(seed).permutation(len(split))[:n]))
+
+
+def take(split: Split, idx) -> Split:
+    """The items ``idx`` of ``split``, in that order (every array row-aligned)."""
+    idx = np.asarray(idx, dtype=np.int64)
     return Split(ids=[split.ids[i] for i in idx], texts=[split.texts[i] for i in idx],
                  arrays={r: a[idx] for r, a in split.arrays.items()})
 
@@ -180,6 +185,18 @@ def speech_embeddings(trained: Trained, split: Split) -> np.ndarray:
     b = trained.config["branches"]
     return embed_speech(trained.model, split.arrays["speech"] if b in ("combined", "speech") else None,
                         split.arrays["image"] if b in ("combined", "image") else None)
+
+
+def speech_vectors(stage: "Stage3", paths, progress: bool = False) -> np.ndarray:
+    """A trained stage's unit vectors for any audio files: the features it was trained on (cached by
+    content, frames for an attention head), through its head."""
+    from .search import NEEDS
+
+    Q, branches = stage.P, stage.trained.config["branches"]
+    listing = pd.DataFrame({"path": [str(p) for p in paths]})
+    extract = frame_features if Q.fusion == "attention" else features
+    feats = extract(Q, listing, roles=NEEDS[branches], progress=progress)
+    return speech_embeddings(stage.trained, Split(ids=list(range(len(listing))), texts=[], arrays=dict(feats)))
 
 
 def score(P, sim_s2t: np.ndarray, protocols=("candidates", "full"), directions=("s2t", "t2s"), **fields) -> list[dict]:
@@ -314,6 +331,33 @@ def attention_stage(P, loss: str = "contrastive", progress: bool = True, name: s
     trained = fit(Q, data, name or f"attention-{loss}" + (f"-train{train_items}" if train_items else ""),
                   progress=progress)
     return Stage3(Q, manifest, data, trained, chosen_by)
+
+
+def trained_attention(P, loss: str = "contrastive", progress: bool = True) -> Stage3 | None:
+    """The attention head when notebook 05 (or ``bench_retrieval``) has trained it, else None: a notebook
+    that only scores it does not start a long training."""
+    if not (run_dir(P.preset) / "checkpoints" / f"attention-{loss}" / CONFIG_FILE).is_file():
+        return None
+    return attention_stage(P, loss, progress=progress)
+
+
+def multilingual_stage(P, speech_backbone: str | None = None, loss: str = "contrastive",
+                       progress: bool = True) -> Stage3:
+    """Stage 3's head on a speech encoder that hears more than English: :func:`stage3` itself when its
+    chosen backbone is multilingual, else the same configuration retrained on ``speech_backbone``
+    (default ``P.multilingual_speech_backbone``; checkpoint ``stage3-<loss>-<backbone>``)."""
+    from .backbones import is_multilingual
+
+    base = stage3(P, loss, progress=progress)
+    if is_multilingual("speech", base.P.speech_backbone):
+        return base
+    name = speech_backbone or P.multilingual_speech_backbone
+    if not is_multilingual("speech", name):
+        raise ParamError(f"speech backbone {name!r} is English-only; pass a multilingual one (e.g. whisper-base)")
+    Q = with_overrides(base.P, speech_backbone=name)
+    data = split_data(base.manifest, features(Q, base.manifest, progress=progress))
+    trained = fit(Q, data, f"stage3-{loss}-{name}", progress=progress)
+    return Stage3(Q, base.manifest, data, trained, f"{base.chosen_by}; speech backbone {name} (multilingual)")
 
 
 STAGE3_SYSTEMS = {"contrastive": "CLASP (contrastive)", "huber": "LASP (Huber)"}

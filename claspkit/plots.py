@@ -121,3 +121,37 @@ def tsne_panels(panels: dict[str, tuple[np.ndarray, np.ndarray]], seed: int = 42
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def snr_curves(rows: list[dict], metric: str = "hits@1", title="Retrieval under noise (speech -> text, full gallery)"):
+    """One panel per noise kind: ``metric`` against SNR, one line per system, 95% CIs as bars; the clean
+    items are the leftmost point of every line (robustness rows: ``noise``, ``snr_db``, ``system``)."""
+    use_style()
+    rows = [r for r in rows if r.get("section") == "noise" and r.get("direction", "speech->text") == "speech->text"]
+    kinds = [k for k in dict.fromkeys(r["noise"] for r in rows) if k != "clean"]
+    if not kinds:
+        raise ValueError("no noisy rows to plot: run robustness.noise_sweep first")
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    snrs = sorted({r["snr_db"] for r in rows if r["noise"] != "clean"}, reverse=True)
+    xs = {s: i + 1 for i, s in enumerate(snrs)}
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.4 * len(kinds), 3.4), squeeze=False, sharey=True)
+    for ax, kind in zip(axes[0], kinds):
+        for k, (color, system) in enumerate(zip(PALETTE, systems)):
+            pts = [(0, r) for r in rows if r["system"] == system and r["noise"] == "clean"]
+            pts += sorted(((xs[r["snr_db"]], r) for r in rows if r["system"] == system and r["noise"] == kind),
+                          key=lambda p: p[0])
+            dodge = 0.07 * (k - (len(systems) - 1) / 2)   # keep overlapping error bars apart
+            x = [p + dodge for p, _ in pts]
+            y = np.array([r[metric] for _, r in pts])
+            ci = np.array([r[f"{metric}_ci"] for _, r in pts]).reshape(-1, 2)
+            ax.errorbar(x, y, yerr=np.abs(ci.T - y), color=color, marker="o", ms=4, capsize=3, label=system)
+        ax.set_xticks([0, *xs.values()], ["clean", *(f"{s:g}" for s in snrs)])
+        ax.set_xlabel("SNR (dB)")
+        ax.set_title(f"{kind} noise")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0][0].set_ylabel(metric.upper() if metric.startswith("hits") else metric)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(systems)), fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06 * -(-len(systems) // 3) + 0.02, 1, 1))
+    return fig

@@ -23,7 +23,7 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 
 def update(preset: str) -> None:
-    from .report import readme_results
+    from .report import readme_results, robustness_markdown
     from .results import read_all
 
     if not read_all(preset):
@@ -33,8 +33,10 @@ def update(preset: str) -> None:
     text = path.read_text()
     text = replace_block(text, "results", readme_results(preset))
     text = replace_block(text, "params", describe())
+    text = replace_block(text, "robustness", robustness_markdown(preset) or
+                         f"Not run yet for `{preset}`: run notebooks/09_robustness.ipynb (`make reproduce` does).")
     atomic_write_text(path, text)
-    print(f"README.md: results block regenerated from runs/{preset}/results")
+    print(f"README.md: results and robustness blocks regenerated from runs/{preset}/results")
 
 
 def main(argv=None) -> int:

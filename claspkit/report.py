@@ -377,3 +377,57 @@ def readme_results(preset: str) -> str:
     if beyond:
         parts += ["", beyond]
     return "\n".join(parts) + "\n"
+
+
+# ------------------------------------------------------------------------------------- robustness
+ROBUSTNESS_SECTIONS = {
+    "real speech": "Real recorded English (Asterisk prompts, one professional voice)",
+    "unseen voice": "A TTS voice never heard in training (Brown test items of that voice)",
+    "real parallel": "Real parallel speech in other languages (the same Asterisk prompts in each language)",
+    "long recordings": "Long recordings: prompts joined with pauses, indexed with `claspkit index` and searched",
+}
+
+
+def _ci_cell(r: dict, m: str) -> str:
+    lo, hi = r[f"{m}_ci"]
+    return f"{r[m]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _noise_markdown(rows: list[dict]) -> str:
+    """Systems x conditions, HITS@1 (speech -> text), the clean items first."""
+    conds = list(dict.fromkeys(("clean" if r["noise"] == "clean" else f"{r['noise']} {r['snr_db']:g} dB")
+                               for r in rows))
+    cells: dict[str, dict[str, str]] = {}
+    for r in rows:
+        c = "clean" if r["noise"] == "clean" else f"{r['noise']} {r['snr_db']:g} dB"
+        cells.setdefault(r["system"], {})[c] = f"{r['hits@1']:.3f}"
+    table = markdown_table(["system", *conds], [[s, *(v.get(c, "") for c in conds)] for s, v in cells.items()])
+    n = rows[0]["n"]
+    return (f"Noise on the Brown test items ({n} utterances, one gallery), HITS@1 speech -> text; babble is 4 other "
+            f"test clips; the 95% CIs are in the results file and the figure.\n\n{table}")
+
+
+def robustness_markdown(preset: str) -> str | None:
+    """The README's 'Robustness and real speech' tables, from ``results/robustness.json`` (notebook 09)."""
+    payload = read_all(preset).get("robustness")
+    if not payload or not payload.get("rows"):
+        return None
+    rows, meta = payload["rows"], payload.get("meta", {})
+    parts = [f"Preset `{preset}`, written by notebooks/09_robustness.ipynb; full gallery, 95% bootstrap CIs. "
+             f"{meta.get('systems_note', '')}".strip()]
+    noise = [r for r in rows if r["section"] == "noise"]
+    if noise:
+        parts += ["", _noise_markdown(noise)]
+    for section, title in ROBUSTNESS_SECTIONS.items():
+        sec = [r for r in rows if r["section"] == section]
+        if not sec:
+            continue
+        extra = [k[:-3] for k in sec[0] if k.endswith("_ci") and k[:-3] not in ("hits@1", "mrr", "meanr", "macro_f1")]
+        header = [*(["task"] if any(r.get("task") for r in sec) else []), "direction", "system", "n", "HITS@1",
+                  "MRR", *extra, "WER"]
+        body = [[*([r.get("task") or ""] if header[0] == "task" else []), r["direction"], r["system"], str(r["n"]),
+                 _ci_cell(r, "hits@1"), _ci_cell(r, "mrr"), *(_ci_cell(r, m) for m in extra),
+                 f"{r['wer']:.3f}" if r.get("wer") is not None else ""] for r in sec]
+        note = meta.get(f"{section} note")
+        parts += ["", f"{title}{'; ' + note if note else ''}.", "", markdown_table(header, body)]
+    return "\n".join(parts) + "\n"

@@ -1,7 +1,6 @@
 """Frame features for the attention head: pooling, the ragged container, the cache, the encoders,
 the pipeline hook and search with an attention checkpoint. Synthetic audio only (tones and noise)."""
 import numpy as np
-import pandas as pd
 import pytest
 import soundfile as sf
 import torch
@@ -9,41 +8,7 @@ import torch
 from claspkit.errors import BackboneError, ClaspkitError, ParamError
 from claspkit.features import FeatureCache, extract_audio, extract_frames, extract_manifest_features
 from claspkit.frames import Frames, as_frames, frame_bytes, item_bytes, pool_time
-
-SR = 16000
-
-
-def tone(seconds, freq=220.0, seed=0, amp=0.3):
-    t = np.arange(int(seconds * SR)) / SR
-    noise = np.random.default_rng(seed).standard_normal(len(t))
-    return (amp * np.sin(2 * np.pi * freq * t) + 0.02 * noise).astype(np.float32)
-
-
-class FakeFrameEncoder:
-    """A speech backbone with both views: 80 ms steps of simple waveform statistics, and their mean."""
-
-    role, sample_rate, name = "speech", SR, "fake-frames"
-
-    def __init__(self, dim=6, frame_pool=4, scale=1.0):
-        self.dim, self.frame_pool, self.scale = dim, frame_pool, scale
-        self.cache_id = "fake-frames/mean-v1"
-        self.frames_cache_id = f"fake-frames/frames-pool{frame_pool}-v1"
-        self.calls = []
-
-    def encode_frames(self, waves):
-        self.calls.append(len(waves))
-        step = 320 * self.frame_pool
-        out = []
-        for w in waves:
-            chunks = [w[s:s + step] for s in range(0, len(w), step)]
-            stats = [[np.sqrt(np.mean(c ** 2)), np.mean(np.abs(np.diff(np.sign(c)))) if len(c) > 1 else 0.0,
-                      c.mean(), np.abs(c).max(), len(c) / step, s / 10] for s, c in enumerate(chunks)]
-            out.append(self.scale * np.resize(np.asarray(stats, np.float32), (len(chunks), self.dim)))
-        return out
-
-    def encode(self, waves):
-        return np.stack([f.mean(0) for f in self.encode_frames(waves)])
-
+from fakes import SR, FakeFrameEncoder, FakeImage, FakeText, fake_factory, fake_manifest, tone
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -225,50 +190,13 @@ def test_hf_speech_frames_match_its_mean_and_ignore_the_batch(tmp_path):
 
 
 # ------------------------------------------------------------------ the pipeline hook
-def _manifest(tmp_path, monkeypatch, n=36):
-    data = tmp_path / "data"
-    monkeypatch.setenv("CLASPKIT_DATA", str(data))
-    monkeypatch.setenv("CLASPKIT_RUNS", str(tmp_path / "runs"))
-    (data / "audio").mkdir(parents=True)
-    rows = []
-    for i in range(n):
-        sf.write(data / "audio" / f"x{i}.wav", tone(0.4 + 0.05 * (i % 7), 150 + 37 * i, i), SR, subtype="PCM_16")
-        rows.append({"id": f"x{i}", "path": f"audio/x{i}.wav", "text": f"sentence {i}",
-                     "split": "train" if i < 24 else "val" if i < 30 else "test"})
-    return pd.DataFrame(rows)
-
-
-class FakeImage(FakeFrameEncoder):
-    role, name = "image", "fake-image"
-
-    def __init__(self):
-        super().__init__(dim=5)
-        self.cache_id = "fake-image/v1"
-
-
-class FakeText:
-    role, name, dim, cache_id = "text", "fake-text", 8, "fake-text/v1"
-
-    def encode(self, texts):
-        return np.stack([np.random.default_rng(int(t.split()[-1])).standard_normal(8) for t in texts]).astype(np.float32)
-
-
-def _fake_factory(options: dict):
-    """A create_backbone stand-in: fake encoders by role, recording the options each role was made with."""
-    def create(role, name, **kw):
-        options[role] = kw
-        return {"speech": lambda: FakeFrameEncoder(frame_pool=kw.get("frame_pool", 4)), "image": FakeImage,
-                "text": FakeText}[role]()
-    return create
-
-
 def test_frame_features_train_and_evaluate_an_attention_head(tmp_path, monkeypatch):
     from claspkit import backbones, pipeline
     from claspkit.config import load_params
 
-    manifest = _manifest(tmp_path, monkeypatch)
+    manifest = fake_manifest(tmp_path, monkeypatch)
     made = {}
-    monkeypatch.setattr(backbones, "create_backbone", _fake_factory(made))
+    monkeypatch.setattr(backbones, "create_backbone", fake_factory(made))
     P = load_params("tiny", epochs=3, batch_size=8, bootstrap=20, attention_dim=16, attention_heads=2)
     feats = pipeline.frame_features(P, manifest, progress=False)
     assert made["speech"] == {"frame_pool": 4} and isinstance(feats["speech"], Frames)
@@ -317,7 +245,7 @@ def fake_search(monkeypatch):
     from claspkit import search as S
 
     options = {}
-    monkeypatch.setattr(S, "create_encoder", _fake_factory(options))
+    monkeypatch.setattr(S, "create_encoder", fake_factory(options))
     S.clear_caches()
     yield S, options
     S.clear_caches()
