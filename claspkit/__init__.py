@@ -16,3 +16,13 @@ os.environ.setdefault("CT2_FORCE_CPU_ISA", "AVX2")
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 __version__ = "0.1.0"
+__all__ = ["CLASP", "__version__"]
+
+
+def __getattr__(name):
+    """``claspkit.CLASP`` without importing torch at ``import claspkit``."""
+    if name == "CLASP":
+        from .model import CLASP
+
+        return CLASP
+    raise AttributeError(f"module 'claspkit' has no attribute {name!r}")

@@ -190,7 +190,7 @@ def speech_embeddings(trained: Trained, split: Split) -> np.ndarray:
 def speech_vectors(stage: "Stage3", paths, progress: bool = False) -> np.ndarray:
     """A trained stage's unit vectors for any audio files: the features it was trained on (cached by
     content, frames for an attention head), through its head."""
-    from .search import NEEDS
+    from .model import NEEDS
 
     Q, branches = stage.P, stage.trained.config["branches"]
     listing = pd.DataFrame({"path": [str(p) for p in paths]})

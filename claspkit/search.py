@@ -1,8 +1,8 @@
 """Search your own recordings: index a folder of audio with a trained CLASP model, query it with text.
 
 ``build_index`` walks a folder, cuts each recording into speech segments (``claspkit.segment``),
-embeds every segment the way the model was trained (speech backbone + spectrogram-image backbone ->
-fusion head, L2-normalised) and commits them to a persistent index (``claspkit.index``). ``search``
+embeds every segment with the checkpoint's ``claspkit.CLASP`` model, the way it was trained (speech
+backbone + spectrogram-image backbone -> fusion head, L2-normalised) and commits them to a persistent index (``claspkit.index``). ``search``
 embeds a query with the checkpoint's frozen text backbone -- the space the fusion head was trained to
 map speech into -- so a query in any language that text encoder knows finds English (or other) speech
 without any transcription.
@@ -34,8 +34,6 @@ the speech-only time.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import time
@@ -44,153 +42,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ClaspkitError, DataMissingError, ParamError, choices_hint
+from .errors import ClaspkitError, DataMissingError, ParamError
 from .index import Hit, Index, IndexWriter, load_index
+from . import model as _model
+from .model import CLASP
 from .paths import display_path, sha256_file
 from .segment import SAMPLE_RATE, SegmentParams, segment
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a")
-ROLES = ("speech", "image", "text")
-NEEDS = {"combined": ("speech", "image"), "speech": ("speech",), "image": ("image",)}
 _LANG = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
-
-
-def create_encoder(role: str, name: str, **options):
-    """The one place backbones are created (tests replace it with fakes)."""
-    from .backbones import create_backbone
-
-    return create_backbone(role, name, **options)
-
-
-# ---------------------------------------------------------------------- the model
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:          # not on Linux
-        return os.cpu_count() or 1
-
-
-def _create_sharing(role: str, name: str, options: dict):
-    """``create_encoder`` with a thread budget; backbones without a ``threads`` option get none."""
-    try:
-        return create_encoder(role, name, **options)
-    except ParamError:
-        if "threads" not in options:
-            raise
-        return create_encoder(role, name, **{k: v for k, v in options.items() if k != "threads"})
-
-
-def checkpoint_backbones(config: dict) -> dict:
-    """Backbone names a checkpoint config names: ``{"backbones": {...}}`` or ``<role>_backbone`` keys."""
-    names = dict(config.get("backbones") or {})
-    for role in ROLES:
-        names.setdefault(role, config.get(f"{role}_backbone"))
-    return names
-
-
-class SegmentEmbedder:
-    """A checkpoint's fusion head with the backbones it was trained on: waveforms -> unit vectors."""
-
-    def __init__(self, checkpoint_dir, image_runtime: str = "onnx"):
-        from .frames import FRAME_POOL
-        from .fusion import config_keys
-        from .train import MODEL_FILE, load_checkpoint
-
-        checkpoint_dir = Path(checkpoint_dir)
-        self.model, self.config = load_checkpoint(checkpoint_dir)
-        names = checkpoint_backbones(self.config)
-        self.branches = self.config.get("branches", "combined")
-        self.needs = NEEDS.get(self.branches, ("speech", "image"))
-        missing = [r for r in (*self.needs, "text") if not names.get(r)]
-        if missing:
-            raise ClaspkitError(f"the checkpoint {display_path(checkpoint_dir)} does not name its "
-                                f"{', '.join(missing)} backbone(s) (config.json keys "
-                                f"{', '.join(r + '_backbone' for r in missing)}); retrain it with the backbone names "
-                                "in the training config")
-        from .config import IMAGE_RUNTIMES
-
-        if image_runtime not in IMAGE_RUNTIMES:
-            raise ParamError(f"unknown image runtime {choices_hint(image_runtime, IMAGE_RUNTIMES)}")
-        # the branches run concurrently (see embed), so each gets its share of the cores
-        share = {"threads": max(1, _cpus() // len(self.needs))}
-        self.frames = self.config.get("fusion") == "attention"
-        pool = {"frame_pool": int(self.config.get("frame_pool", FRAME_POOL))} if self.frames else {}
-        options = {"speech": {**share, **pool},
-                   "image": {**share, "runtime": image_runtime} if image_runtime != "torch" else {}}
-        self.encoders = {r: _create_sharing(r, names[r], options[r]) for r in self.needs}
-        if self.frames and not hasattr(self.encoders["speech"], "encode_frames"):
-            raise ClaspkitError(f"the checkpoint {display_path(checkpoint_dir)} is an attention head, which needs "
-                                f"frame features, but speech backbone {names['speech']} has no encode_frames; "
-                                "use a speech backbone from claspkit.backbones")
-        text = create_encoder("text", names["text"])
-        self.dim = int(self.config["out_dim"])
-        for role, key in (("speech", "speech_dim"), ("image", "image_dim")):
-            enc = self.encoders.get(role)
-            if enc is not None and int(enc.dim) != int(self.config[key]):
-                raise ClaspkitError(f"backbone {enc.name} gives {enc.dim}-d {role} features but the checkpoint's "
-                                    f"{key} is {self.config[key]}; use the checkpoint trained on {enc.name}")
-        if int(text.dim) != self.dim:
-            raise ClaspkitError(f"text backbone {text.name} is {text.dim}-d but the checkpoint maps speech to "
-                                f"{self.dim}-d; use the checkpoint trained against {text.name}")
-        weights = sha256_file(checkpoint_dir / MODEL_FILE)
-        fusion = {k: self.config.get(k) for k in config_keys(self.config)}
-        digest = hashlib.sha256(json.dumps({"weights": weights, "fusion": fusion}, sort_keys=True).encode())
-        self.identity_model = {
-            "checkpoint": checkpoint_dir.resolve().name,
-            "checkpoint_sha256": digest.hexdigest(),
-            "backbones": {r: (names[r] if r in (*self.needs, "text") else None) for r in ROLES},
-            "cache_ids": {**{r: str(self._cache_id(r, e)) for r, e in self.encoders.items()}, "text": str(text.cache_id)},
-        }
-
-    def _cache_id(self, role: str, enc) -> str:
-        """What the features of ``role`` are: the frames' id for an attention head's speech branch."""
-        return enc.frames_cache_id if role == "speech" and self.frames else enc.cache_id
-
-    def embed(self, waves: list[np.ndarray], batch_size: int = 16, timings: dict | None = None) -> np.ndarray:
-        """(n, dim) float32 unit vectors for n 16 kHz segments."""
-        from .train import embed_speech
-
-        timings = timings if timings is not None else {}
-
-        def run(role, enc):
-            if role == "speech" and self.frames:
-                return frames(enc)
-            t = time.perf_counter()
-            parts = [np.asarray(enc.encode(waves[a:a + batch_size]), dtype=np.float32)
-                     for a in range(0, len(waves), batch_size)]
-            x = np.concatenate(parts)
-            if x.shape != (len(waves), int(enc.dim)):
-                raise ClaspkitError(f"backbone {enc.name} returned shape {x.shape} for {len(waves)} "
-                                    f"segments, expected ({len(waves)}, {enc.dim}); the backbone is broken")
-            return x, time.perf_counter() - t
-
-        def frames(enc):
-            t = time.perf_counter()
-            x = [f for a in range(0, len(waves), batch_size) for f in enc.encode_frames(waves[a:a + batch_size])]
-            shapes = {np.shape(f)[1:] for f in x}
-            if len(x) != len(waves) or shapes - {(int(enc.dim),)}:
-                raise ClaspkitError(f"backbone {enc.name} returned {len(x)} frame sequences of widths {sorted(shapes)} "
-                                    f"for {len(waves)} segments, expected {len(waves)} of width {enc.dim}; "
-                                    "the backbone is broken")
-            return x, time.perf_counter() - t
-
-        if len(self.encoders) > 1:
-            # CTranslate2 and ONNX Runtime release the GIL, so the branches overlap (on 2 cores, 64 clips:
-            # 4.9 s instead of 5.8 s one after the other); their timings overlap too.
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(len(self.encoders), thread_name_prefix="claspkit-branch") as pool:
-                futures = {role: pool.submit(run, role, enc) for role, enc in self.encoders.items()}
-                done = {role: f.result() for role, f in futures.items()}
-        else:
-            done = {role: run(role, enc) for role, enc in self.encoders.items()}
-        feats = {role: x for role, (x, _) in done.items()}
-        for role, (_, seconds) in done.items():
-            timings[role] = timings.get(role, 0.0) + seconds
-        t = time.perf_counter()
-        out = embed_speech(self.model, feats.get("speech"), feats.get("image"))
-        timings["fusion"] = timings.get("fusion", 0.0) + time.perf_counter() - t
-        return out
 
 
 # ---------------------------------------------------------------------- indexing
@@ -252,7 +112,7 @@ def _read(path: Path) -> np.ndarray:
     return load_audio(path, SAMPLE_RATE)
 
 
-def _cut(audio: np.ndarray, spans) -> list[np.ndarray]:
+def cut_segments(audio: np.ndarray, spans) -> list[np.ndarray]:
     """Segments, each peak-normalised like a training clip."""
     out = []
     for s, e in spans:
@@ -274,8 +134,8 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ParamError(f"batch_size must be a positive int, got {batch_size!r}")
     params = segment_params or SegmentParams()
-    embedder = SegmentEmbedder(checkpoint_dir, image_runtime)
-    identity = {"model": embedder.identity_model, "segmentation": params.key(), "dim": embedder.dim}
+    embedder = CLASP.from_pretrained(checkpoint_dir, image_runtime=image_runtime, local_only=True)
+    identity = {"model": embedder.identity, "segmentation": params.key(), "dim": embedder.dim}
     summary = BuildSummary(index=out)
     tm = summary.timings
     for k in ("hash", "decode", "vad", *embedder.encoders, "fusion", "commit"):
@@ -317,8 +177,8 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
         staged_now: dict[str, float] = {}
 
         def flush():
-            waves = [w for _, audio, spans in pending for w in _cut(audio, spans)]
-            vecs = embedder.embed(waves, batch_size, tm) if waves else np.zeros((0, embedder.dim), np.float32)
+            waves = [w for _, audio, spans in pending for w in cut_segments(audio, spans)]
+            vecs = embedder.encode_waves(waves, batch_size, tm) if waves else np.zeros((0, embedder.dim), np.float32)
             row = 0
             for entry, _, spans in pending:
                 writer.stage(entry["sha256"], vecs[row:row + len(spans)], spans, entry["duration_s"])
@@ -354,7 +214,7 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
                 try:
                     audio = _read(path)
                 except (ClaspkitError, OSError, ValueError, RuntimeError) as e:
-                    summary.skipped.append({"path": entry["path"], "reason": _reason(e, path)})
+                    summary.skipped.append({"path": entry["path"], "reason": skip_reason(e, path)})
                     tm["decode"] += time.perf_counter() - t
                     bar.update(1)
                     continue
@@ -389,7 +249,7 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
     return summary
 
 
-def _reason(e: Exception, path: Path) -> str:
+def skip_reason(e: Exception, path: Path) -> str:
     """The decoder's message without the path prefix (the listing already names the file)."""
     msg = str(e)
     for p in (display_path(path), str(path)):
@@ -424,7 +284,7 @@ def text_encoder(index: Index):
     model = index.identity["model"]
     name = model["backbones"]["text"]
     if name not in _TEXT_ENCODERS:
-        _TEXT_ENCODERS[name] = create_encoder("text", name)
+        _TEXT_ENCODERS[name] = _model.create_encoder("text", name)
     enc = _TEXT_ENCODERS[name]
     want = model["cache_ids"]["text"]
     if str(enc.cache_id) != want:

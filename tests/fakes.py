@@ -1,4 +1,6 @@
 """Fake backbones and a tiny on-disk corpus of tones, for tests that run the pipeline without real models."""
+import hashlib
+
 import numpy as np
 import pandas as pd
 import soundfile as sf
@@ -65,7 +67,13 @@ class FakeText:
     role, name, dim, cache_id = "text", "fake-text", 8, "fake-text/v1"
 
     def encode(self, texts):
-        return np.stack([np.random.default_rng(int(t.split()[-1])).standard_normal(8) for t in texts]).astype(np.float32)
+        return np.stack([np.random.default_rng(_seed(t)).standard_normal(8) for t in texts]).astype(np.float32)
+
+
+def _seed(text):
+    """'sentence <i>' -> i (the corpus's texts); any other text -> a digest of it."""
+    last = text.split()[-1] if text.split() else ""
+    return int(last) if last.isdigit() else int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
 def fake_factory(options: dict):

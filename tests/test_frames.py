@@ -242,30 +242,32 @@ def _attention_checkpoint(path, branches="combined"):
 
 @pytest.fixture
 def fake_search(monkeypatch):
+    from claspkit import model as M
     from claspkit import search as S
 
     options = {}
-    monkeypatch.setattr(S, "create_encoder", fake_factory(options))
+    monkeypatch.setattr(M, "create_encoder", fake_factory(options))
     S.clear_caches()
     yield S, options
     S.clear_caches()
 
 
-def test_segment_embedder_feeds_frames_to_an_attention_checkpoint(tmp_path, fake_search, monkeypatch):
+def test_clasp_feeds_frames_to_an_attention_checkpoint(tmp_path, fake_search, monkeypatch):
+    from claspkit import model as M
     from claspkit.train import embed_speech
 
     S, options = fake_search
     ckpt = _attention_checkpoint(tmp_path / "att")
-    emb = S.SegmentEmbedder(ckpt)
+    emb = M.CLASP.from_pretrained(ckpt)
     assert options["speech"]["frame_pool"] == 4 and emb.frames
-    assert emb.identity_model["cache_ids"]["speech"] == "fake-frames/frames-pool4-v1"
+    assert emb.identity["cache_ids"]["speech"] == "fake-frames/frames-pool4-v1"
     waves = [tone(s, 300 + 20 * i, i) for i, s in enumerate([0.4, 1.1, 0.7, 0.25, 0.9])]
-    out = emb.embed(waves, batch_size=2)
+    out = emb.encode_waves(waves, batch_size=2)
     enc = FakeFrameEncoder()
-    expect = embed_speech(emb.model, enc.encode_frames(waves), FakeImage().encode(waves))
+    expect = embed_speech(emb.head, enc.encode_frames(waves), FakeImage().encode(waves))
     np.testing.assert_allclose(out, expect, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, atol=1e-5)
-    np.testing.assert_allclose(emb.embed(waves[1:2]), out[1:2], atol=1e-5)   # alone == in a batch
+    np.testing.assert_allclose(emb.encode_waves(waves[1:2]), out[1:2], atol=1e-5)   # alone == in a batch
     # index and search a folder (the VAD is replaced: tones are not speech)
     lib = tmp_path / "lib"
     lib.mkdir()
@@ -279,13 +281,13 @@ def test_segment_embedder_feeds_frames_to_an_attention_checkpoint(tmp_path, fake
 
 
 @pytest.mark.slow
-def test_segment_embedder_equals_the_cached_frames_route_with_whisper(tmp_path, whisper, monkeypatch):
+def test_clasp_equals_the_cached_frames_route_with_whisper(tmp_path, whisper, monkeypatch):
     """What search embeds equals what evaluation embeds from the feature cache (float16 both ways)."""
-    from claspkit import search as S
+    from claspkit import model as M
     from claspkit.fusion import build_fusion
     from claspkit.train import embed_speech, save_checkpoint
 
-    monkeypatch.setattr(S, "create_encoder", lambda role, name, **kw: whisper if role == "speech" else FakeText())
+    monkeypatch.setattr(M, "create_encoder", lambda role, name, **kw: whisper if role == "speech" else FakeText())
     torch.manual_seed(0)
     model = build_fusion({"fusion": "attention", "branches": "speech", "speech_dim": 384, "image_dim": None,
                           "out_dim": 8, "attention_dim": 32, "attention_heads": 4}).eval()
@@ -298,5 +300,5 @@ def test_segment_embedder_equals_the_cached_frames_route_with_whisper(tmp_path, 
     cached = extract_frames(whisper, paths, cache=tmp_path / "cache", progress=False)
     from claspkit.audio import load_audio
 
-    out = S.SegmentEmbedder(ckpt).embed([load_audio(p) for p in paths])   # as loaded for training
+    out = M.CLASP.from_pretrained(ckpt).encode_waves([load_audio(p) for p in paths])   # as loaded for training
     np.testing.assert_allclose(out, embed_speech(model, cached, None), atol=1e-5)

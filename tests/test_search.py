@@ -14,6 +14,7 @@ import torch
 from conftest import espeak_waves, write_m4a
 
 from claspkit import search as S
+from claspkit import model as M
 from claspkit.errors import ClaspkitError, DataMissingError, ParamError
 from claspkit.index import load_index
 
@@ -69,7 +70,7 @@ class Fakes(dict):
 @pytest.fixture
 def fakes(monkeypatch):
     f = Fakes()
-    monkeypatch.setattr(S, "create_encoder", f)
+    monkeypatch.setattr(M, "create_encoder", f)
     S.clear_caches()
     yield f
     S.clear_caches()
@@ -207,7 +208,8 @@ def test_killed_run_keeps_old_index_and_resumes(library, ckpt, fakes, tmp_path, 
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         import test_search as T
         from claspkit import search as S
-        S.create_encoder = T.Fakes()
+        from claspkit import model as M
+        M.create_encoder = T.Fakes()
         real = T.FakeEncoder.encode
         def encode(self, items):
             if self.role == "speech" and self.items + len(items) > 2:
@@ -246,7 +248,7 @@ def test_speech_only_model_never_computes_images(library, fakes, tmp_path):
 
 def test_image_runtime_is_onnx_by_default_and_can_be_torch(library, ckpt, fakes, tmp_path):
     S.build_index(library, ckpt, tmp_path / "a", progress=False)
-    cpus = S._cpus()
+    cpus = M._cpus()
     assert fakes.options == {"image": {"runtime": "onnx", "threads": max(1, cpus // 2)},
                              "speech": {"threads": max(1, cpus // 2)}, "text": {}}
     S.build_index(library, ckpt, tmp_path / "b", progress=False, image_runtime="torch")
@@ -345,8 +347,8 @@ def test_backbones_without_a_threads_option_are_created_without_one(monkeypatch)
             raise ParamError(f"{role} backbone {name!r} does not take that option")
         return (role, name)
 
-    monkeypatch.setattr(S, "create_encoder", create)
-    assert S._create_sharing("speech", "hf:tiny", {"threads": 1}) == ("speech", "hf:tiny")
+    monkeypatch.setattr(M, "create_encoder", create)
+    assert M._create_sharing("speech", "hf:tiny", {"threads": 1}) == ("speech", "hf:tiny")
     assert calls == [{"threads": 1}, {}]
     with pytest.raises(ParamError, match="does not take"):          # other option errors still surface
-        S._create_sharing("image", "x", {"runtime": "bad", "threads": 1})
+        M._create_sharing("image", "x", {"runtime": "bad", "threads": 1})
