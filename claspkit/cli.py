@@ -2,6 +2,7 @@
 
     claspkit index AUDIO_DIR --model CHECKPOINT --out INDEX [--rebuild] [--json]
     claspkit search INDEX "query text" [--lang fr] [-k 10] [--json]
+    claspkit embed AUDIO_DIR --model CHECKPOINT --out vectors.parquet [--segment] [--json]
     claspkit backbones [--role speech|image|text|asr]
     claspkit params
 
@@ -43,6 +44,20 @@ def _cmd_index(args) -> int:
     summary = build_index(args.audio_dir, args.model, args.out, progress=not args.quiet and not args.json,
                           rebuild=args.rebuild, batch_size=args.batch_size, image_runtime=args.image_runtime)
     print(json.dumps(summary.as_dict(), indent=1) if args.json else summary)
+    return 0
+
+
+def _cmd_embed(args) -> int:
+    from .embed import embed_folder
+
+    summary = embed_folder(args.audio_dir, args.model, args.out, segment=args.segment, batch_size=args.batch_size,
+                           progress=not args.quiet and not args.json, image_runtime=args.image_runtime)
+    if args.json:
+        from .paths import display_path
+
+        print(json.dumps({**summary.__dict__, "out": display_path(summary.out)}, indent=1))
+    else:
+        print(summary)
     return 0
 
 
@@ -120,6 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lang", default=None, help="language code of the query, recorded in --json output (e.g. fr)")
     s.add_argument("--json", action="store_true", help="print hits as JSON")
     s.set_defaults(func=_cmd_search)
+
+    e = sub.add_parser("embed", help="write one CLASP vector per file (or per speech segment) to Parquet",
+                       description="Embed every audio file under AUDIO_DIR into OUT (.parquet: id, path, sha256, "
+                                   "start_s, end_s, vector). A killed run resumes; a rerun embeds only new files.")
+    e.add_argument("audio_dir", metavar="AUDIO_DIR")
+    e.add_argument("--model", required=True, metavar="MODEL", help="checkpoint folder or hub id")
+    e.add_argument("--out", required=True, metavar="OUT", help="the .parquet file to write")
+    e.add_argument("--segment", action="store_true", help="one vector per speech segment (VAD) instead of per file")
+    e.add_argument("--batch-size", type=_positive_int, default=16, help="clips per encoder batch (default 16)")
+    e.add_argument("--image-runtime", choices=IMAGE_RUNTIMES, default="onnx", help="as for `claspkit index`")
+    e.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=_cmd_embed)
 
     b = sub.add_parser("backbones", help="list the registered encoders")
     b.add_argument("--role", choices=("speech", "image", "text", "asr"), default=None)
