@@ -97,6 +97,8 @@ SCHEMA: dict[str, Knob] = {
                                      "(None = the whole deduplicated test split)", (int, type(None)), minimum=5),
     "robust_noises": Knob(["white", "babble"], "noise kinds of the sweep (babble: 4 other clips of the set)", list),
     "robust_snrs": Knob([20, 10, 5, 0], "signal-to-noise ratios of the sweep, dB", list),
+    "robust_augment": Knob(True, "also train the paper head with one speed-perturbed (0.9/1/1.1), noisy (white or "
+                                 "babble, 0-20 dB) copy of each training clip and score it beside the others", bool),
     "held_out_voice": Knob(None, "TTS voice left out of training for the unseen-voice test (None = the last "
                                  "of `voices`)", (str, type(None))),
     "robust_real_items": Knob(None, "real English prompts scored (None = all sentence-like ones)",

@@ -11,6 +11,8 @@ row never stands without its comparison:
   transcripts of a noisy clip are cached like any other audio and a rerun is byte-identical. Each
   item's noise is drawn from a generator seeded by (seed, the clean file's sha256), so it does not
   depend on the order or the size of the set.
+* **augmentation** (``augmented_copies``, ``augmented_stage``, issue 11): one speed-perturbed,
+  noisy copy of each training clip added to training, so the same sections can say what it buys.
 * **unseen voice** (``unseen_voice_heads``): the paper head retrained without one TTS voice (in
   training and validation), beside a control trained on as many pairs drawn from all voices, and the
   head trained on everything; all are scored on the test items of that voice.
@@ -35,6 +37,7 @@ import pandas as pd
 from .errors import AudioError, ClaspkitError, ParamError, choices_hint
 
 __all__ = ["NOISE_KINDS", "SNRS_DB", "RECIPE", "mix_at_snr", "white_noise", "babble_noise", "noisy_versions",
+           "augmented_copies", "augmented_stage",
            "Systems", "make_systems", "evaluate", "noise_sweep", "unseen_voice_heads", "voice_items",
            "real_prompts", "parallel_set", "cross_lingual", "long_recordings", "long_search", "summary_table"]
 
@@ -159,6 +162,79 @@ def noisy_versions(paths: Sequence, kind: str, snr_db: float, seed: int = 42, ou
         _write_wav(out[i], _pcm16(mixed))
     (folder / "recipe.json").write_text(json.dumps(recipe, indent=1, sort_keys=True) + "\n")
     return out
+
+
+# ------------------------------------------------------------------------------------- augmentation
+AUGMENT_RECIPE = "augment-v1"
+SPEEDS = (0.9, 1.0, 1.1)
+
+
+def augmented_copies(paths: Sequence, seed: int = 42, snr_range=(0.0, 20.0), speeds=SPEEDS, kinds=NOISE_KINDS,
+                     talkers: int = BABBLE_TALKERS, out_dir=None, progress: bool = False) -> list[Path]:
+    """One perturbed copy of each training clip, toward real audio: a speed factor drawn from ``speeds``
+    (resampled, so tempo and pitch change together), then white or babble noise (babble from other clips
+    of ``paths``) at an SNR drawn uniformly from ``snr_range``. Every draw is seeded by (seed, the clip's
+    sha256); files are written once under ``data/audio/derived/augment/``. Gain needs no perturbation:
+    every clip is peak-normalised when it is loaded."""
+    from .audio import load_audio, resample
+    from .features import FeatureCache
+    from .progress import progress_bar
+
+    bad = [k for k in kinds if k not in NOISE_KINDS]
+    if bad or not kinds:
+        raise ParamError(f"unknown noise {choices_hint(bad[0] if bad else '', NOISE_KINDS)}")
+    lo, hi = map(float, snr_range)
+    if not lo <= hi or not speeds or min(speeds) <= 0:
+        raise ParamError(f"need snr_range (low, high) with low <= high and positive speeds, got {snr_range}, {speeds}")
+    paths = [Path(p) for p in paths]
+    shas = FeatureCache().file_hashes(paths)
+    recipe = {"recipe": AUGMENT_RECIPE, "seed": int(seed), "snr_range": [lo, hi], "speeds": [float(v) for v in speeds],
+              "kinds": list(kinds), "talkers": int(talkers), "pool": hashlib.sha256("\n".join(shas).encode()).hexdigest()}
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    folder = _derived_root(out_dir) / "augment" / digest
+    out = [folder / f"{sha[:16]}.wav" for sha in shas]
+    todo = [i for i, p in enumerate(out) if not p.is_file()]
+    for i in progress_bar(todo, desc="augmenting", unit="clip", disable=not progress):
+        rng = _item_rng(seed, shas[i], 0)
+        speed = float(rng.choice(list(speeds)))
+        kind = str(rng.choice(list(kinds)))
+        snr = float(rng.uniform(lo, hi))
+        x = load_audio(paths[i]).astype(np.float64)
+        if speed != 1.0:
+            x = resample(x.astype(np.float32), int(round(SAMPLE_RATE * speed)), SAMPLE_RATE).astype(np.float64)
+        if kind == "white":
+            noise = white_noise(len(x), rng)
+        else:
+            others = sorted({shas[j]: j for j in range(len(paths)) if shas[j] != shas[i]}.items())  # order-free
+            others = [j for _, j in others]
+            picks = rng.choice(others, size=min(talkers, len(others)), replace=False) if others else []
+            noise = babble_noise(len(x), [load_audio(paths[j]) for j in picks], None, rng, talkers=len(picks))
+        _write_wav(out[i], _pcm16(mix_at_snr(x, noise, snr)))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "recipe.json").write_text(json.dumps(recipe, indent=1, sort_keys=True) + "\n")
+    return out
+
+
+def augmented_stage(stage, seed: int | None = None, progress: bool = False, **recipe):
+    """``stage``'s head retrained on its training pairs plus one augmented copy of each (same texts;
+    validation and test untouched), checkpoint ``<name>-augmented``. ``recipe`` goes to
+    :func:`augmented_copies`."""
+    from . import pipeline
+    from .frames import Frames
+
+    if stage.P.fusion == "attention":
+        raise ParamError("augmentation is built for the paper heads (mean-pooled features); pass the Stage-3 stage")
+    train = stage.data["train"]
+    copies = augmented_copies(pipeline.audio_paths(stage.manifest, train.ids), seed=stage.P.seed if seed is None else seed,
+                              progress=progress, **recipe)
+    listing = pd.DataFrame({"path": [str(p) for p in copies], "text": train.texts})
+    feats = pipeline.features(stage.P, listing, progress=progress)
+    both = pipeline.Split(ids=[*train.ids, *(f"{i}+augmented" for i in train.ids)], texts=[*train.texts, *train.texts],
+                          arrays={r: np.concatenate([a, np.asarray(feats[r])]) for r, a in train.arrays.items()
+                                  if not isinstance(a, Frames)})
+    data = {**stage.data, "train": both}
+    trained = pipeline.fit(stage.P, data, f"{stage.trained.name}-augmented", progress=progress)
+    return pipeline.Stage3(stage.P, stage.manifest, data, trained, stage.chosen_by)
 
 
 # ------------------------------------------------------------------------------------------ systems

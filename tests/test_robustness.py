@@ -252,3 +252,40 @@ def test_snr_figure_and_readme_block_come_from_the_rows(tmp_path, monkeypatch):
     assert "Real recorded English (Asterisk prompts, one professional voice); 16 prompts." in md
     assert "| speech->text | C | 10 | 0.970 [0.870, 1.070] | 0.970 [0.870, 1.070] | 0.050 |" in md
     assert json.loads((tmp_path / "runs" / "tiny" / "results" / "robustness.json").read_text())["rows"][0]["system"] == "A"
+
+
+# ------------------------------------------------------------------ augmentation
+def test_augmented_copies_are_seeded_per_clip_and_perturb_speed_and_noise(clips, tmp_path):
+    a = R.augmented_copies(clips, seed=3, out_dir=tmp_path / "a", talkers=2)
+    b = R.augmented_copies(clips[::-1], seed=3, out_dir=tmp_path / "b", talkers=2)[::-1]
+    assert len({p.parent for p in a}) == 1 and a[0].parent.parent.name == "augment"
+    assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]   # a clip's draws ignore the order
+    ratios = [len(sf.read(c)[0]) / len(sf.read(p)[0]) for c, p in zip(clips, a)]
+    nearest = [min(R.SPEEDS, key=lambda v: abs(v - r)) for r in ratios]
+    assert all(abs(r - v) < 0.01 for r, v in zip(ratios, nearest)) and len(set(nearest)) >= 2
+    stamp = a[0].stat().st_mtime_ns
+    assert R.augmented_copies(clips, seed=3, out_dir=tmp_path / "a", talkers=2) == a
+    assert a[0].stat().st_mtime_ns == stamp                                # written once
+    only_white = R.augmented_copies(clips, seed=3, kinds=["white"], speeds=[1.0], snr_range=(10, 10),
+                                    out_dir=tmp_path / "w")
+    from claspkit.audio import load_audio
+
+    clean, mixed = load_audio(clips[0]).astype(np.float64), load_audio(only_white[0]).astype(np.float64)
+    gain = np.dot(mixed, clean) / np.dot(clean, clean)
+    assert snr_db(gain * clean, mixed) == pytest.approx(10, abs=0.5)
+    with pytest.raises(ParamError, match="snr_range"):
+        R.augmented_copies(clips, snr_range=(20, 0), out_dir=tmp_path)
+    with pytest.raises(ParamError, match="unknown noise"):
+        R.augmented_copies(clips, kinds=["pink"], out_dir=tmp_path)
+
+
+def test_augmented_stage_doubles_training_and_leaves_val_and_test(fake_run):
+    _, stage, _, _ = fake_run
+    aug = R.augmented_stage(stage)
+    train = aug.data["train"]
+    assert len(train) == 2 * len(stage.data["train"]) and train.texts[:24] == train.texts[24:]
+    assert train.ids[24] == f"{stage.data['train'].ids[0]}+augmented"
+    assert aug.data["val"] is stage.data["val"] and aug.data["test"] is stage.data["test"]
+    assert aug.trained.name == "stage3-contrastive-augmented" and not np.array_equal(
+        train.arrays["speech"][:24], train.arrays["speech"][24:])
+    assert R.augmented_stage(stage).trained.reused
