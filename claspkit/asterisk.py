@@ -42,11 +42,11 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from .constants import SAMPLE_RATE
 from .debdata import PINNED, fetch_deb
 from .errors import AudioError, DataMissingError, ParamError, choices_hint
 from .paths import atomic_path, data_dir, display_path
 
-SAMPLE_RATE = 16000
 SHORT_WORDS = 4
 ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)")
 

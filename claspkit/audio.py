@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from .constants import SAMPLE_RATE
 from .errors import AudioError, DataMissingError, ParamError
 from .paths import display_path
 
-SAMPLE_RATE = 16000
 SILENCE_PEAK = 1e-4          # -80 dBFS: below this there is nothing for an encoder to hear
 CLIP_LEVEL = 0.999           # |x| at or above this counts as a full-scale (clipped) sample
 CLIP_FRACTION = 1e-3         # more than 0.1 % of samples at full scale -> warn

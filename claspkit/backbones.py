@@ -56,13 +56,12 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from .constants import BACKBONE_ROLES as ROLES, SAMPLE_RATE
 from . import weights as W
 from .config import IMAGE_RUNTIMES
 from .errors import AudioError, BackboneError, ParamError, choices_hint
 from .frames import FRAME_POOL, pool_time
 
-ROLES = ("speech", "image", "text", "asr")
-SAMPLE_RATE = 16000
 WINDOW_S = 30.0
 PATTERN = "<id-or-path>"
 

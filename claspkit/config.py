@@ -11,12 +11,10 @@ from typing import Any
 
 import yaml
 
+from .constants import FUSIONS, LOSSES, PAPER_FUSIONS  # noqa: F401 (PAPER_FUSIONS: notebook 03)
 from .errors import ParamError, choices_hint
 from .paths import project_root
 
-LOSSES = ("contrastive", "huber")
-FUSIONS = ("concat", "gating")            # the paper's heads: the Stage-2 grid of notebook 03
-ALL_FUSIONS = FUSIONS + ("attention",)    # every head the `fusion` knob may name
 BRANCHES = ("combined", "speech", "image")
 TRANSLATION_SOURCES = ("udhr", "hub")
 IMAGE_RUNTIMES = ("torch", "onnx")   # how claspkit.backbones runs an image CNN
@@ -59,7 +57,7 @@ SCHEMA: dict[str, Knob] = {
                                   "stage-2 grid: text encoders (paper: labse, xlmr-paraphrase)", list),
     # --- fusion and training (notebooks 03, 04)
     "fusion": Knob("concat", "fusion head (attention: a transformer over the speech frames, not in the paper)",
-                   str, ALL_FUSIONS),
+                   str, FUSIONS),
     "branches": Knob("combined", "which inputs the fusion sees (stage 1 ablation)", str, BRANCHES),
     "loss": Knob("contrastive", "training loss: CLASP (contrastive) or LASP (huber)", str, LOSSES),
     "tau": Knob(0.07, "contrastive temperature (paper: 0.07, fixed)", float),

@@ -12,12 +12,11 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from .constants import SAMPLE_RATE
 from . import tts
 from .corpus import audio_path
 from .errors import AudioError
 from .paths import atomic_path
-
-SAMPLE_RATE = 16000
 
 
 def make_lectures(out_dir, lectures: dict[str, tuple[str, list[str]]], gap_s: float = 1.0,

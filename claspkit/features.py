@@ -41,12 +41,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .constants import ROLES
 from .errors import AudioError, BackboneError, ClaspkitError, DataMissingError, ParamError, choices_hint
 from .frames import DTYPE as FRAME_DTYPE
 from .frames import FRAME_POOL, Frames
 from .paths import atomic_path, atomic_write_text, data_dir, display_path, sha256_file
 
-ROLES = ("speech", "image", "text")
 _MEMO_NAME = "file-sha256.json"
 _MAX_LISTED = 10
 
@@ -54,7 +54,6 @@ _MAX_LISTED = 10
 # --------------------------------------------------------------------------- hashing
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
 
 
 @functools.lru_cache(maxsize=64)

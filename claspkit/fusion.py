@@ -33,6 +33,7 @@ import math
 import torch
 from torch import nn
 
+from .constants import FUSIONS
 from .errors import ParamError, choices_hint
 
 BRANCH_DIM = 768          # branch output of the released model
@@ -40,7 +41,6 @@ BRANCH_HIDDEN = (768, 576)
 HEAD_HIDDEN = (1024, 800)
 DROPOUT = (0.15, 0.1)     # the paper's rates, multiplied by dropout_scale
 
-FUSIONS = ("concat", "gating", "attention")
 BRANCHES = ("combined", "speech", "image")
 ATTENTION_DEFAULTS = {"attention_dim": 256, "attention_layers": 1, "attention_heads": 4}
 ATTENTION_KEYS = tuple(ATTENTION_DEFAULTS)

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .constants import LOSSES
 from .errors import ParamError, choices_hint
 
-LOSSES = ("contrastive", "huber")
 MAX_LOGIT_SCALE = 100.0  # CLIP's clamp
 
 

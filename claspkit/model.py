@@ -29,12 +29,12 @@ from typing import Sequence
 
 import numpy as np
 
+from .constants import ROLES
 from .errors import ClaspkitError, DataMissingError, ParamError, choices_hint
 from .paths import display_path, sha256_file
 
 __all__ = ["CLASP", "create_encoder", "checkpoint_backbones", "NEEDS", "AUTHORS_BACKBONES", "LICENSES"]
 
-ROLES = ("speech", "image", "text")
 NEEDS = {"combined": ("speech", "image"), "speech": ("speech",), "image": ("image",)}
 CARD_FILE = "README.md"
 # The paper's backbones, which the authors' released head was trained on.

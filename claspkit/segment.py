@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .constants import SAMPLE_RATE
 from .errors import BackboneError, ChecksumError, ParamError
 
-SAMPLE_RATE = 16000
 FRAME = 512                      # silero's window at 16 kHz (32 ms)
 VAD_FILE = "silero_vad_16k_sequence.onnx"
 VAD_SHA256 = "9ccdacc4719d8aa7e45a77536bfabec45a03ba1f2fad5e241ab4060b24238a85"  # silero-vad 6.2.3

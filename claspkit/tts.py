@@ -36,10 +36,10 @@ from typing import Callable
 
 import numpy as np
 
+from .constants import SAMPLE_RATE
 from .errors import AudioError, ClaspkitError, ParamError, ToolMissingError, choices_hint
 from .paths import atomic_path, data_dir, display_path
 
-SAMPLE_RATE = 16000
 # Part of every cache key: bump when the post-processing (resampling, format) changes.
 FORMAT_TAG = "16k-mono-pcm16-v1"
 LOCK_NAME = ".claspkit-synth.lock"

@@ -56,9 +56,11 @@ def test_unknown_backbone_fails_before_anything_loads():
 
 
 def test_attention_and_scale_knobs_are_checked_and_leave_the_stage2_grid_alone():
-    from claspkit.config import ALL_FUSIONS, FUSIONS
+    from claspkit import constants, fusion
+    from claspkit.config import FUSIONS, PAPER_FUSIONS
 
-    assert FUSIONS == ("concat", "gating") and "attention" in ALL_FUSIONS      # notebook 03 loops over FUSIONS
+    assert PAPER_FUSIONS == ("concat", "gating") and FUSIONS == PAPER_FUSIONS + ("attention",)  # 03 loops over the first
+    assert fusion.FUSIONS is constants.FUSIONS is FUSIONS
     P = load_params("tiny", fusion="attention", scale_lr=1, learnable_scale=True)
     assert (P.fusion, P.scale_lr, P.frame_pool, P.attention_dim) == ("attention", 1.0, 4, 256)
     assert load_params("small").scale_lr is None
@@ -70,3 +72,14 @@ def test_attention_and_scale_knobs_are_checked_and_leave_the_stage2_grid_alone()
         load_params("tiny", attention_dim=100, attention_heads=8)
     with pytest.raises(ParamError, match="attention, concat, gating"):
         load_params("tiny", fusion="transformer")
+
+
+def test_shared_constants_are_defined_once():
+    """SAMPLE_RATE, ROLES, LOSSES and FUSIONS live in claspkit.constants; modules only import them."""
+    import re
+    from pathlib import Path
+
+    pkg = Path(__file__).resolve().parent.parent / "claspkit"
+    pattern = re.compile(r"^(SAMPLE_RATE|ROLES|BACKBONE_ROLES|LOSSES|FUSIONS|PAPER_FUSIONS|ALL_FUSIONS)\s*=", re.M)
+    defined = {p.name for p in pkg.glob("*.py") if pattern.search(p.read_text())}
+    assert defined == {"constants.py"}
