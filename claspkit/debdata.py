@@ -74,7 +74,7 @@ def deb_url(package: str) -> str:
     return mirror_url() + _pin(package)[0]
 
 
-def package_dir(package: str, dest_dir=None) -> Path:
+def unpacked_dir(package: str, dest_dir=None) -> Path:
     """Where ``fetch_deb`` unpacks ``package``: ``<dest_dir>/<package>_<version>_<arch>``."""
     return Path(dest_dir or debian_dir()) / Path(_pin(package)[0]).stem
 
@@ -118,7 +118,7 @@ def fetch_deb(package: str, dest_dir=None) -> Path:
                 f"if you placed it by hand, check {MIRROR_ENV} (now {mirror_url()}), or download "
                 f"{DEFAULT_MIRROR}{pool_path} again.")
 
-    return install_pinned(package_dir(package, parent), sha256, fetch, unpack, mismatch)
+    return install_pinned(unpacked_dir(package, parent), sha256, fetch, unpack, mismatch)
 
 
 def ar_members(deb: Path) -> dict[str, tuple[int, int]]:

@@ -320,7 +320,7 @@ def recall_at_k(got: np.ndarray, exact: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------- loading
-def read_manifest(root) -> dict | None:
+def read_index_manifest(root) -> dict | None:
     path = Path(root) / MANIFEST
     if not path.is_file():
         return None
@@ -339,7 +339,7 @@ def load_index(root) -> Index:
     """Open a committed index folder (the ``--out`` of ``claspkit index``)."""
     root = Path(root)
     for attempt in range(2):       # a writer may commit between reading the manifest and the files
-        manifest = read_manifest(root)
+        manifest = read_index_manifest(root)
         if manifest is None:
             raise DataMissingError(f"{display_path(root)} is not a claspkit index (no {MANIFEST}); "
                                    "build one with `claspkit index AUDIO_DIR --model CHECKPOINT --out INDEX`")
@@ -398,7 +398,7 @@ class IndexWriter:
             raise
         self._lock_fh = fh
         try:
-            if not self.rebuild and read_manifest(self.root) is not None:
+            if not self.rebuild and read_index_manifest(self.root) is not None:
                 prev = load_index(self.root)
                 _check_identity(prev.identity, self.identity, self.root)
                 self.previous = prev
@@ -473,7 +473,7 @@ class IndexWriter:
         if len({e["path"] for e in entries}) != len(entries):
             raise ParamError("duplicate file paths in the index entries")
         prev_by_sha = self._prev_by_sha
-        old = read_manifest(self.root)
+        old = read_index_manifest(self.root)
         gen = (old["generation"] + 1) if old else 1
         dim = self.identity["dim"]
 

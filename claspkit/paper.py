@@ -48,7 +48,7 @@ CASCADE_SIZE_GB = 3.15  # the HuBERT-ASR pipeline
 SPEED_GAIN = 0.10  # CLASP about 10% faster at inference than the HuBERT-ASR pipeline
 
 
-def table2() -> pd.DataFrame:
+def published_table2() -> pd.DataFrame:
     """The published Table 2 as a DataFrame: stage, system, protocol, hits@1, mrr, meanr, macro_f1."""
     rows = [{"stage": s, "system": name, "protocol": PAPER_PROTOCOL[s],
              **dict(zip(METRICS, values))} for s, name, *values in _TABLE2]

@@ -178,7 +178,7 @@ def table2(preset: str) -> pd.DataFrame:
     matched follow with blank 'ours' columns. ``attrs['missing_stages']`` lists stages with no
     result file; their paper rows appear with the note 'stage N not run'.
     """
-    ref = paper.table2().to_dict("records")
+    ref = paper.published_table2().to_dict("records")
     order = {(r["stage"], r["system"]): i for i, r in enumerate(ref)}
     ours, stages = _our_rows(preset)
     out, matched = [], set()

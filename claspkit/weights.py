@@ -174,7 +174,7 @@ def _reset_cache() -> None:
 
 
 # --------------------------------------------------------------------------- locating and verifying
-def package_dir(module: str, package: str, version: str) -> Path:
+def installed_package_dir(module: str, package: str, version: str) -> Path:
     """Folder of an installed package, or BackboneError with the pip line that installs it."""
     try:
         spec = importlib.util.find_spec(module)
@@ -213,7 +213,7 @@ def verified_path(key: str) -> Path:
     if key not in REGISTRY:
         raise BackboneError(f"unknown weight file {choices_hint(key, REGISTRY)}")
     wf = REGISTRY[key]
-    path = package_dir(wf.module, wf.package, wf.version) / wf.relpath
+    path = installed_package_dir(wf.module, wf.package, wf.version) / wf.relpath
     return _check(path, wf, key)
 
 

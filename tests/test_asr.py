@@ -14,11 +14,11 @@ from claspkit.errors import BackboneError, DataMissingError, ParamError
 # ---------------------------------------------------------------- WER
 
 def test_normalizer_lowercases_strips_punctuation_and_collapses_space():
-    assert asr.normalize_text("  Hello,   World!  ") == "hello world"
-    assert asr.normalize_text("Don't stop.") == "dont stop"
-    assert asr.normalize_text("well-being — now") == "well being now"
-    assert asr.normalize_text("“Quoted” (text)") == "quoted text"
-    assert asr.normalize_text("5% of $10") == "5 of $10"  # % is punctuation (Po); $ is a symbol, kept
+    assert asr.normalize_for_wer("  Hello,   World!  ") == "hello world"
+    assert asr.normalize_for_wer("Don't stop.") == "dont stop"
+    assert asr.normalize_for_wer("well-being — now") == "well being now"
+    assert asr.normalize_for_wer("“Quoted” (text)") == "quoted text"
+    assert asr.normalize_for_wer("5% of $10") == "5 of $10"  # % is punctuation (Po); $ is a symbol, kept
 
 
 def test_edit_counts_by_hand():

@@ -21,7 +21,7 @@ from claspkit import asterisk, debdata
 from claspkit.asterisk import (COLUMNS, UnmatchedPromptWarning, load_asterisk, norm_text, parallel_prompts,
                                sentence_prompts)
 from claspkit.archives import MARKER
-from claspkit.debdata import fetch_deb, package_dir
+from claspkit.debdata import fetch_deb, unpacked_dir
 from claspkit.errors import ChecksumError, ClaspkitError, DataMissingError, ParamError
 from claspkit.manifest import validate_manifest
 
@@ -158,7 +158,7 @@ def place(monkeypatch, folder, package, data) -> None:
 def test_hand_placed_deb_is_unpacked_privately_and_reused(closed, monkeypatch):
     place(monkeypatch, closed, "asterisk-core-sounds-en", deb({"usr/share/doc/x/a.txt": b"hello\n"}))
     out = fetch_deb("asterisk-core-sounds-en")
-    assert out == package_dir("asterisk-core-sounds-en") and out.parent == closed
+    assert out == unpacked_dir("asterisk-core-sounds-en") and out.parent == closed
     assert (out / "usr/share/doc/x/a.txt").read_text() == "hello\n"
     assert (out / MARKER).read_text().strip() == debdata.PINNED["asterisk-core-sounds-en"][2]
     assert not (out / "usr/share/doc/x/a.txt").stat().st_mode & 0o022
@@ -195,7 +195,7 @@ def test_unsafe_member_is_refused(closed, monkeypatch, bad):
 
 def test_killed_unpack_folder_is_replaced(closed, monkeypatch):
     place(monkeypatch, closed, "asterisk-core-sounds-en", deb({"usr/a.txt": b"good"}))
-    stale = package_dir("asterisk-core-sounds-en")
+    stale = unpacked_dir("asterisk-core-sounds-en")
     (stale / "usr").mkdir(parents=True)
     (stale / "usr/a.txt").write_text("half")  # no marker: a killed unpack, never trusted
     out = fetch_deb("asterisk-core-sounds-en")

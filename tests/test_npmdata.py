@@ -9,7 +9,7 @@ import tarfile
 import pytest
 
 from claspkit.errors import ChecksumError, DataMissingError
-from claspkit.npmdata import MARKER, PINNED, fetch_npm_package, package_dir, tarball_name, tarball_url
+from claspkit.npmdata import MARKER, PINNED, fetch_npm_package, npm_package_dir, tarball_name, tarball_url
 
 
 CLOSED_REGISTRY = "http://127.0.0.1:9/"  # the discard port: connection refused at once
@@ -45,7 +45,7 @@ def fake_npm(tmp_path, monkeypatch):
 def test_fetch_verifies_unpacks_privately_and_reuses(fake_npm, tmp_path, monkeypatch):
     dest = tmp_path / "raw"
     out = fetch_npm_package("fake", "1.0.0", fake_npm["sha"], dest)
-    assert out == package_dir("fake", "1.0.0", dest) and out.name == "fake-1.0.0"
+    assert out == npm_package_dir("fake", "1.0.0", dest) and out.name == "fake-1.0.0"
     assert (out / "cats.txt").read_text() == "ca01 news\n"
     assert (out / MARKER).is_file()
     assert not stat.S_IMODE((out / "ca01").stat().st_mode) & 0o022  # no group/world write bits
@@ -65,7 +65,7 @@ def test_checksum_mismatch_unpacks_nothing(fake_npm, tmp_path):
 
 def test_half_extracted_folder_is_replaced(fake_npm, tmp_path):
     dest = tmp_path / "raw"
-    stale = package_dir("fake", "1.0.0", dest)
+    stale = npm_package_dir("fake", "1.0.0", dest)
     stale.mkdir(parents=True)
     (stale / "ca01").write_text("half")  # no marker: a killed unpack, never trusted
     out = fetch_npm_package("fake", "1.0.0", fake_npm["sha"], dest)
