@@ -20,6 +20,11 @@ from typing import Callable
 from .errors import ChecksumError, ClaspkitError
 from .paths import sha256_file
 
+__all__ = [
+    "MARKER", "DOWNLOAD_TIMEOUT_S", "is_complete", "download", "install_pinned", "safe_extract",
+    "make_private",
+]
+
 MARKER = ".claspkit-complete"
 DOWNLOAD_TIMEOUT_S = 120
 

@@ -22,6 +22,12 @@ import pandas as pd
 from .errors import BackboneError, DataMissingError, ParamError
 from .paths import atomic_write_text, data_dir, sha256_file
 
+__all__ = [
+    "normalize_for_wer", "edit_counts", "wer_details", "wer", "default_transcript_root", "TranscriptCache",
+    "transcribe_all", "cascade_embeddings", "encoder_bytes", "fusion_bytes", "measure_pipelines",
+    "efficiency_rows",
+]
+
 # --------------------------------------------------------------------------------------------
 # Word error rate
 # --------------------------------------------------------------------------------------------

@@ -47,6 +47,12 @@ from .debdata import PINNED, fetch_deb
 from .errors import AudioError, DataMissingError, ParamError, choices_hint
 from .paths import atomic_path, data_dir, display_path
 
+__all__ = [
+    "SHORT_WORDS", "ANNOTATION", "Voice", "VOICES", "COLUMNS", "UnmatchedPromptWarning", "norm_text",
+    "strip_annotations", "count_words", "parse_transcript", "decode_g722", "cache_folder", "load_asterisk",
+    "sentence_prompts", "parallel_prompts",
+]
+
 SHORT_WORDS = 4
 ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)")
 

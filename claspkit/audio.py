@@ -36,6 +36,11 @@ from .constants import SAMPLE_RATE
 from .errors import AudioError, DataMissingError, ParamError
 from .paths import display_path
 
+__all__ = [
+    "SILENCE_PEAK", "CLIP_LEVEL", "CLIP_FRACTION", "CLIP_MIN_SAMPLES", "ClippedAudioWarning",
+    "validate_waveform", "resample", "peak_normalize", "read_with_ffmpeg", "load_audio",
+]
+
 SILENCE_PEAK = 1e-4          # -80 dBFS: below this there is nothing for an encoder to hear
 CLIP_LEVEL = 0.999           # |x| at or above this counts as a full-scale (clipped) sample
 CLIP_FRACTION = 1e-3         # more than 0.1 % of samples at full scale -> warn

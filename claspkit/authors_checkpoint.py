@@ -26,6 +26,8 @@ from .errors import DataMissingError, ParamError
 from .fusion import BRANCH_DIM, HEAD_HIDDEN, ConcatFusion
 from .paths import display_path
 
+__all__ = ["load_authors_state_dict", "load_authors_checkpoint"]
+
 _LINEAR = {"weight", "bias"}
 _BN = {"weight", "bias", "running_mean", "running_var"}
 

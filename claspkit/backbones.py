@@ -62,6 +62,12 @@ from .config import IMAGE_RUNTIMES
 from .errors import AudioError, BackboneError, ParamError, choices_hint
 from .frames import FRAME_POOL, pool_time
 
+__all__ = [
+    "WINDOW_S", "PATTERN", "Entry", "register", "list_backbones", "check_backbone", "is_multilingual",
+    "create_backbone", "Encoder", "whisper_frame_count", "WhisperSpeechEncoder", "HFSpeechEncoder",
+    "ONNX_EXPORT_VERSION", "SpectrogramImageEncoder", "TextEncoder", "WhisperASR", "CTCASR",
+]
+
 WINDOW_S = 30.0
 PATTERN = "<id-or-path>"
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from .errors import ClaspkitError
 
+__all__ = ["OFFLINE", "FALLBACK_WAV_DIRS", "bench_items", "run", "main"]
+
 # NAME@RUNTIME: the same backbone with ``runtime=RUNTIME`` (the image CNN in ONNX Runtime)
 OFFLINE = [("speech", "whisper-tiny.en"), ("speech", "whisper-base"), ("image", "efficientnet-lite0"),
            ("image", "efficientnet-lite0@onnx"), ("text", "e5-small-multilingual"), ("text", "muse-multilingual"),

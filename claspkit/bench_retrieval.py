@@ -23,6 +23,8 @@ import yaml
 
 from .errors import ClaspkitError
 
+__all__ = ["METRICS", "cascade_similarity", "run", "quality_table", "speed_table", "format_rows", "main"]
+
 METRICS = ("hits@1", "mrr")
 
 

@@ -33,6 +33,11 @@ import numpy as np
 from .errors import ClaspkitError
 from .index import ANN_MIN_SEGMENTS, build_ann, probe_queries, recall_at_k, search_ann, search_exact
 
+__all__ = [
+    "QUERIES", "LECTURE", "load_average", "synthetic_vectors", "encode_times", "bench_queries",
+    "synthesize_lectures", "bench_indexing", "main",
+]
+
 QUERIES = [
     "the history of the steam engine", "how doctors measure body temperature", "the price of bread went up",
     "who won the election last year", "rivers were the first roads of trade", "a storm is coming tonight",
@@ -152,7 +157,7 @@ def bench_queries(sizes: list[int], dim: int, enc_s: list[float]) -> list[dict]:
         rows.append({**base, "method": "faiss flat", "search_ms": (s_med, s_p95), "total_ms": (t_med, t_p95),
                      "recall@10": recall_at_k(got, exact), "build_s": round(build, 1),
                      "bytes_per_segment": 4 * dim + table})
-        del flat
+        flat = None            # free it before the next index (the lambdas above are done with it)
 
         t = time.perf_counter()
         ivf, info = build_ann(x)
@@ -164,7 +169,7 @@ def bench_queries(sizes: list[int], dim: int, enc_s: list[float]) -> list[dict]:
                      "search_ms": (s_med, s_p95), "total_ms": (t_med, t_p95), "recall@10": recall_at_k(got, exact),
                      "calibration_recall@10": info["recall_at_10"], "build_s": round(build, 1),
                      "bytes_per_segment": round(4 * dim + table + ivf_bytes / n, 1)})
-        del ivf, x
+        ivf = x = None
         used = "faiss ivf" if n >= ANN_MIN_SEGMENTS else "numpy exact"
         for r in rows[-3:]:
             r["used_by_claspkit"] = r["method"].startswith(used)

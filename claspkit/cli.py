@@ -20,6 +20,8 @@ from . import __version__
 from .config import IMAGE_RUNTIMES
 from .errors import ClaspkitError
 
+__all__ = ["fmt_time", "hits_table", "build_parser", "main"]
+
 
 def fmt_time(seconds: float) -> str:
     """mm:ss.s, or h:mm:ss.s from an hour on."""

@@ -11,9 +11,14 @@ from typing import Any
 
 import yaml
 
-from .constants import FUSIONS, LOSSES, PAPER_FUSIONS  # noqa: F401 (PAPER_FUSIONS: notebook 03)
+from .constants import FUSIONS, LOSSES, PAPER_FUSIONS
 from .errors import ParamError, choices_hint
 from .paths import project_root
+
+__all__ = [
+    "FUSIONS", "PAPER_FUSIONS", "LOSSES", "BRANCHES", "TRANSLATION_SOURCES", "IMAGE_RUNTIMES", "Knob", "SCHEMA", "params_dir", "available_presets",
+    "Params", "load_params", "describe",
+]
 
 BRANCHES = ("combined", "speech", "image")
 TRANSLATION_SOURCES = ("udhr", "hub")

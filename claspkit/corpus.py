@@ -25,6 +25,12 @@ from .paths import atomic_write_text, data_dir, display_path, run_dir
 from .splits import SPLITS, apportion, stratified_split
 from .tts import SAMPLE_RATE, assign_voices, audio_relpath, check_voice, get_synthesizer, parse_voice, synthesize_corpus
 
+__all__ = [
+    "CORPUS_VERSION", "MANIFEST_NAME", "REPORT_NAME", "TOKEN_RE", "manifest_path", "report_path",
+    "sample_sentences", "build_corpus", "load_report", "load_manifest", "audio_path", "tokens",
+    "corpus_summary", "category_counts",
+]
+
 # Bump when cleaning, sampling or manifest construction changes, so old manifests are rebuilt.
 CORPUS_VERSION = "1"
 MANIFEST_NAME = "manifest.csv"

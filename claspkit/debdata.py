@@ -21,6 +21,11 @@ from .archives import download, install_pinned, safe_extract
 from .errors import ChecksumError, ClaspkitError, DataMissingError, ParamError, choices_hint
 from .paths import data_dir, display_path
 
+__all__ = [
+    "POOL", "PINNED", "DEFAULT_MIRROR", "MIRROR_ENV", "AR_MAGIC", "AR_HEADER", "DATA_MEMBERS", "mirror_url",
+    "debian_dir", "deb_url", "unpacked_dir", "fetch_deb", "ar_members", "unpack_deb",
+]
+
 POOL = "pool/main/a/asterisk-core-sounds/"
 # package -> (file under the mirror, size in bytes, sha256). From the Debian archive's Packages index.
 PINNED: dict[str, tuple[str, int, str]] = {

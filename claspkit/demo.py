@@ -18,6 +18,8 @@ from .corpus import audio_path
 from .errors import AudioError
 from .paths import atomic_path
 
+__all__ = ["make_lectures", "hit_is_correct"]
+
 
 def make_lectures(out_dir, lectures: dict[str, tuple[str, list[str]]], gap_s: float = 1.0,
                   workers: int = 2, progress: bool = False) -> pd.DataFrame:

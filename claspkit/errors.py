@@ -3,6 +3,11 @@
 Every message names the problem *and* what to do about it.
 """
 
+__all__ = [
+    "ClaspkitError", "ParamError", "DataMissingError", "AudioError", "BackboneError", "ToolMissingError",
+    "ChecksumError", "choices_hint",
+]
+
 
 class ClaspkitError(Exception):
     """Base class of every error claspkit raises on purpose."""

@@ -47,6 +47,11 @@ from .frames import DTYPE as FRAME_DTYPE
 from .frames import FRAME_POOL, Frames
 from .paths import atomic_path, atomic_write_text, data_dir, display_path, sha256_file
 
+__all__ = [
+    "sha256_text", "FeatureCache", "ExtractStats", "extract_audio", "extract_frames", "extract_text",
+    "ManifestFeatures", "extract_manifest_features",
+]
+
 _MEMO_NAME = "file-sha256.json"
 _MAX_LISTED = 10
 

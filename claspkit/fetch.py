@@ -12,6 +12,8 @@ import time
 
 from .errors import ClaspkitError
 
+__all__ = ["fetch_all", "main"]
+
 
 def fetch_all(verbose: bool = True) -> list[str]:
     from . import brown, debdata, udhr, weights

@@ -25,6 +25,8 @@ import numpy as np
 
 from .errors import ParamError
 
+__all__ = ["FRAME_POOL", "DTYPE", "pool_time", "item_bytes", "frame_bytes", "Frames", "as_frames"]
+
 FRAME_POOL = 4  # encoder frames averaged into one step (80 ms for Whisper)
 DTYPE = np.dtype("<f2")
 

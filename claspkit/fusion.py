@@ -36,6 +36,12 @@ from torch import nn
 from .constants import FUSIONS
 from .errors import ParamError, choices_hint
 
+__all__ = [
+    "BRANCH_DIM", "BRANCH_HIDDEN", "HEAD_HIDDEN", "DROPOUT", "BRANCHES", "ATTENTION_DEFAULTS",
+    "ATTENTION_KEYS", "ATTENTION_DROPOUT", "branch_mlp", "ConcatFusion", "GatedUnit", "GatingFusion",
+    "sinusoid", "AttentionFusion", "CONFIG_KEYS", "config_keys", "build_fusion", "count_parameters",
+]
+
 BRANCH_DIM = 768          # branch output of the released model
 BRANCH_HIDDEN = (768, 576)
 HEAD_HIDDEN = (1024, 800)

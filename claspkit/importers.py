@@ -16,6 +16,8 @@ import pandas as pd
 from .errors import ClaspkitError, DataMissingError
 from .manifest import MANIFEST_COLUMNS
 
+__all__ = ["SPLIT_FILES", "COMMON_VOICE_LAYOUT", "FLEURS_LAYOUT", "import_common_voice", "import_fleurs"]
+
 SPLIT_FILES = {"train": "train", "dev": "val", "test": "test"}
 
 COMMON_VOICE_LAYOUT = """expected Common Voice layout (one language folder of a cv-corpus release):

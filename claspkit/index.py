@@ -60,6 +60,13 @@ import numpy as np
 from .errors import ClaspkitError, DataMissingError, ParamError
 from .paths import atomic_path, atomic_write_text, display_path
 
+__all__ = [
+    "FORMAT", "MANIFEST", "ANN_MIN_SEGMENTS", "ANN_TARGET_RECALL", "ANN_PROBES", "TRAIN_PER_LIST",
+    "SEGMENT_DTYPE", "identity_key", "describe_model", "normalize_rows", "Hit", "Index", "EXACT_BLOCK",
+    "search_exact", "search_ann", "build_ann", "probe_queries", "recall_at_k", "read_index_manifest",
+    "load_index", "IndexWriter",
+]
+
 FORMAT = 1
 MANIFEST = "index.json"
 ANN_MIN_SEGMENTS = 200_000      # exact search below, FAISS IVF at and above (see bench_search)

@@ -13,6 +13,8 @@ from torch import nn
 from .constants import LOSSES
 from .errors import ParamError, choices_hint
 
+__all__ = ["MAX_LOGIT_SCALE", "ClipLoss", "HuberLoss", "build_loss"]
+
 MAX_LOGIT_SCALE = 100.0  # CLIP's clamp
 
 

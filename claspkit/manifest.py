@@ -16,6 +16,8 @@ from .errors import ClaspkitError, DataMissingError
 from .paths import atomic_write_text, display_path
 from .splits import SPLITS
 
+__all__ = ["MANIFEST_COLUMNS", "ManifestError", "validate_manifest", "write_manifest", "read_manifest"]
+
 MANIFEST_COLUMNS = ("id", "source", "text", "category", "voice", "path", "duration_s", "sample_rate", "split")
 _STR_COLUMNS = ("id", "source", "text", "category", "voice", "path", "split")
 

@@ -22,6 +22,12 @@ import numpy as np
 
 from .errors import ParamError, choices_hint
 
+__all__ = [
+    "TIE_RULES", "PROTOCOLS", "KS", "METRICS", "CI_METRICS", "cosine_matrix", "ranks", "macro_f1",
+    "full_gallery", "candidate_sets", "candidates_protocol", "bootstrap_ci", "retrieval_report", "dedupe_key",
+    "dedupe",
+]
+
 TIE_RULES = ("optimistic", "pessimistic", "mean")
 PROTOCOLS = ("full", "candidates")
 KS = (1, 5, 10)

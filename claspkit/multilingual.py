@@ -26,6 +26,11 @@ import pandas as pd
 from .errors import BackboneError, ParamError, choices_hint
 from .paths import atomic_write_text, data_dir
 
+__all__ = [
+    "ESPEAK_VOICES", "WORKING_MODEL", "translation_sanity", "target_spec", "translate_hub",
+    "build_multilingual_queries", "speech_voice", "synthesize_parallel_speech",
+]
+
 # our code -> candidate codes in each model family's vocabulary
 _NLLB = {"en": "eng_Latn", "fa": "pes_Arab", "de": "deu_Latn", "fr": "fra_Latn", "zh": "zho_Hans"}
 _MARIAN = {"en": ("eng", "en"), "fa": ("pes", "fas", "fa"), "de": ("deu", "de"), "fr": ("fra", "fr"),

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+__all__ = [
+    "PAPER", "PAPER_PROTOCOL", "METRICS", "CLASP_SIZE_GB", "CASCADE_SIZE_GB", "SPEED_GAIN", "published_table2",
+    "claims",
+]
+
 PAPER = "CLASP: Contrastive Language-Speech Pretraining for Multilingual Multimodal Information Retrieval (ECIR 2025)"
 
 # protocol of each stage in the paper (names follow claspkit.metrics)

@@ -11,6 +11,11 @@ import os
 import tempfile
 from pathlib import Path
 
+__all__ = [
+    "project_root", "data_dir", "run_dir", "figures_dir", "display_path", "atomic_path", "sha256_file",
+    "atomic_write_bytes", "atomic_write_text",
+]
+
 
 def project_root() -> Path:
     env = os.environ.get("CLASPKIT_ROOT")

@@ -23,6 +23,15 @@ from .paths import atomic_write_text, display_path, run_dir
 from .train import BACKBONE_KEYS, CONFIG_FILE, load_checkpoint, read_checkpoint_config, train, \
     training_config
 
+__all__ = [
+    "SPLITS", "DIRECTIONS", "STAGE1_SYSTEMS", "with_overrides", "corpus", "features", "frame_features",
+    "Split", "split_data", "train_subset", "take", "split_sizes", "Trained", "fit", "similarity",
+    "speech_embeddings", "speech_vectors", "score", "tuned_threshold", "evaluate", "validation_mrr", "SHOW",
+    "table", "reused_note", "best_stage2", "Stage3", "stage3", "ATTENTION_DEFAULTS", "attention_stage",
+    "trained_attention", "multilingual_stage", "STAGE3_SYSTEMS", "stage3_rows", "sample_indices",
+    "audio_paths",
+]
+
 SPLITS = ("train", "val", "test")
 DIRECTIONS = {"s2t": "speech->text", "t2s": "text->speech"}
 STAGE1_SYSTEMS = {"image": "spectrogram only", "speech": "speech encoder only", "combined": "combined"}

@@ -9,6 +9,11 @@ from pathlib import Path
 
 import matplotlib
 
+__all__ = [
+    "STYLE", "PALETTE", "use_style", "save_figure", "category_bars", "learning_curves", "tsne_panels",
+    "snr_curves",
+]
+
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402

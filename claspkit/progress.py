@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+__all__ = ["RECORDED_INTERVAL_S", "progress_bar"]
+
 RECORDED_INTERVAL_S = 10.0
 
 

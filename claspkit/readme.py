@@ -13,6 +13,8 @@ from .config import describe
 from .errors import ClaspkitError, DataMissingError
 from .paths import atomic_write_text, project_root
 
+__all__ = ["replace_block", "update", "main"]
+
 
 def replace_block(text: str, name: str, body: str) -> str:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"

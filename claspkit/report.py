@@ -47,6 +47,13 @@ from . import paper
 from .paths import atomic_write_text, display_path, figures_dir
 from .results import read_all, results_dir
 
+__all__ = [
+    "METRICS", "SPEECH_ROLE", "TEXT_ROLE", "FUSION_ROLE", "BEYOND_FUSIONS", "BRANCH_ROLE", "LOSS_ROLE",
+    "LANG_ROLE", "PAPER_DIRECTION", "stage_number", "paper_system", "table2", "markdown_table",
+    "table2_markdown", "paper_view", "stage_table", "write_table2", "efficiency_summary", "beyond_paper",
+    "readme_results", "ROBUSTNESS_SECTIONS", "robustness_markdown",
+]
+
 METRICS = paper.METRICS
 SPEECH_ROLE = {"hubert-large-ls960-ft": "HuBERT", "whisper-base": "HuBERT",
                "wav2vec2-base-960h": "Wav2Vec2", "whisper-tiny.en": "Wav2Vec2"}

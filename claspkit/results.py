@@ -10,6 +10,8 @@ from pathlib import Path
 
 from .paths import atomic_write_text, run_dir
 
+__all__ = ["results_dir", "write_stage", "read_stage", "read_all"]
+
 
 def results_dir(preset: str) -> Path:
     d = run_dir(preset) / "results"

@@ -49,6 +49,11 @@ from .model import CLASP
 from .paths import display_path, sha256_file
 from .segment import SAMPLE_RATE, SegmentParams, segment
 
+__all__ = [
+    "AUDIO_EXTENSIONS", "BuildSummary", "audio_files", "cut_segments", "build_index", "skip_reason",
+    "clear_caches", "open_index", "text_encoder", "check_lang", "search",
+]
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a")
 _LANG = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 

@@ -39,6 +39,11 @@ import numpy as np
 from .constants import SAMPLE_RATE
 from .errors import BackboneError, ChecksumError, ParamError
 
+__all__ = [
+    "FRAME", "VAD_FILE", "VAD_SHA256", "SegmentParams", "speech_probabilities", "segments_from_probs",
+    "segment",
+]
+
 FRAME = 512                      # silero's window at 16 kHz (32 ms)
 VAD_FILE = "silero_vad_16k_sequence.onnx"
 VAD_SHA256 = "9ccdacc4719d8aa7e45a77536bfabec45a03ba1f2fad5e241ab4060b24238a85"  # silero-vad 6.2.3

@@ -33,6 +33,11 @@ import numpy as np
 
 from .errors import AudioError, ParamError, choices_hint
 
+__all__ = [
+    "SPECTROGRAM_VERSION", "IMAGENET_MEAN", "IMAGENET_STD", "SpectrogramParams", "DEFAULT", "stft_db",
+    "spectrogram_image", "spectrogram_images", "to_tensor",
+]
+
 SPECTROGRAM_VERSION = "spec-v1"  # bump when the drawing code changes (feature caches key on it)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

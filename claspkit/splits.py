@@ -24,6 +24,8 @@ from collections import defaultdict
 
 from .errors import ParamError
 
+__all__ = ["SPLITS", "apportion", "split_counts", "stratified_split"]
+
 SPLITS = ("train", "val", "test")
 
 

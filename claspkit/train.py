@@ -50,6 +50,11 @@ from .losses import build_loss
 from .paths import atomic_path, atomic_write_text, display_path, sha256_file
 from .progress import progress_bar
 
+__all__ = [
+    "TRAIN_KEYS", "ATTENTION_TRAIN_KEYS", "BACKBONE_KEYS", "RESUME_MAY_CHANGE", "FORMAT", "TrainResult",
+    "training_config", "save_checkpoint", "read_checkpoint_config", "load_checkpoint", "train", "embed_speech",
+]
+
 TRAIN_KEYS = ("seed", "fusion", "branches", "dropout_scale", "loss", "tau", "learnable_scale", "tau_bug",
               "huber_delta", "lr", "batch_size", "epochs", "patience", "step_size", "gamma")
 ATTENTION_TRAIN_KEYS = ATTENTION_KEYS + ("frame_pool",)   # in the config only for fusion='attention'

@@ -40,6 +40,13 @@ from .constants import SAMPLE_RATE
 from .errors import AudioError, ClaspkitError, ParamError, ToolMissingError, choices_hint
 from .paths import atomic_path, data_dir, display_path
 
+__all__ = [
+    "FORMAT_TAG", "LOCK_NAME", "MIN_PEAK", "ESPEAK_INSTALL", "ESPEAK_SYSTEM_INSTALL", "PIPER_INSTALL",
+    "VoiceSpec", "parse_voice", "Synthesizer", "to_mono_16k", "resample_poly", "EspeakCLI", "EspeakLib",
+    "PiperSynthesizer", "ENGINES", "get_synthesizer", "list_voices", "check_voice", "audio_relpath",
+    "assign_voices", "wav_duration", "Durations", "synthesize_corpus",
+]
+
 # Part of every cache key: bump when the post-processing (resampling, format) changes.
 FORMAT_TAG = "16k-mono-pcm16-v1"
 LOCK_NAME = ".claspkit-synth.lock"

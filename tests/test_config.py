@@ -83,3 +83,20 @@ def test_shared_constants_are_defined_once():
     pattern = re.compile(r"^(SAMPLE_RATE|ROLES|BACKBONE_ROLES|LOSSES|FUSIONS|PAPER_FUSIONS|ALL_FUSIONS)\s*=", re.M)
     defined = {p.name for p in pkg.glob("*.py") if pattern.search(p.read_text())}
     assert defined == {"constants.py"}
+
+
+def test_every_module_names_its_public_api():
+    """Each module's ``__all__`` exists, names only what the module has, and lists every public def/class."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    pkg = Path(__file__).resolve().parent.parent / "claspkit"
+    for path in sorted(pkg.glob("*.py")):
+        module = importlib.import_module(f"claspkit.{path.stem}" if path.stem != "__init__" else "claspkit")
+        assert hasattr(module, "__all__"), f"{path.name} has no __all__"
+        missing = [n for n in module.__all__ if not hasattr(module, n)]
+        assert not missing, f"{path.name}: __all__ names {missing}, which it does not define"
+        public = {n.name for n in ast.parse(path.read_text()).body
+                  if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")}
+        assert public <= set(module.__all__), f"{path.name}: public {sorted(public - set(module.__all__))} not in __all__"
