@@ -23,7 +23,7 @@ What happens to each kind of input (the README copies this table):
 | missing file | ``DataMissingError`` naming the path |
 
 Every error names the file and what to do about it.
-"""
+"""  # noqa: E501
 from __future__ import annotations
 
 import warnings

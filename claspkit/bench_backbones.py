@@ -98,7 +98,8 @@ def _worker(role: str, name: str, items_file: str, batch_size: int, baseline: bo
     cpu0 = _cpu_seconds()
     _, st = extract(enc, data, cache=False, batch_size=batch_size, progress=False, return_stats=True)
     cpu_s = _cpu_seconds() - cpu0
-    return {"cpu_s_per_item": cpu_s / max(st.n_computed, 1), "dim": st.dim, "n": st.n_computed, "model_s": model_s, "load_s": st.load_seconds,
+    return {"cpu_s_per_item": cpu_s / max(st.n_computed, 1), "dim": st.dim, "n": st.n_computed, "model_s": model_s,
+            "load_s": st.load_seconds,
             "encode_s": st.encode_seconds, "items_per_s": st.items_per_s,
             "rtf": st.rtf if audio_role else None, "audio_s": st.audio_seconds,
             "peak_rss_mib": _peak_rss_mib()}
@@ -159,7 +160,8 @@ def run(preset: str = "tiny", n: int = 64, batch_size: int = 16, only: list[str]
             print(f"| {r['backbone']} | {r['role']} | failed: {r['error']} ||||||||")
             continue
         print(f"| {r['backbone']} | {r['role']} | {r['dim']} | {r['n']} | {r['model_s']:.1f} | "
-              f"{r['items_per_s']:.1f} | {_fmt(r['rtf'], '.3f')} | {r['cpu_s_per_item']:.3f} | {r['peak_rss_mib']:.0f} | "
+              f"{r['items_per_s']:.1f} | {_fmt(r['rtf'], '.3f')} | {r['cpu_s_per_item']:.3f} | "
+              f"{r['peak_rss_mib']:.0f} | "
               f"{r['peak_rss_mib'] - base_mib:.0f} |")
     return rows
 

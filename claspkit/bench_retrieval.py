@@ -79,14 +79,16 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
                "attention": (f"CLASP attention ({att.P.attention_layers} layer, frames)", att)}
     rows = []
     for key, (label, st) in systems.items():
-        sim = pipeline.similarity(pipeline.speech_embeddings(st.trained, st.data["test"]), st.data["test"].arrays["text"])
+        sim = pipeline.similarity(pipeline.speech_embeddings(st.trained, st.data["test"]),
+                                  st.data["test"].arrays["text"])
         rows.append(_quality(P, label, sim, kind=key, fusion=st.P.fusion, branches=st.P.branches,
                              best_epoch=st.trained.best_epoch, epochs_run=len(st.trained.history)))
     rows.append(_quality(P, f"ASR cascade ({P.asr_backbone})", sim_cascade, kind="cascade", wer=round(wer, 4)))
     scaling_rows = []
     for n in sorted(set(scaling)):
         st = pipeline.attention_stage(P, "contrastive", progress=progress, train_items=int(n), **(attention or {}))
-        sim = pipeline.similarity(pipeline.speech_embeddings(st.trained, st.data["test"]), st.data["test"].arrays["text"])
+        sim = pipeline.similarity(pipeline.speech_embeddings(st.trained, st.data["test"]),
+                                  st.data["test"].arrays["text"])
         scaling_rows.append(_quality(P, f"attention, {n} training pairs", sim, kind="scaling", train_items=int(n),
                                      best_epoch=st.trained.best_epoch, epochs_run=len(st.trained.history)))
     scaling_rows.append({**rows[1], "system": f"attention, {len(att.data['train'])} training pairs",
@@ -126,7 +128,8 @@ def quality_table(rows: list[dict]) -> pd.DataFrame:
 def speed_table(rows: list[dict]) -> pd.DataFrame:
     """Seconds per utterance and the ratio to the cascade (wall-clock: varies with the machine)."""
     return pd.DataFrame([{"system": r["system"], "s/utt": round(r["s_per_utt"], 3),
-                          "x faster than cascade": round(r["speedup_vs_cascade"], 2)} for r in rows]).set_index("system")
+                          "x faster than cascade": round(r["speedup_vs_cascade"], 2)} for r in rows]
+                        ).set_index("system")
 
 
 def format_rows(rows: list[dict]) -> str:

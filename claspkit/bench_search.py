@@ -248,7 +248,8 @@ def _fmt_q(rows: list[dict], encoder_note: str | None) -> str:
     lines = [head]
     for r in rows:
         mark = " *" if r.get("used_by_claspkit") else ""
-        lines.append(f"{r['segments']:>9,}  {r['method'] + mark:<34} {r['search_ms'][0]:>8.2f}/{r['search_ms'][1]:<8.2f} "
+        lines.append(f"{r['segments']:>9,}  {r['method'] + mark:<34} "
+                     f"{r['search_ms'][0]:>8.2f}/{r['search_ms'][1]:<8.2f} "
                      f"{r['total_ms'][0]:>7.2f}/{r['total_ms'][1]:<8.2f} {r['recall@10']:>9.3f}  "
                      f"{r['build_s']:>7.1f}  {r['bytes_per_segment']:>9,.0f}")
     lines.append("* = what claspkit.index uses at that size (exact below "
@@ -267,7 +268,8 @@ def _fmt_i(r: dict) -> str:
         t = b["timings"]
         parts = ", ".join(f"{k} {v:.2f}" for k, v in t.items() if k != "load")
         spread = "/".join(f"{x:.0f}" for x in b.get("rtf_runs", []))
-        lines.append(f"  {label}: {b['rtf']:.1f}x real time (median of runs at {spread}x; {b['segments']} segments of {b['mean_segment_s']} s "
+        lines.append(f"  {label}: {b['rtf']:.1f}x real time (median of runs at {spread}x; "
+                     f"{b['segments']} segments of {b['mean_segment_s']} s "
                      f"on average; seconds: {parts}; model load {t.get('load', 0):.1f} s once)")
     sp = r["image_split_s"]
     lines.append(f"  image branch split: spectrogram drawing {sp['spectrograms']:.2f} s, CNN {sp['cnn_onnx']:.2f} s in "

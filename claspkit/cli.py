@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "embed the segments and write or update INDEX. "
                                    "Re-running embeds only new and changed files; a killed run resumes.")
     q.add_argument("audio_dir", metavar="AUDIO_DIR")
-    q.add_argument("--model", required=True, metavar="CHECKPOINT", help="checkpoint folder (model.safetensors + config.json)")
+    q.add_argument("--model", required=True, metavar="CHECKPOINT",
+                   help="checkpoint folder (model.safetensors + config.json)")
     q.add_argument("--out", required=True, metavar="INDEX", help="index folder to create or update")
     q.add_argument("--rebuild", action="store_true", help="replace an index built with another model or settings")
     q.add_argument("--batch-size", type=_positive_int, default=16, help="segments per encoder batch (default 16)")

@@ -16,7 +16,8 @@ from .errors import ParamError, choices_hint
 from .paths import project_root
 
 __all__ = [
-    "FUSIONS", "PAPER_FUSIONS", "LOSSES", "BRANCHES", "TRANSLATION_SOURCES", "IMAGE_RUNTIMES", "Knob", "SCHEMA", "params_dir", "available_presets",
+    "FUSIONS", "PAPER_FUSIONS", "LOSSES", "BRANCHES", "TRANSLATION_SOURCES", "IMAGE_RUNTIMES", "Knob", "SCHEMA",
+    "params_dir", "available_presets",
     "Params", "load_params", "describe",
 ]
 
@@ -54,10 +55,12 @@ SCHEMA: dict[str, Knob] = {
     "image_runtime": Knob("torch", "runs the image CNN in torch, or in ONNX Runtime (3x faster on CPU, features "
                                    "differ by ~1e-6 and are cached apart)", str, IMAGE_RUNTIMES),
     "text_backbone": Knob("e5-small-multilingual", "frozen text encoder (paper: labse)", str),
-    "asr_backbone": Knob("whisper-tiny.en", "ASR model of the cascade baseline (paper: hubert-large-ls960-ft CTC)", str),
+    "asr_backbone": Knob("whisper-tiny.en", "ASR model of the cascade baseline (paper: hubert-large-ls960-ft CTC)",
+                         str),
     "batch_size_features": Knob(16, "items per encoder batch during feature extraction", int),
     "stage2_speech_backbones": Knob(["whisper-tiny.en", "whisper-base"],
-                                    "stage-2 grid: speech encoders (paper: hubert-large-ls960-ft, wav2vec2-base-960h)", list),
+                                    "stage-2 grid: speech encoders (paper: hubert-large-ls960-ft, wav2vec2-base-960h)",
+                                    list),
     "stage2_text_backbones": Knob(["e5-small-multilingual", "muse-multilingual"],
                                   "stage-2 grid: text encoders (paper: labse, xlmr-paraphrase)", list),
     # --- fusion and training (notebooks 03, 04)
@@ -92,9 +95,11 @@ SCHEMA: dict[str, Knob] = {
     "relevance_threshold": Knob(0.5, "cosine at or above which a pair counts as relevant (Macro-F1)", float),
     # --- multilingual (notebook 06)
     "languages": Knob(["fa", "de", "fr", "zh"], "query languages for stage 4 (the paper's four)", list),
-    "translation_source": Knob("udhr", "udhr (human, offline) or hub (a translation model id)", str, TRANSLATION_SOURCES),
+    "translation_source": Knob("udhr", "udhr (human, offline) or hub (a translation model id)", str,
+                               TRANSLATION_SOURCES),
     "translation_model": Knob("facebook/nllb-200-distilled-600M",
-                              "hub translation model when translation_source='hub' (paper: SMALL-100, which needs custom tokenizer code)", str),
+                              "hub translation model when translation_source='hub' (paper: SMALL-100, which needs "
+                              "custom tokenizer code)", str),
     # --- robustness and real speech (notebook 09; not in the paper)
     "robust_noise_items": Knob(None, "Brown test items in the noise sweep and the gallery it is scored on "
                                      "(None = the whole deduplicated test split)", (int, type(None)), minimum=5),

@@ -40,7 +40,8 @@ def make_lectures(out_dir, lectures: dict[str, tuple[str, list[str]]], gap_s: fl
         for text in sentences:
             wave, sr = sf.read(audio_path(items[k]["path"]), dtype="float32")
             if sr != SAMPLE_RATE:
-                raise AudioError(f"{items[k]['path']}: synthesized audio is {sr} Hz, expected {SAMPLE_RATE}; delete it and rerun")
+                raise AudioError(f"{items[k]['path']}: synthesized audio is {sr} Hz, expected {SAMPLE_RATE}; "
+                                 "delete it and rerun")
             dur = len(wave) / SAMPLE_RATE
             rows.append({"file": f"{name}.wav", "lecture": name, "voice": voice, "text": text,
                          "start_s": round(t, 2), "end_s": round(t + dur, 2)})

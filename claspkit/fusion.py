@@ -138,10 +138,12 @@ class GatedUnit(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.input_gate, self.forget_gate, self.candidate = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.input_gate, self.forget_gate, self.candidate = (nn.Linear(dim, dim), nn.Linear(dim, dim),
+                                                             nn.Linear(dim, dim))
 
     def forward(self, x):
-        return torch.sigmoid(self.input_gate(x)) * torch.tanh(self.candidate(x)) + torch.sigmoid(self.forget_gate(x)) * x
+        return (torch.sigmoid(self.input_gate(x)) * torch.tanh(self.candidate(x))
+                + torch.sigmoid(self.forget_gate(x)) * x)
 
 
 class GatingFusion(_Fusion):
@@ -189,7 +191,8 @@ class AttentionFusion(nn.Module):
                              "attend to; use branches='combined' or 'speech' (or concat/gating for the "
                              "spectrogram-only ablation)")
         names = _check_sizes(branches, speech_dim, image_dim, out_dim, dropout_scale)
-        sizes = {"attention_dim": attention_dim, "attention_layers": attention_layers, "attention_heads": attention_heads}
+        sizes = {"attention_dim": attention_dim, "attention_layers": attention_layers,
+                 "attention_heads": attention_heads}
         for k, v in sizes.items():
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ParamError(f"{k} must be a positive int, got {v!r} (default {ATTENTION_DEFAULTS[k]})")

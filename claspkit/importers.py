@@ -22,12 +22,12 @@ SPLIT_FILES = {"train": "train", "dev": "val", "test": "test"}
 
 COMMON_VOICE_LAYOUT = """expected Common Voice layout (one language folder of a cv-corpus release):
   <folder>/train.tsv, <folder>/dev.tsv, <folder>/test.tsv   (tab-separated, header with columns path, sentence, client_id)
-  <folder>/clips/<path>                                    (the mp3 clips named in the tsv files)"""
+  <folder>/clips/<path>                                    (the mp3 clips named in the tsv files)"""  # noqa: E501
 
 FLEURS_LAYOUT = """expected FLEURS layout (one language folder, e.g. fleurs/data/en_us, with the audio archives extracted):
   <folder>/train.tsv, <folder>/dev.tsv, <folder>/test.tsv   (tab-separated, no header: id, file name, raw transcription,
                                                              normalized transcription, characters, num_samples, gender)
-  <folder>/audio/train/<file name>, <folder>/audio/dev/..., <folder>/audio/test/...   (wav files)"""
+  <folder>/audio/train/<file name>, <folder>/audio/dev/..., <folder>/audio/test/...   (wav files)"""  # noqa: E501
 
 
 def _need(path: Path, layout: str) -> Path:
@@ -113,7 +113,8 @@ def import_fleurs(folder, progress: bool = True) -> pd.DataFrame:
                 if not fields or not "".join(fields).strip():
                     continue
                 if len(fields) < 3:
-                    raise DataMissingError(f"{tsv}:{lineno} has {len(fields)} columns, expected at least 3: {FLEURS_LAYOUT}")
+                    raise DataMissingError(f"{tsv}:{lineno} has {len(fields)} columns, expected at least 3: "
+                                           f"{FLEURS_LAYOUT}")
                 file_name, text = fields[1].strip(), fields[2].strip()
                 if not text or (name, file_name) in seen:
                     continue

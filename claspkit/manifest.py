@@ -42,7 +42,8 @@ def validate_manifest(df: pd.DataFrame, where: str = "manifest") -> pd.DataFrame
         n = int((~out["split"].isin(SPLITS)).sum())
         raise ManifestError(f"{where}: {n} rows have split values {bad}; split must be one of {list(SPLITS)}")
     if (out["id"] == "").any():
-        raise ManifestError(f"{where}: {int((out['id'] == '').sum())} rows have an empty id; every row needs a unique id")
+        raise ManifestError(f"{where}: {int((out['id'] == '').sum())} rows have an empty id; "
+                            "every row needs a unique id")
     dup = out["id"][out["id"].duplicated()]
     if len(dup):
         raise ManifestError(f"{where}: ids must be unique, but {sorted(set(dup))[:5]} appear more than once")
@@ -51,7 +52,8 @@ def validate_manifest(df: pd.DataFrame, where: str = "manifest") -> pd.DataFrame
     for c, kind in (("duration_s", float), ("sample_rate", int)):
         vals = pd.to_numeric(out[c], errors="coerce")
         if vals.isna().any() or (vals < 0).any():
-            raise ManifestError(f"{where}: column {c} must hold non-negative numbers ({int(vals.isna().sum())} are not numbers)")
+            raise ManifestError(f"{where}: column {c} must hold non-negative numbers "
+                                f"({int(vals.isna().sum())} are not numbers)")
         out[c] = vals.astype(kind)
     return out.reset_index(drop=True)
 

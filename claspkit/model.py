@@ -48,7 +48,8 @@ LICENSES = {
     "minilm-en": "Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2)",
     "hubert-large-ls960-ft": "Apache-2.0 (facebook/hubert-large-ls960-ft)",
     "wav2vec2-base-960h": "Apache-2.0 (facebook/wav2vec2-base-960h)",
-    "efficientnet_b7": "Apache-2.0 (timm efficientnet_b7)", "efficientnet_b7-pooled": "Apache-2.0 (timm efficientnet_b7)",
+    "efficientnet_b7": "Apache-2.0 (timm efficientnet_b7)",
+    "efficientnet_b7-pooled": "Apache-2.0 (timm efficientnet_b7)",
     "labse": "Apache-2.0 (sentence-transformers/LaBSE)",
     "xlmr-paraphrase": "Apache-2.0 (sentence-transformers/paraphrase-xlm-r-multilingual-v1)",
 }
@@ -125,7 +126,8 @@ class CLASP:
         self.encoders = {r: _create_sharing(r, names[r], options[r]) for r in self.needs}
         if self.frames and not hasattr(self.encoders["speech"], "encode_frames"):
             raise ClaspkitError(f"{where} is an attention head, which needs frame features, but speech backbone "
-                                f"{names['speech']} has no encode_frames; use a speech backbone from claspkit.backbones")
+                                f"{names['speech']} has no encode_frames; "
+                                "use a speech backbone from claspkit.backbones")
         self.text = create_encoder("text", names["text"])
         self.dim = int(self.config["out_dim"])
         for role, key in (("speech", "speech_dim"), ("image", "image_dim")):
@@ -234,7 +236,8 @@ class CLASP:
         from .train import MODEL_FILE
 
         weights = sha256_file(self.source / MODEL_FILE) if self.source is not None and self.source.is_dir() \
-            else hashlib.sha256(b"".join(v.detach().numpy().tobytes() for v in self.head.state_dict().values())).hexdigest()
+            else hashlib.sha256(b"".join(v.detach().numpy().tobytes()
+                                         for v in self.head.state_dict().values())).hexdigest()
         fusion = {k: self.config.get(k) for k in config_keys(self.config)}
         digest = hashlib.sha256(json.dumps({"weights": weights, "fusion": fusion}, sort_keys=True).encode())
         name = self.source.resolve().name if self.source is not None else "in-memory"

@@ -266,7 +266,8 @@ def build_multilingual_queries(P, english: pd.DataFrame | None = None, unit: str
         for lang in langs:
             out[lang] = translate(out.text.tolist(), lang)
         out.attrs.update(source=f"machine translation by {P.translation_model}",
-                         report=f"{len(out)} test transcripts translated into {', '.join(langs)} by {P.translation_model}.")
+                         report=f"{len(out)} test transcripts translated into {', '.join(langs)} "
+                                f"by {P.translation_model}.")
         return out
     raise ParamError(f"translation_source {choices_hint(P.translation_source, ('udhr', 'hub'))}")
 

@@ -114,5 +114,6 @@ def _npm_pack(npm: str, name: str, version: str, workdir: Path) -> Path:
     tarballs = sorted(workdir.glob("*.tgz"))
     if proc.returncode != 0 or len(tarballs) != 1:
         tail = (proc.stderr or proc.stdout or "").strip()[-800:]
-        raise ClaspkitError(f"`npm pack {name}@{version}` failed (exit {proc.returncode}): {tail or 'no tarball written'}")
+        raise ClaspkitError(f"`npm pack {name}@{version}` failed (exit {proc.returncode}): "
+                            f"{tail or 'no tarball written'}")
     return tarballs[0]

@@ -274,7 +274,8 @@ def table(rows: list[dict], index=("system",), protocol: str | None = None, dire
 
 def reused_note(trained: Trained) -> str:
     how = "reused" if trained.reused else f"trained, {trained.epoch_seconds:.2f} s/epoch"
-    return f"{trained.name}: best epoch {trained.best_epoch}/{len(trained.history)} ({how}) · {display_path(trained.checkpoint)}"
+    return (f"{trained.name}: best epoch {trained.best_epoch}/{len(trained.history)} ({how}) · "
+            f"{display_path(trained.checkpoint)}")
 
 
 # ------------------------------------------------------------------------------------ stages 2 and 3
@@ -379,7 +380,8 @@ def stage3_rows(P, loss: str, progress: bool = True) -> tuple[Stage3, list[dict]
     s = stage3(P, loss, progress=progress)
     rows = evaluate(s.P, s.trained, s.data["test"], stage="stage3", system=STAGE3_SYSTEMS[loss], protocols=("full",),
                     val=s.data["val"])
-    write_stage(P.preset, f"stage3_{loss}", rows, meta={"chosen_by": s.chosen_by, "checkpoint": display_path(s.trained.checkpoint)})
+    write_stage(P.preset, f"stage3_{loss}", rows,
+                meta={"chosen_by": s.chosen_by, "checkpoint": display_path(s.trained.checkpoint)})
     return s, rows
 
 

@@ -189,7 +189,8 @@ def augmented_copies(paths: Sequence, seed: int = 42, snr_range=(0.0, 20.0), spe
     paths = [Path(p) for p in paths]
     shas = FeatureCache().file_hashes(paths)
     recipe = {"recipe": AUGMENT_RECIPE, "seed": int(seed), "snr_range": [lo, hi], "speeds": [float(v) for v in speeds],
-              "kinds": list(kinds), "talkers": int(talkers), "pool": hashlib.sha256("\n".join(shas).encode()).hexdigest()}
+              "kinds": list(kinds), "talkers": int(talkers),
+              "pool": hashlib.sha256("\n".join(shas).encode()).hexdigest()}
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     folder = _derived_root(out_dir) / "augment" / digest
     out = [folder / f"{sha[:16]}.wav" for sha in shas]
@@ -225,7 +226,8 @@ def augmented_stage(stage, seed: int | None = None, progress: bool = False, **re
     if stage.P.fusion == "attention":
         raise ParamError("augmentation is built for the paper heads (mean-pooled features); pass the Stage-3 stage")
     train = stage.data["train"]
-    copies = augmented_copies(pipeline.audio_paths(stage.manifest, train.ids), seed=stage.P.seed if seed is None else seed,
+    copies = augmented_copies(pipeline.audio_paths(stage.manifest, train.ids),
+                              seed=stage.P.seed if seed is None else seed,
                               progress=progress, **recipe)
     listing = pd.DataFrame({"path": [str(p) for p in copies], "text": train.texts})
     feats = pipeline.features(stage.P, listing, progress=progress)

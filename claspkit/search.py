@@ -2,7 +2,8 @@
 
 ``build_index`` walks a folder, cuts each recording into speech segments (``claspkit.segment``),
 embeds every segment with the checkpoint's ``claspkit.CLASP`` model, the way it was trained (speech
-backbone + spectrogram-image backbone -> fusion head, L2-normalised) and commits them to a persistent index (``claspkit.index``). ``search``
+backbone + spectrogram-image backbone -> fusion head, L2-normalised) and commits them to a persistent
+index (``claspkit.index``). ``search``
 embeds a query with the checkpoint's frozen text backbone -- the space the fusion head was trained to
 map speech into -- so a query in any language that text encoder knows finds English (or other) speech
 without any transcription.

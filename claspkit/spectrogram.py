@@ -21,7 +21,7 @@ Parameters (``SpectrogramParams``; every one can be passed to ``spectrogram_imag
 
 Rows and columns are box-averaged (exact overlap weights via cumulative sums), so long clips are
 summarised rather than aliased, and short ones show their STFT bins as blocks, like the plot did.
-"""
+"""  # noqa: E501
 from __future__ import annotations
 
 import functools
@@ -57,7 +57,8 @@ class SpectrogramParams:
     def with_(self, **kw) -> "SpectrogramParams":
         unknown = [k for k in kw if k not in {f.name for f in fields(self)}]
         if unknown:
-            raise ParamError(f"unknown spectrogram parameter {choices_hint(unknown[0], [f.name for f in fields(self)])}")
+            raise ParamError("unknown spectrogram parameter "
+                             f"{choices_hint(unknown[0], [f.name for f in fields(self)])}")
         p = replace(self, **kw)
         for name in ("n_fft", "hop_length", "height", "width"):
             v = getattr(p, name)

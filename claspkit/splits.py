@@ -106,5 +106,6 @@ def _cell_counts(sizes: dict, fr: list, seed) -> dict:
 def _check_fractions(fractions) -> list[float]:
     fr = [float(f) for f in fractions]
     if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1.0) > 1e-6:
-        raise ParamError(f"split fractions must be three non-negative numbers summing to 1 (train, val, test), got {list(fractions)}")
+        raise ParamError(f"split fractions must be three non-negative numbers summing to 1 (train, val, test), "
+                         f"got {list(fractions)}")
     return fr

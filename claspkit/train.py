@@ -100,7 +100,8 @@ def training_config(config: dict) -> dict:
             raise ParamError("scale_lr is the learning rate of a learnable logit scale; set learnable_scale=True "
                              "with loss='contrastive' (and tau_bug=False), or leave scale_lr at None")
     for k in ("batch_size", "epochs", "patience", "step_size", "seed"):
-        if not isinstance(knobs[k], int) or isinstance(knobs[k], bool) or knobs[k] < (2 if k == "batch_size" else 0 if k == "seed" else 1):
+        if (not isinstance(knobs[k], int) or isinstance(knobs[k], bool)
+                or knobs[k] < (2 if k == "batch_size" else 0 if k == "seed" else 1)):
             raise ParamError(f"{k} must be a {'non-negative' if k == 'seed' else 'positive'} int"
                              f"{' >= 2 (BatchNorm and the contrastive loss need pairs)' if k == 'batch_size' else ''}, "
                              f"got {knobs[k]!r}")
@@ -111,7 +112,8 @@ def training_config(config: dict) -> dict:
 
 
 def _needs(branches: str) -> tuple[str, ...]:
-    return {"combined": ("speech", "image"), "speech": ("speech",), "image": ("image",)}.get(branches, ("speech", "image"))
+    return {"combined": ("speech", "image"), "speech": ("speech",),
+            "image": ("image",)}.get(branches, ("speech", "image"))
 
 
 def _tensors(arrays: dict, split: str, branches: str, frames: bool = False) -> dict:
@@ -296,7 +298,8 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
     """
     knobs = training_config(config)
     frames = knobs["fusion"] == "attention"
-    tr, va = (_tensors(a, s, knobs["branches"], frames) for a, s in ((train_arrays, "train"), (val_arrays, "validation")))
+    tr, va = (_tensors(a, s, knobs["branches"], frames)
+              for a, s in ((train_arrays, "train"), (val_arrays, "validation")))
     if len(tr["text"]) < 2:
         raise ParamError("need at least 2 training items (BatchNorm and the contrastive loss need pairs)")
     for key in tr:
@@ -382,7 +385,8 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
         checkpoint()
         model.load_state_dict(best_state)
     return TrainResult(model=model.eval(), loss_fn=loss_fn, config=saved_config, history=st["history"],
-                       best_epoch=st["best_epoch"], best_val_loss=st["best_val_loss"], stopped_early=st["stopped_early"])
+                       best_epoch=st["best_epoch"], best_val_loss=st["best_val_loss"],
+                       stopped_early=st["stopped_early"])
 
 
 def _adam(model, loss_fn, knobs) -> torch.optim.Adam:
@@ -403,7 +407,8 @@ def _resume(directory, saved_config, model, loss_fn, opt, sched):
             if k not in RESUME_MAY_CHANGE and meta.get(k) != v}
     if diff:
         raise ParamError(f"cannot resume {display_path(directory)}: settings differ {diff} (checkpoint, now); "
-                         f"only {', '.join(RESUME_MAY_CHANGE)} may change -- use the checkpoint's values or start fresh")
+                         f"only {', '.join(RESUME_MAY_CHANGE)} may change -- "
+                         "use the checkpoint's values or start fresh")
     tensors = load_file(str(Path(directory) / STATE_FILE))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     loss_fn.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("loss.")})
@@ -423,7 +428,8 @@ def embed_speech(model: nn.Module, speech=None, image=None, batch_size: int = 25
     """
     if getattr(model, "kind", None) == "attention":
         return _embed_frames(model, None if speech is None else as_frames(speech), image, batch_size)
-    inputs = [None if x is None else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in (speech, image)]
+    inputs = [None if x is None else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+              for x in (speech, image)]
     sizes = {len(x) for x in inputs if x is not None}
     if len(sizes) != 1:
         raise ParamError("pass speech and/or image features with the same number of rows")

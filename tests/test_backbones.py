@@ -25,7 +25,8 @@ def cos(a, b):
 # ---------------------------------------------------------------- registry
 def test_import_is_cheap():
     code = ("import sys, claspkit.backbones; "
-            "heavy = [m for m in ('torch', 'transformers', 'ctranslate2', 'sentence_transformers') if m in sys.modules]; "
+            "heavy = [m for m in ('torch', 'transformers', 'ctranslate2', 'sentence_transformers') "
+            "if m in sys.modules]; "
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -114,7 +115,8 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     torch.manual_seed(0)
     # HuBERT-large style: layer-norm feature encoder, feature extractor returns an attention mask
-    HubertModel(HubertConfig(**CONV, feat_extract_norm="layer", do_stable_layer_norm=True)).save_pretrained(root / "hubert")
+    HubertModel(HubertConfig(**CONV, feat_extract_norm="layer", do_stable_layer_norm=True)).save_pretrained(
+        root / "hubert")
     Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SR, padding_value=0.0, do_normalize=True,
                              return_attention_mask=True).save_pretrained(root / "hubert")
     # wav2vec2-base style CTC: group norm, no attention mask (so items run one at a time)

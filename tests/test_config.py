@@ -59,7 +59,8 @@ def test_attention_and_scale_knobs_are_checked_and_leave_the_stage2_grid_alone()
     from claspkit import constants, fusion
     from claspkit.config import FUSIONS, PAPER_FUSIONS
 
-    assert PAPER_FUSIONS == ("concat", "gating") and FUSIONS == PAPER_FUSIONS + ("attention",)  # 03 loops over the first
+    # 03 loops over the first
+    assert PAPER_FUSIONS == ("concat", "gating") and FUSIONS == PAPER_FUSIONS + ("attention",)
     assert fusion.FUSIONS is constants.FUSIONS is FUSIONS
     P = load_params("tiny", fusion="attention", scale_lr=1, learnable_scale=True)
     assert (P.fusion, P.scale_lr, P.frame_pool, P.attention_dim) == ("attention", 1.0, 4, 256)
@@ -99,4 +100,16 @@ def test_every_module_names_its_public_api():
         assert not missing, f"{path.name}: __all__ names {missing}, which it does not define"
         public = {n.name for n in ast.parse(path.read_text()).body
                   if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")}
-        assert public <= set(module.__all__), f"{path.name}: public {sorted(public - set(module.__all__))} not in __all__"
+        assert public <= set(module.__all__), (f"{path.name}: public {sorted(public - set(module.__all__))} "
+                                               "not in __all__")
+
+
+def test_the_code_meets_its_ruff_config():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    ruff = Path(sys.executable).parent / "ruff"
+    out = subprocess.run([str(ruff), "check", "claspkit", "tests"], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -291,7 +291,8 @@ def test_clasp_equals_the_cached_frames_route_with_whisper(tmp_path, whisper, mo
     torch.manual_seed(0)
     model = build_fusion({"fusion": "attention", "branches": "speech", "speech_dim": 384, "image_dim": None,
                           "out_dim": 8, "attention_dim": 32, "attention_heads": 4}).eval()
-    ckpt = save_checkpoint(tmp_path / "ckpt", model, {"speech_backbone": "whisper-tiny.en", "text_backbone": "fake-text"})
+    ckpt = save_checkpoint(tmp_path / "ckpt", model,
+                           {"speech_backbone": "whisper-tiny.en", "text_backbone": "fake-text"})
     waves = [tone(s, 200 + 90 * i, i) for i, s in enumerate([1.2, 2.5, 0.8])]
     paths = []
     for i, w in enumerate(waves):

@@ -36,7 +36,8 @@ def make_common_voice(root, mp3=True):
 
 def make_fleurs(root):
     rows = {
-        "train": [("1", "10001.wav", "Raw Transcription, One.", 1.0), ("1", "10002.wav", "Raw Transcription, One.", 0.5)],
+        "train": [("1", "10001.wav", "Raw Transcription, One.", 1.0),
+                  ("1", "10002.wav", "Raw Transcription, One.", 0.5)],
         "dev": [("2", "20001.wav", "The dev sentence.", 0.75)],
         "test": [("3", "30001.wav", "The test sentence.", 1.5)],
     }

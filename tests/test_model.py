@@ -26,7 +26,8 @@ def concat_checkpoint(path, branches="combined", seed=0):
     from claspkit.train import save_checkpoint
 
     torch.manual_seed(seed)
-    head = build_fusion({"fusion": "concat", "branches": branches, "speech_dim": 6, "image_dim": 5, "out_dim": 8}).eval()
+    head = build_fusion({"fusion": "concat", "branches": branches, "speech_dim": 6, "image_dim": 5,
+                         "out_dim": 8}).eval()
     return save_checkpoint(path, head, {"speech_backbone": "fake-speech", "image_backbone": "fake-image",
                                         "text_backbone": "fake-text", "loss": "contrastive", "lr": 1e-3})
 

