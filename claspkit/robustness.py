@@ -9,8 +9,9 @@ row never stands without its comparison:
   to 0.95 and written once as 16 kHz PCM16 under ``data/audio/derived/noise/`` in a folder named by
   the recipe, the SNR, the seed and (for babble) the digest of the pool, so the features and the
   transcripts of a noisy clip are cached like any other audio and a rerun is byte-identical. Each
-  item's noise is drawn from a generator seeded by (seed, the clean file's sha256), so it does not
-  depend on the order or the size of the set.
+  item's noise is drawn from a generator seeded by (seed, the clean file's sha256), so white noise
+  does not depend on the order or the size of the set; babble does (its talkers are drawn from the
+  set in order), which is why the set's digest names its folder.
 * **augmentation** (``augmented_copies``, ``augmented_stage``, issue 11): one speed-perturbed,
   noisy copy of each training clip added to training, so the same sections can say what it buys.
 * **unseen voice** (``unseen_voice_heads``): the paper head retrained without one TTS voice (in
