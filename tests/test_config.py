@@ -113,3 +113,16 @@ def test_the_code_meets_its_ruff_config():
     ruff = Path(sys.executable).parent / "ruff"
     out = subprocess.run([str(ruff), "check", "claspkit", "tests"], cwd=root, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_readme_parameter_reference_is_the_schema():
+    """The README's params block is generated (``python -m claspkit.readme``); this catches a knob added
+    without regenerating it."""
+    import re
+    from pathlib import Path
+
+    from claspkit.config import describe
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"<!-- params:start -->\n(.*?)\n<!-- params:end -->", text, re.S)
+    assert block and block.group(1).strip() == describe().strip(), "run `python -m claspkit.readme --preset small`"
