@@ -418,6 +418,17 @@ def _noise_markdown(rows: list[dict]) -> str:
             f"test clips; the 95% CIs are in the results file and the figure.\n\n{table}")
 
 
+def _facts_text(facts: dict | None) -> str | None:
+    """The long-recordings facts of ``robustness.long_search`` as a sentence."""
+    if not facts:
+        return None
+    within = next((k for k in facts if k.startswith("prompts with a segment within")), None)
+    text = (f"{facts['files']} files, {facts['audio_s'] / 60:.1f} min, {facts['prompts']} prompts, "
+            f"{facts['segments']} segments")
+    return text + (f"; {facts[within]:.1%} of the prompts have a segment {within[len('prompts with a segment '):]} "
+                   "at both edges" if within else "")
+
+
 def robustness_markdown(preset: str) -> str | None:
     """The README's 'Robustness and real speech' tables, from ``results/robustness.json`` (notebook 09)."""
     payload = read_all(preset).get("robustness")
@@ -439,6 +450,6 @@ def robustness_markdown(preset: str) -> str | None:
         body = [[*([r.get("task") or ""] if header[0] == "task" else []), r["direction"], r["system"], str(r["n"]),
                  _ci_cell(r, "hits@1"), _ci_cell(r, "mrr"), *(_ci_cell(r, m) for m in extra),
                  f"{r['wer']:.3f}" if r.get("wer") is not None else ""] for r in sec]
-        note = meta.get(f"{section} note")
+        note = meta.get(f"{section} note") or _facts_text(meta.get(f"{section} facts"))
         parts += ["", f"{title}{'; ' + note if note else ''}.", "", markdown_table(header, body)]
     return "\n".join(parts) + "\n"

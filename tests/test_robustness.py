@@ -240,18 +240,24 @@ def test_snr_figure_and_readme_block_come_from_the_rows(tmp_path, monkeypatch):
     rows += [_row("noise", s, k, h - snr / 100, noise=n, snr_db=float(snr)) for s, k, h in (("A", "clasp", 0.45),
              ("C", "cascade", 0.8)) for n in ("white", "babble") for snr in (10, 0)]
     rows += [_row("real speech", "A", "clasp", 0.31), _row("real speech", "C", "cascade", 0.97, wer=0.05)]
+    rows += [_row("long recordings", "A", "clasp", 0.3, **{"timestamps within 0.5 s": 0.25,
+                                                            "timestamps within 0.5 s_ci": [0.2, 0.3]})]
     fig = plots.snr_curves(rows)
     assert [ax.get_title() for ax in fig.axes] == ["white noise", "babble noise"]
     plt.close(fig)
     with pytest.raises(ValueError, match="no noisy rows"):
         plots.snr_curves(rows[:2])
     assert report.robustness_markdown("tiny") is None
-    write_stage("tiny", "robustness", rows, meta={"real speech note": "16 prompts"})
+    facts = {"files": 1, "prompts": 8, "segments": 12, "audio_s": 59.2, "prompts with a segment within 0.5 s": 0.75}
+    write_stage("tiny", "robustness", rows, meta={"real speech note": "16 prompts", "long recordings facts": facts})
     md = report.robustness_markdown("tiny")
     assert "| system | clean | white 10 dB | white 0 dB | babble 10 dB | babble 0 dB |" in md
     assert "| A | 0.500 | 0.350 | 0.450 | 0.350 | 0.450 |" in md
     assert "Real recorded English (Asterisk prompts, one professional voice); 16 prompts." in md
     assert "| speech->text | C | 10 | 0.970 [0.870, 1.070] | 0.970 [0.870, 1.070] | 0.050 |" in md
+    assert ("1 files, 1.0 min, 8 prompts, 12 segments; 75.0% of the prompts have a segment within 0.5 s at both "
+            "edges.") in md
+    assert "| speech->text | A | 10 | 0.300 [0.200, 0.400] | 0.300 [0.200, 0.400] | 0.250 [0.200, 0.300] |  |" in md
     assert json.loads((tmp_path / "runs" / "tiny" / "results" / "robustness.json")
                       .read_text())["rows"][0]["system"] == "A"
 
