@@ -117,12 +117,13 @@ def embed_folder(audio_dir, model, out, *, segment: bool = False, batch_size: in
     params = segment_params or SegmentParams()
     settings = _settings(clasp, segment, params)
     parts = out.with_name(out.name + ".parts")
-    known = _known(out, parts, settings)
-    if parts.is_dir() and not known:
-        for p in parts.iterdir():          # parts of another model or settings: start over
+    stamp = parts / "settings.json"
+    if parts.is_dir() and (not stamp.is_file() or json.loads(stamp.read_text()) != settings):
+        for p in parts.iterdir():          # parts of another model or settings: never mixed in
             p.unlink()
+    known = _known(out, parts, settings)
     parts.mkdir(parents=True, exist_ok=True)
-    (parts / "settings.json").write_text(json.dumps(settings))
+    stamp.write_text(json.dumps(settings))
     summary = EmbedSummary(out)
     rows, pending, copies, in_run = [], [], [], set()
     n_parts = len(list(parts.glob("part-*.parquet")))

@@ -83,9 +83,25 @@ def test_segments_get_their_own_rows_and_times(setup, monkeypatch):
     assert s.rows == 4 and list(df.id) == ["c0.wav#0", "c1.wav#0", "c1.wav#1", "sub/c2.wav#0"]
     assert df.loc[2, "start_s"] == 0.25 and df.loc[2, "end_s"] == pytest.approx(1.3)
     assert settings["segmentation"].startswith("silero-vad:")
-    # another model: nothing is reused
+    # another model: nothing is reused, and parts a crashed run of the first model left are not mixed in
+    (tmp / "s.parquet.parts").mkdir()
+    shutil.copy(tmp / "s.parquet", tmp / "s.parquet.parts" / "part-000000.parquet")
+    (tmp / "s.parquet.parts" / "settings.json").write_text(json.dumps(settings))
     other = CLASP.from_pretrained(concat_checkpoint(tmp / "m2", seed=1))
     assert embed_folder(lib, other, tmp / "s.parquet", segment=True, progress=False).reused == 0
+    np.testing.assert_allclose(np.stack(read_vectors(tmp / "s.parquet")[0].vector),
+                               other.encode_waves([w for p in ("c0.wav", "c1.wav", "sub/c2.wav") for w in
+                                                   _segments(lib / p)]), atol=1e-6)
+
+
+def _segments(path):
+    """What the patched VAD of the test above cuts from ``path``, as embed_folder cuts it."""
+    import claspkit.segment as seg
+    from claspkit.audio import load_audio
+    from claspkit.search import cut_segments
+
+    audio = load_audio(path)
+    return cut_segments(audio, seg.segment(audio, SR, None))
 
 
 def test_bad_arguments_fail_clearly(setup):
