@@ -489,6 +489,10 @@ class EspeakLib(_EspeakBase):
         if self._seed is not None:
             self._seed(0)
         self._chunks = []
+        # The library keeps one callback per process: a second EspeakLib (a test's, a reloaded module's)
+        # replaces this one's, and once that object is collected the library would call freed memory
+        # ("TypeError: cannot build parameter", no audio). Point it back at our own live callback.
+        self.lib.espeak_SetSynthCallback(self._callback)
         data = text.encode("utf-8") + b"\0"
         self.lib.espeak_Synth(data, len(data), 0, 1, 0, 1, None, None)  # POS_CHARACTER, espeakCHARS_UTF8
         self.lib.espeak_Synchronize()

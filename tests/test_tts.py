@@ -331,3 +331,18 @@ def test_piper_is_deterministic_by_default():
     a, sr = syn.render("Hello there.", tts.parse_voice("piper:joe"))
     b, _ = syn.render("Hello there.", tts.parse_voice("piper:joe"))
     assert sr == 22050 and np.array_equal(a, b)
+
+
+def test_a_second_espeak_library_object_does_not_silence_the_first():
+    """The C library keeps one synth callback per process; a second EspeakLib, once collected, used to leave
+    it pointing at freed memory, and every later sentence of the first came out empty."""
+    import gc
+
+    from claspkit.tts import EspeakLib, parse_voice
+
+    first = EspeakLib()
+    second = EspeakLib()
+    del second
+    gc.collect()
+    pcm, sr = first.render("Good morning to you all.", parse_voice("espeak:en-us"))
+    assert sr == first.sample_rate and len(pcm) > sr // 2
