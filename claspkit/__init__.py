@@ -22,7 +22,7 @@ __all__ = ["CLASP", "__version__"]
 def __getattr__(name):
     """``claspkit.CLASP`` without importing torch at ``import claspkit``."""
     if name == "CLASP":
-        from .model import CLASP
+        from claspkit.model.clasp import CLASP
 
         return CLASP
     raise AttributeError(f"module 'claspkit' has no attribute {name!r}")

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import ClaspkitError
+from claspkit.errors import ClaspkitError
 
 __all__ = ["OFFLINE", "FALLBACK_WAV_DIRS", "bench_items", "run", "main"]
 
@@ -45,12 +45,12 @@ def _cpu_seconds() -> float:
 
 def bench_items(preset: str, n: int) -> tuple[list[str], list[str], str]:
     """Up to ``n`` audio paths and texts from the preset's corpus, or stand-ins (said in the note)."""
-    from .config import load_params
-    from .paths import data_dir, display_path
+    from claspkit.config import load_params
+    from claspkit.paths import data_dir, display_path
 
     P = load_params(preset)
     try:
-        from .corpus import audio_path, load_manifest
+        from claspkit.data.corpus import audio_path, load_manifest
 
         m = load_manifest(P)
         m = m.sample(min(n, len(m)), random_state=P.seed).sort_values("id")  # all categories and voices
@@ -82,7 +82,8 @@ def bench_items(preset: str, n: int) -> tuple[list[str], list[str], str]:
 
 def _worker(role: str, name: str, items_file: str, batch_size: int, baseline: bool) -> dict:
     """Runs in the child: everything the measurement needs, then (unless baseline) the backbone."""
-    from . import audio, backbones, features  # noqa: F401 (the baseline imports the same modules)
+    from claspkit.data import audio  # noqa: F401 (the baseline imports the same modules)
+    from claspkit.encoders import backbones, features  # noqa: F401
 
     items = json.loads(Path(items_file).read_text())
     if baseline:
@@ -132,7 +133,7 @@ def run(preset: str = "tiny", n: int = 64, batch_size: int = 16, only: list[str]
         base = _run_child(["baseline", "-", str(items_file), str(batch_size), "--baseline"], timeout)
         if "error" in base:
             raise ClaspkitError(f"the baseline process failed ({base['error']}); "
-                                "check that `python -c 'import claspkit.backbones'` works")
+                                "check that `python -c 'import claspkit.encoders.backbones'` works")
         rows = []
         for role, name in chosen:
             print(f"... {name} ({role})", file=sys.stderr, flush=True)
@@ -149,7 +150,7 @@ def run(preset: str = "tiny", n: int = 64, batch_size: int = 16, only: list[str]
     print(f"Machine: {cpu}, Python {platform.python_version()}, load average {load} at the end; "
           f"batch size {batch_size}; feature cache "
           "bypassed (figures are compute: audio load + resample + encode, after one warm-up batch).")
-    print(f"Peak memory is the child process's ru_maxrss; the baseline (Python + claspkit.backbones, "
+    print(f"Peak memory is the child process's ru_maxrss; the baseline (Python + claspkit.encoders.backbones, "
           f".audio, .features imported, no model) is {base_mib:.0f} MiB. RTF = compute time / audio "
           "duration (below 1 is faster than real time); CPU s/item counts all threads.\n" + busy)
     print("| backbone | role | dim | items | model load (s) | items/s | RTF | CPU s/item | peak RSS (MiB) "
@@ -182,7 +183,7 @@ def main(argv=None) -> int:
         return 0
     unknown = sorted(set(a.only or []) - {b for _, b in OFFLINE})
     if unknown:
-        from .errors import choices_hint
+        from claspkit.errors import choices_hint
 
         ap.error(f"--only: {choices_hint(unknown[0], [b for _, b in OFFLINE])}")
     try:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .errors import ClaspkitError
+from claspkit.errors import ClaspkitError
 
 __all__ = ["METRICS", "cascade_similarity", "run", "quality_table", "speed_table", "format_rows", "main"]
 
@@ -29,7 +29,7 @@ METRICS = ("hits@1", "mrr")
 
 
 def _quality(P, system: str, sim: np.ndarray, **fields) -> dict:
-    from . import metrics
+    from claspkit.evaluation import metrics
 
     rep = metrics.retrieval_report(sim, protocol="full", threshold=P.relevance_threshold, n_boot=P.bootstrap,
                                    seed=P.seed)
@@ -39,7 +39,8 @@ def _quality(P, system: str, sim: np.ndarray, **fields) -> dict:
 
 def cascade_similarity(P, stage, asr_model, text_encoder, progress: bool = True) -> tuple[np.ndarray, float]:
     """(test speech x test text cosines, WER) of the cascade on the test split of ``stage``."""
-    from . import asr, pipeline
+    from claspkit import pipeline
+    from claspkit.evaluation import asr
 
     test = stage.data["test"]
     paths = pipeline.audio_paths(stage.manifest, test.ids)
@@ -55,10 +56,11 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
     every system, ``attention`` only the attention head's. ``scaling`` lists training-set sizes at which
     the attention head is also trained (nested subsets) and scored on the same gallery: ``rows_scaling``.
     """
-    from . import asr, pipeline
-    from .backbones import create_backbone
-    from .config import load_params
-    from .results import write_stage
+    from claspkit import pipeline
+    from claspkit.evaluation import asr
+    from claspkit.encoders.backbones import create_backbone
+    from claspkit.config import load_params
+    from claspkit.evaluation.results import write_stage
 
     if isinstance(preset, str):
         P = load_params(preset, overrides or {})

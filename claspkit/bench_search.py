@@ -4,7 +4,7 @@ Prints three things a user of ``claspkit index`` / ``claspkit search`` wants to 
 
 1. **Query latency** (text encoding + search, median and p95 over ``--queries`` queries) at each index
    size, for the exact numpy search, FAISS ``IndexFlatIP`` (also exact) and the IVF-Flat index that
-   ``claspkit.index`` builds from ``ANN_MIN_SEGMENTS`` segments on, with its recall@10 against the exact
+   ``claspkit.search.index`` builds from ``ANN_MIN_SEGMENTS`` segments on, with its recall@10 against the exact
    search. The index vectors are synthetic: unit vectors in clusters of about 200 (like the segments of
    one talk on one topic), ``--dim`` wide (384, the e5-small text space). Recall is measured on held-out
    probe queries (index vectors mixed with noise to cosine 0.7), not on the calibration probes. The text
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ClaspkitError
-from .index import ANN_MIN_SEGMENTS, build_ann, probe_queries, recall_at_k, search_ann, search_exact
+from claspkit.errors import ClaspkitError
+from claspkit.search.index import ANN_MIN_SEGMENTS, build_ann, probe_queries, recall_at_k, search_ann, search_exact
 
 __all__ = [
     "QUERIES", "LECTURE", "load_average", "synthetic_vectors", "encode_times", "bench_queries",
@@ -98,7 +98,7 @@ def _stats(seconds: list[float]) -> tuple[float, float]:
 
 def _text_encoder():
     try:
-        from .backbones import create_backbone
+        from claspkit.encoders.backbones import create_backbone
 
         return create_backbone("text", TEXT), None
     except (ClaspkitError, ImportError, OSError) as e:
@@ -179,7 +179,7 @@ def bench_queries(sizes: list[int], dim: int, enc_s: list[float]) -> list[dict]:
 # ---------------------------------------------------------------------- indexing throughput
 def synthesize_lectures(folder: Path, minutes: float) -> float:
     """espeak-ng 'lectures' (the LECTURE paragraph, 4 voices/speeds) until ``minutes`` of audio; returns seconds."""
-    from .tts import get_synthesizer
+    from claspkit.data.tts import get_synthesizer
 
     syn = get_synthesizer("espeak")  # the canonical pip build: the same lectures on every machine
     folder.mkdir(parents=True, exist_ok=True)
@@ -194,11 +194,11 @@ def synthesize_lectures(folder: Path, minutes: float) -> float:
 def bench_indexing(minutes: float, work: Path, repeats: int = 3) -> dict:
     import torch
 
-    from .backbones import create_backbone, list_backbones
-    from .fusion import build_fusion
-    from .index import load_index
-    from .search import _cut, build_index
-    from .train import save_checkpoint
+    from claspkit.encoders.backbones import create_backbone, list_backbones
+    from claspkit.model.fusion import build_fusion
+    from claspkit.search.index import load_index
+    from claspkit.search.query import _cut, build_index
+    from claspkit.model.train import save_checkpoint
 
     audio_s = synthesize_lectures(work / "lib", minutes)
     dims = {(r["role"], r["name"]): r["dim"] for r in list_backbones()}
@@ -219,7 +219,7 @@ def bench_indexing(minutes: float, work: Path, repeats: int = 3) -> dict:
                          "bytes_per_segment": round(idx.nbytes()["per_segment"], 1),
                          "mean_segment_s": round(float(np.mean(idx.end_s - idx.start_s)), 2)}
     # split the image branch into drawing the spectrograms and running the CNN
-    from .audio import load_audio
+    from claspkit.data.audio import load_audio
 
     idx = load_index(work / "index-combined")
     waves = []
@@ -252,7 +252,7 @@ def _fmt_q(rows: list[dict], encoder_note: str | None) -> str:
                      f"{r['search_ms'][0]:>8.2f}/{r['search_ms'][1]:<8.2f} "
                      f"{r['total_ms'][0]:>7.2f}/{r['total_ms'][1]:<8.2f} {r['recall@10']:>9.3f}  "
                      f"{r['build_s']:>7.1f}  {r['bytes_per_segment']:>9,.0f}")
-    lines.append("* = what claspkit.index uses at that size (exact below "
+    lines.append("* = what claspkit.search.index uses at that size (exact below "
                  f"{ANN_MIN_SEGMENTS:,} segments, IVF from there on)")
     if encoder_note:
         lines.append(encoder_note)
@@ -325,7 +325,7 @@ def main(argv=None) -> int:
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(f"\nload average at the end {load_average()}; benchmark took {result['seconds']:.0f} s")
     if args.json:
-        from .paths import atomic_write_text
+        from claspkit.paths import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(result, indent=1, default=float))
     return 0

@@ -16,9 +16,9 @@ import argparse
 import json
 import sys
 
-from . import __version__
-from .config import IMAGE_RUNTIMES
-from .errors import ClaspkitError
+from claspkit import __version__
+from claspkit.config import IMAGE_RUNTIMES
+from claspkit.errors import ClaspkitError
 
 __all__ = ["fmt_time", "hits_table", "build_parser", "main"]
 
@@ -41,7 +41,7 @@ def hits_table(hits) -> str:
 
 
 def _cmd_index(args) -> int:
-    from .search import build_index
+    from claspkit.search.query import build_index
 
     summary = build_index(args.audio_dir, args.model, args.out, progress=not args.quiet and not args.json,
                           rebuild=args.rebuild, batch_size=args.batch_size, image_runtime=args.image_runtime)
@@ -50,12 +50,12 @@ def _cmd_index(args) -> int:
 
 
 def _cmd_embed(args) -> int:
-    from .embed import embed_folder
+    from claspkit.search.embed import embed_folder
 
     summary = embed_folder(args.audio_dir, args.model, args.out, segment=args.segment, batch_size=args.batch_size,
                            progress=not args.quiet and not args.json, image_runtime=args.image_runtime)
     if args.json:
-        from .paths import display_path
+        from claspkit.paths import display_path
 
         print(json.dumps({**summary.__dict__, "out": display_path(summary.out)}, indent=1))
     else:
@@ -64,7 +64,7 @@ def _cmd_embed(args) -> int:
 
 
 def _cmd_search(args) -> int:
-    from .search import search
+    from claspkit.search.query import search
 
     hits = search(args.index, args.query, k=args.k, lang=args.lang)
     if args.json:
@@ -79,7 +79,7 @@ def _cmd_search(args) -> int:
 
 
 def _cmd_backbones(args) -> int:
-    from .backbones import list_backbones
+    from claspkit.encoders.backbones import list_backbones
 
     rows = list_backbones(args.role)
     table = [("role", "name", "dim", "source", "description")]
@@ -92,7 +92,7 @@ def _cmd_backbones(args) -> int:
 
 
 def _cmd_params(args) -> int:
-    from .config import describe
+    from claspkit.config import describe
 
     print(describe())
     return 0

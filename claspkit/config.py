@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from .constants import FUSIONS, LOSSES, PAPER_FUSIONS
-from .errors import ParamError, choices_hint
-from .paths import project_root
+from claspkit.constants import FUSIONS, LOSSES, PAPER_FUSIONS
+from claspkit.errors import ParamError, choices_hint
+from claspkit.paths import project_root
 
 __all__ = [
     "FUSIONS", "PAPER_FUSIONS", "LOSSES", "BRANCHES", "TRANSLATION_SOURCES", "IMAGE_RUNTIMES", "Knob", "SCHEMA",
@@ -23,7 +23,7 @@ __all__ = [
 
 BRANCHES = ("combined", "speech", "image")
 TRANSLATION_SOURCES = ("udhr", "hub")
-IMAGE_RUNTIMES = ("torch", "onnx")   # how claspkit.backbones runs an image CNN
+IMAGE_RUNTIMES = ("torch", "onnx")   # how claspkit.encoders.backbones runs an image CNN
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def load_params(preset: str = "tiny", overrides: dict | None = None, **kw) -> Pa
         if v is not None:
             values[k] = _check(k, v)
     values["preset"] = preset
-    from .backbones import check_backbone  # names only: nothing loads here
+    from claspkit.encoders.backbones import check_backbone  # names only: nothing loads here
 
     for role in ("speech", "image", "text", "asr"):
         check_backbone(role, values[f"{role}_backbone"])
@@ -193,8 +193,8 @@ def load_params(preset: str = "tiny", overrides: dict | None = None, **kw) -> Pa
 
 
 def _check_robustness(values: dict) -> None:
-    from .asterisk import VOICES
-    from .robustness import NOISE_KINDS
+    from claspkit.data.asterisk import VOICES
+    from claspkit.evaluation.robustness import NOISE_KINDS
 
     for key, valid in (("robust_noises", NOISE_KINDS), ("robust_languages", tuple(VOICES))):
         for v in values[key]:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import sys
 import time
 
-from .errors import ClaspkitError
+from claspkit.errors import ClaspkitError
 
 __all__ = ["fetch_all", "main"]
 
 
 def fetch_all(verbose: bool = True) -> list[str]:
-    from . import brown, debdata, udhr, weights
-    from .paths import display_path
+    from claspkit.data import brown, debdata, udhr
+    from claspkit.encoders import weights
+    from claspkit.paths import display_path
 
     done = []
     steps = [("Brown corpus", lambda: brown.locate_brown()),

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import metrics
-from .config import Params
-from .errors import ParamError
-from .frames import Frames
-from .paths import atomic_write_text, display_path, run_dir
-from .train import BACKBONE_KEYS, CONFIG_FILE, load_checkpoint, read_checkpoint_config, train, \
+from claspkit.evaluation import metrics
+from claspkit.config import Params
+from claspkit.errors import ParamError
+from claspkit.encoders.frames import Frames
+from claspkit.paths import atomic_write_text, display_path, run_dir
+from claspkit.model.train import BACKBONE_KEYS, CONFIG_FILE, load_checkpoint, read_checkpoint_config, train, \
     training_config
 
 __all__ = [
@@ -39,7 +39,7 @@ STAGE1_SYSTEMS = {"image": "spectrogram only", "speech": "speech encoder only", 
 
 def with_overrides(P: Params, **overrides) -> Params:
     """A copy of P with some knobs changed (None keeps P's value), validated like papermill values."""
-    from .config import load_params
+    from claspkit.config import load_params
 
     base = {k: v for k, v in P.items() if k != "preset"}
     base.update({k: v for k, v in overrides.items() if v is not None})
@@ -47,24 +47,24 @@ def with_overrides(P: Params, **overrides) -> Params:
 
 
 def corpus(P, progress: bool = True) -> pd.DataFrame:
-    from .corpus import build_corpus
+    from claspkit.data.corpus import build_corpus
 
     return build_corpus(P, progress=progress)
 
 
 def features(P, manifest, roles=("speech", "image", "text"), progress: bool = True, **backbones):
     """``{role: array}`` (manifest order) for P's backbones, or the ones named in ``backbones``."""
-    from .features import extract_manifest_features
+    from claspkit.encoders.features import extract_manifest_features
 
     Q = with_overrides(P, **{f"{r}_backbone": n for r, n in backbones.items()}) if backbones else P
     return extract_manifest_features(Q, manifest, roles=roles, progress=progress)
 
 
 def frame_features(P, manifest, roles=("speech", "image", "text"), progress: bool = True, **backbones):
-    """Like ``features``, but "speech" is the speech encoder's frame sequence (``claspkit.frames.Frames``,
+    """Like ``features``, but "speech" is the speech encoder's frame sequence (``claspkit.encoders.frames.Frames``,
     pooled ``P.frame_pool`` frames per step, cached like the other features): what ``fit(...,
     fusion='attention')`` trains on. Image and text features are the usual ones (and the same cache)."""
-    from .features import extract_manifest_features
+    from claspkit.encoders.features import extract_manifest_features
 
     Q = with_overrides(P, **{f"{r}_backbone": n for r, n in backbones.items()}) if backbones else P
     return extract_manifest_features(Q, manifest, roles=roles, progress=progress, frames=True)
@@ -189,7 +189,7 @@ def similarity(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
 
 
 def speech_embeddings(trained: Trained, split: Split) -> np.ndarray:
-    from .train import embed_speech
+    from claspkit.model.train import embed_speech
 
     b = trained.config["branches"]
     return embed_speech(trained.model, split.arrays["speech"] if b in ("combined", "speech") else None,
@@ -199,7 +199,7 @@ def speech_embeddings(trained: Trained, split: Split) -> np.ndarray:
 def speech_vectors(stage: "Stage3", paths, progress: bool = False) -> np.ndarray:
     """A trained stage's unit vectors for any audio files: the features it was trained on (cached by
     content, frames for an attention head), through its head."""
-    from .model import NEEDS
+    from claspkit.model.clasp import NEEDS
 
     Q, branches = stage.P, stage.trained.config["branches"]
     listing = pd.DataFrame({"path": [str(p) for p in paths]})
@@ -284,7 +284,7 @@ def best_stage2(P) -> dict:
 
     Without a Stage-2 result file, P's own backbones with P's fusion are used, and the dict says so.
     """
-    from .results import read_stage
+    from claspkit.evaluation.results import read_stage
 
     st = read_stage(P.preset, "stage2")
     rows = [r for r in (st or {}).get("rows", []) if r.get("val_mrr") is not None]
@@ -356,7 +356,7 @@ def multilingual_stage(P, speech_backbone: str | None = None, loss: str = "contr
     """Stage 3's head on a speech encoder that hears more than English: :func:`stage3` itself when its
     chosen backbone is multilingual, else the same configuration retrained on ``speech_backbone``
     (default ``P.multilingual_speech_backbone``; checkpoint ``stage3-<loss>-<backbone>``)."""
-    from .backbones import is_multilingual
+    from claspkit.encoders.backbones import is_multilingual
 
     base = stage3(P, loss, progress=progress)
     if is_multilingual("speech", base.P.speech_backbone):
@@ -375,7 +375,7 @@ STAGE3_SYSTEMS = {"contrastive": "CLASP (contrastive)", "huber": "LASP (Huber)"}
 
 def stage3_rows(P, loss: str, progress: bool = True) -> tuple[Stage3, list[dict]]:
     """Train (or reuse) and score one Stage-3 model on the full test gallery; writes ``stage3_<loss>``."""
-    from .results import write_stage
+    from claspkit.evaluation.results import write_stage
 
     s = stage3(P, loss, progress=progress)
     rows = evaluate(s.P, s.trained, s.data["test"], stage="stage3", system=STAGE3_SYSTEMS[loss], protocols=("full",),
@@ -393,7 +393,7 @@ def sample_indices(n: int, k: int, seed: int) -> np.ndarray:
 
 
 def audio_paths(manifest: pd.DataFrame, ids) -> list[Path]:
-    from .corpus import audio_path
+    from claspkit.data.corpus import audio_path
 
     by_id = manifest.set_index("id")["path"]
     return [audio_path(by_id[i]) for i in ids]

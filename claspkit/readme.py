@@ -9,9 +9,9 @@ import argparse
 import re
 import sys
 
-from .config import describe
-from .errors import ClaspkitError, DataMissingError
-from .paths import atomic_write_text, project_root
+from claspkit.config import describe
+from claspkit.errors import ClaspkitError, DataMissingError
+from claspkit.paths import atomic_write_text, project_root
 
 __all__ = ["replace_block", "update", "main"]
 
@@ -25,8 +25,8 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 
 def update(preset: str) -> None:
-    from .report import readme_results, robustness_markdown
-    from .results import read_all
+    from claspkit.evaluation.report import readme_results, robustness_markdown
+    from claspkit.evaluation.results import read_all
 
     if not read_all(preset):
         raise DataMissingError(f"no results for preset {preset!r} in runs/{preset}/results: "

@@ -4,6 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+# fakes, ckpt, library and voice for the search-tool tests
+pytest_plugins = ["search_fixtures"]
+
 # Brown's tagged format: one sentence per line, tab-indented, blank lines between sentences.
 FAKE_BROWN = {
     ("ca01", "news"): [
@@ -71,8 +74,8 @@ def espeak_waves(folder, sentences, voice="espeak:en-us"):
 
     The pip library build (claspkit's canonical engine), so no system program or root is needed.
     """
-    from claspkit.audio import load_audio
-    from claspkit.tts import get_synthesizer
+    from claspkit.data.audio import load_audio
+    from claspkit.data.tts import get_synthesizer
 
     out = []
     for i, text in enumerate(sentences):

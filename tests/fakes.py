@@ -85,3 +85,34 @@ def fake_factory(options: dict):
     return create
 
 
+def concat_checkpoint(path, branches="combined", seed=0):
+    """A real (untrained) concat head over the fake backbones' dims, saved as a checkpoint."""
+    import torch
+
+    from claspkit.model.fusion import build_fusion
+    from claspkit.model.train import save_checkpoint
+
+    torch.manual_seed(seed)
+    head = build_fusion({"fusion": "concat", "branches": branches, "speech_dim": 6, "image_dim": 5,
+                         "out_dim": 8}).eval()
+    return save_checkpoint(path, head, {"speech_backbone": "fake-speech", "image_backbone": "fake-image",
+                                        "text_backbone": "fake-text", "loss": "contrastive", "lr": 1e-3})
+
+
+def attention_checkpoint(path, branches="combined"):
+    """A real attention head, trained 2 epochs on 40 tones' fake frames."""
+    from claspkit.encoders.frames import Frames
+    from claspkit.model.train import train
+
+    rng = np.random.default_rng(0)
+    enc = FakeFrameEncoder()
+    waves = [tone(0.3 + 0.1 * (i % 5), 120 + 31 * i, i) for i in range(40)]
+    arrays = {"speech": Frames(enc.encode_frames(waves), pool=4),
+              "image": FakeImage().encode(waves), "text": rng.standard_normal((40, 8)).astype(np.float32)}
+    half = {k: v[:20] for k, v in arrays.items()}
+    rest = {k: v[20:] for k, v in arrays.items()}
+    cfg = {"fusion": "attention", "branches": branches, "epochs": 2, "batch_size": 8, "attention_dim": 16,
+           "attention_heads": 2, "speech_backbone": "fake-speech", "image_backbone": "fake-image",
+           "text_backbone": "fake-text"}
+    train(cfg, half, rest, progress=False, checkpoint_dir=path)
+    return path

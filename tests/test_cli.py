@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from claspkit.cli import fmt_time, main
-from test_search import ckpt, fakes, library, make_checkpoint, voice  # noqa: F401  (fixtures)
+from search_fixtures import make_checkpoint
 
 
 def test_fmt_time():
@@ -21,7 +21,7 @@ def test_fmt_time():
 def test_params_and_backbones(capsys):
     assert main(["params"]) == 0
     assert "| `seed` |" in capsys.readouterr().out
-    pytest.importorskip("claspkit.backbones")
+    pytest.importorskip("claspkit.encoders.backbones")
     assert main(["backbones", "--role", "text"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:3] == ["role", "name", "dim"]
@@ -29,7 +29,7 @@ def test_params_and_backbones(capsys):
     assert all(line.startswith("text") for line in out[1:])
 
 
-def test_index_then_search_table_and_json(library, ckpt, fakes, tmp_path, capsys):  # noqa: F811
+def test_index_then_search_table_and_json(library, ckpt, fakes, tmp_path, capsys):
     out = tmp_path / "idx"
     assert main(["index", str(library), "--model", str(ckpt), "--out", str(out), "--quiet"]) == 0
     text = capsys.readouterr().out
@@ -60,7 +60,7 @@ def one_error_line(capsys, command):
     return lines[0]
 
 
-def test_errors_are_one_line_with_exit_code_2(library, ckpt, fakes, tmp_path, capsys):  # noqa: F811
+def test_errors_are_one_line_with_exit_code_2(library, ckpt, fakes, tmp_path, capsys):
     assert main(["search", str(tmp_path / "nowhere"), "q"]) == 2
     assert "claspkit index AUDIO_DIR" in one_error_line(capsys, "search")
     assert main(["index", str(tmp_path / "missing"), "--model", str(ckpt), "--out", str(tmp_path / "i")]) == 2

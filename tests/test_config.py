@@ -56,7 +56,8 @@ def test_unknown_backbone_fails_before_anything_loads():
 
 
 def test_attention_and_scale_knobs_are_checked_and_leave_the_stage2_grid_alone():
-    from claspkit import constants, fusion
+    from claspkit import constants
+    from claspkit.model import fusion
     from claspkit.config import FUSIONS, PAPER_FUSIONS
 
     # 03 loops over the first
@@ -82,7 +83,7 @@ def test_shared_constants_are_defined_once():
 
     pkg = Path(__file__).resolve().parent.parent / "claspkit"
     pattern = re.compile(r"^(SAMPLE_RATE|ROLES|BACKBONE_ROLES|LOSSES|FUSIONS|PAPER_FUSIONS|ALL_FUSIONS)\s*=", re.M)
-    defined = {p.name for p in pkg.glob("*.py") if pattern.search(p.read_text())}
+    defined = {p.name for p in pkg.rglob("*.py") if pattern.search(p.read_text())}
     assert defined == {"constants.py"}
 
 
@@ -93,8 +94,9 @@ def test_every_module_names_its_public_api():
     from pathlib import Path
 
     pkg = Path(__file__).resolve().parent.parent / "claspkit"
-    for path in sorted(pkg.glob("*.py")):
-        module = importlib.import_module(f"claspkit.{path.stem}" if path.stem != "__init__" else "claspkit")
+    for path in sorted(pkg.rglob("*.py")):
+        parts = path.relative_to(pkg.parent).with_suffix("").parts
+        module = importlib.import_module(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
         assert hasattr(module, "__all__"), f"{path.name} has no __all__"
         missing = [n for n in module.__all__ if not hasattr(module, n)]
         assert not missing, f"{path.name}: __all__ names {missing}, which it does not define"

@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from claspkit import pipeline, results
+from claspkit import pipeline
+from claspkit.evaluation import results
 from claspkit.config import load_params
 from claspkit.errors import ParamError
 
@@ -108,7 +109,7 @@ def test_changed_features_retrain_instead_of_reusing(P):
 
 
 def test_train_subsets_nest_and_are_seeded():
-    from claspkit.frames import Frames
+    from claspkit.encoders.frames import Frames
     from claspkit.pipeline import Split, train_subset
 
     frames = Frames([np.full((i % 3 + 1, 2), i, np.float16) for i in range(10)])

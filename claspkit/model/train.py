@@ -1,0 +1,467 @@
+"""Training the fusion encoder on cached features: seeded, deterministic, resumable.
+
+The backbones are frozen, so a run only needs three float32 arrays per split
+(``{"speech", "image", "text"}``, one row per item) and trains in seconds per epoch on a CPU. The
+``attention`` head takes frame features for "speech" instead (``claspkit.encoders.frames.Frames``, ragged):
+each batch is padded to its longest item and the lengths build the padding mask; everything else
+(seeds, batch order, resumption) is the same.
+
+Recipe (every knob from ``claspkit.config.SCHEMA``; the paper's values in brackets): Adam with
+``lr`` [5e-6], ``batch_size`` [32], StepLR(``step_size`` [100], ``gamma`` [0.4]) stepped per epoch,
+up to ``epochs`` [400], early stopping after ``patience`` [10] epochs without a lower validation loss,
+the best weights kept. Each epoch reseeds torch (dropout) and draws its batch order from its own
+``torch.Generator``, both derived from (seed, epoch): a run resumed at any epoch replays exactly what an
+uninterrupted run does. The last incomplete training batch is dropped (as in CLIP training; each epoch
+draws a fresh permutation, so no item is dropped for good) -- it keeps every contrastive batch full-size.
+The validation loss averages every validation item, in fixed order, in batches of ``batch_size``
+(the paper validated in batches of 16; a contrastive loss depends on the batch size, so ours uses one).
+
+Checkpoint folder: ``model.safetensors`` (best weights), ``config.json`` (everything needed to rebuild
+and to compare: fusion config, loss and training knobs, backbone names, history, sha256 of the weight
+files) and, for a folder written by :func:`train`, ``train_state.safetensors`` (current weights, Adam
+moments, a learnable logit scale) whose JSON side (optimizer groups, scheduler, counters) is in
+config.json. No pickled modules anywhere.
+
+Knobs added after the paper's heads (``scale_lr``; ``frame_pool`` and the attention sizes) enter the
+training config only when they are used (``scale_lr`` set; ``fusion='attention'``), so every earlier
+configuration keeps its exact config, fingerprint and checkpoints. ``scale_lr`` gives a learnable
+logit scale its own Adam parameter group (CLIP-style: the temperature often wants a different rate).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from claspkit.config import SCHEMA
+from claspkit.errors import ChecksumError, ClaspkitError, DataMissingError, ParamError
+from claspkit.encoders.frames import Frames, as_frames
+from claspkit.model.fusion import ATTENTION_KEYS, build_fusion
+from claspkit.model.losses import build_loss
+from claspkit.paths import atomic_path, atomic_write_text, display_path, sha256_file
+from claspkit.progress import progress_bar
+
+__all__ = [
+    "TRAIN_KEYS", "ATTENTION_TRAIN_KEYS", "BACKBONE_KEYS", "RESUME_MAY_CHANGE", "FORMAT", "TrainResult",
+    "training_config", "save_checkpoint", "read_checkpoint_config", "load_checkpoint", "train", "embed_speech",
+]
+
+TRAIN_KEYS = ("seed", "fusion", "branches", "dropout_scale", "loss", "tau", "learnable_scale", "tau_bug",
+              "huber_delta", "lr", "batch_size", "epochs", "patience", "step_size", "gamma")
+ATTENTION_TRAIN_KEYS = ATTENTION_KEYS + ("frame_pool",)   # in the config only for fusion='attention'
+BACKBONE_KEYS = ("speech_backbone", "image_backbone", "text_backbone")
+RESUME_MAY_CHANGE = ("epochs", "patience")
+FORMAT = "claspkit-fusion-checkpoint/1"
+MODEL_FILE, STATE_FILE, CONFIG_FILE = "model.safetensors", "train_state.safetensors", "config.json"
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module            # best weights, eval mode
+    loss_fn: nn.Module
+    config: dict                # what config.json holds, minus the "checkpoint" block
+    history: list[dict] = field(default_factory=list)  # per epoch: epoch, train_loss, val_loss, lr, seconds
+    best_epoch: int = 0         # 1-based
+    best_val_loss: float = math.inf
+    stopped_early: bool = False
+
+    @property
+    def epoch_seconds(self) -> float:
+        """Mean wall-clock seconds per epoch (training + validation)."""
+        return float(np.mean([h["seconds"] for h in self.history])) if self.history else float("nan")
+
+
+# ----------------------------------------------------------------------------- config and inputs
+def training_config(config: dict) -> dict:
+    """The training knobs (schema defaults for missing ones), checked, plus backbone names when given."""
+    knobs = {}
+    used = TRAIN_KEYS + (ATTENTION_TRAIN_KEYS if config.get("fusion") == "attention" else ())
+    for k in used + (("scale_lr",) if config.get("scale_lr") is not None else ()):
+        v = config.get(k, SCHEMA[k].default)
+        if SCHEMA[k].kind in (float, (float, type(None))) and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        knobs[k] = v
+    for k in ATTENTION_TRAIN_KEYS:
+        if k in knobs and (not isinstance(knobs[k], int) or isinstance(knobs[k], bool) or knobs[k] < 1):
+            raise ParamError(f"{k} must be a positive int, got {knobs[k]!r} (default {SCHEMA[k].default})")
+    if "scale_lr" in knobs:
+        if not isinstance(knobs["scale_lr"], float) or not knobs["scale_lr"] > 0:
+            raise ParamError(f"scale_lr must be a float > 0 (or None for lr), got {knobs['scale_lr']!r}")
+        if knobs["loss"] != "contrastive" or not knobs["learnable_scale"] or knobs["tau_bug"]:
+            raise ParamError("scale_lr is the learning rate of a learnable logit scale; set learnable_scale=True "
+                             "with loss='contrastive' (and tau_bug=False), or leave scale_lr at None")
+    for k in ("batch_size", "epochs", "patience", "step_size", "seed"):
+        if (not isinstance(knobs[k], int) or isinstance(knobs[k], bool)
+                or knobs[k] < (2 if k == "batch_size" else 0 if k == "seed" else 1)):
+            raise ParamError(f"{k} must be a {'non-negative' if k == 'seed' else 'positive'} int"
+                             f"{' >= 2 (BatchNorm and the contrastive loss need pairs)' if k == 'batch_size' else ''}, "
+                             f"got {knobs[k]!r}")
+    if not knobs["lr"] > 0 or not 0 < knobs["gamma"] <= 1:
+        raise ParamError(f"need lr > 0 and 0 < gamma <= 1, got lr={knobs['lr']}, gamma={knobs['gamma']}")
+    knobs.update({k: config[k] for k in BACKBONE_KEYS if config.get(k) is not None})
+    return knobs
+
+
+def _needs(branches: str) -> tuple[str, ...]:
+    return {"combined": ("speech", "image"), "speech": ("speech",),
+            "image": ("image",)}.get(branches, ("speech", "image"))
+
+
+def _tensors(arrays: dict, split: str, branches: str, frames: bool = False) -> dict:
+    """Check one split's arrays (present, 2-D, same length, finite) and wrap them as float32 tensors;
+    with ``frames``, "speech" is frame features (kept as ``Frames``, padded per batch)."""
+    out, n = {}, None
+    for key in _needs(branches) + ("text",):
+        if arrays is None or arrays.get(key) is None:
+            raise ParamError(f"{split} arrays lack {key!r} features, which branches={branches!r} needs; "
+                             "extract them with claspkit.encoders.features first")
+        if key == "speech" and (frames or isinstance(arrays[key], Frames)):
+            if not frames:
+                raise ParamError(f"{split} speech features are frame features, which only fusion='attention' "
+                                 "reads; pass the mean-pooled features (pipeline.features) for concat/gating")
+            a = as_frames(arrays[key])
+            if len(a) == 0:
+                raise ParamError(f"{split} speech frame features hold no items; extract them for every item")
+        else:
+            a = np.ascontiguousarray(arrays[key], dtype=np.float32)
+            if a.ndim != 2 or len(a) == 0 or not np.isfinite(a).all():
+                raise ParamError(f"{split} {key} features must be a finite, non-empty (n, dim) array, got shape "
+                                 f"{a.shape} (NaN/inf means a failed extraction: re-extract those items)")
+        if n is not None and len(a) != n:
+            raise ParamError(f"{split} arrays disagree on the number of items ({key}: {len(a)} vs {n}); "
+                             "they must be row-aligned")
+        n = len(a)
+        out[key] = a if isinstance(a, Frames) else torch.from_numpy(a)
+    return out
+
+
+def _dim(x) -> int:
+    return int(x.dim) if isinstance(x, Frames) else int(x.shape[1])
+
+
+def _index(idx):
+    return idx.numpy() if torch.is_tensor(idx) else idx
+
+
+def _forward(model, data: dict, idx=None) -> torch.Tensor:
+    pick = (lambda t: t) if idx is None else (lambda t: t[idx])
+    image = pick(data["image"]) if "image" in data else None
+    speech = data.get("speech")
+    if isinstance(speech, Frames):
+        x, lengths = speech.pad(_index(idx))
+        return model(torch.from_numpy(x), image, lengths=torch.from_numpy(lengths))
+    return model(pick(speech) if speech is not None else None, image)
+
+
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """Independent seeds per (run seed, epoch, stream): 0 = dropout, 1 = batch order."""
+    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, num_threads: int | None = None):
+    """Deterministic kernels, a private torch RNG stream and optionally a thread count; all restored after."""
+    prev, prev_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True)
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(prev)
+            torch.set_num_threads(prev_threads)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _save_tensors(path: Path, tensors: dict) -> str:
+    with atomic_path(path, suffix=".safetensors.tmp") as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    return sha256_file(path)
+
+
+def _write_checkpoint(directory, model_state: dict, model_config: dict, config: dict, extra: dict | None,
+                      train_state: dict | None) -> Path:
+    """Weight files first, config.json (with their sha256) last: a killed save is detected on load."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    clash = {k: (config[k], v) for k, v in model_config.items() if k in config and config[k] != v}
+    if clash:
+        raise ParamError(f"config disagrees with the model on {clash} (config, model); pass the model's own config")
+    files = {MODEL_FILE: _save_tensors(directory / MODEL_FILE, model_state)}
+    if train_state is not None:
+        files[STATE_FILE] = _save_tensors(directory / STATE_FILE, train_state)
+    meta = {**{k: v for k, v in config.items() if k != "checkpoint"}, **model_config,
+            "checkpoint": {"format": FORMAT, "files": files, **(extra or {})}}
+    atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=1, sort_keys=True))
+    if train_state is None and (directory / STATE_FILE).exists():
+        (directory / STATE_FILE).unlink()  # stale training state of an older save
+    return directory
+
+
+def save_checkpoint(directory, model: nn.Module, config: dict, extra: dict | None = None) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` (config, the model's fusion config, JSON-able extra)."""
+    return _write_checkpoint(directory, model.state_dict(), model.config, dict(config), extra, None)
+
+
+def read_checkpoint_config(directory) -> dict:
+    """config.json of a checkpoint folder, with its weight files checked against the recorded sha256."""
+    directory = Path(directory)
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise DataMissingError(f"no checkpoint at {display_path(directory)} ({CONFIG_FILE} missing); "
+                               "train with checkpoint_dir=... or pass the right folder")
+    meta = json.loads(path.read_text())
+    info = meta.get("checkpoint", {})
+    if info.get("format") != FORMAT:
+        raise ParamError(f"{display_path(path)} is not a {FORMAT} checkpoint (format {info.get('format')!r})")
+    for name, digest in info["files"].items():
+        f = directory / name
+        if not f.is_file():
+            raise DataMissingError(f"checkpoint file {display_path(f)} is missing; restore it or retrain")
+        if sha256_file(f) != digest:
+            raise ChecksumError(f"{display_path(f)} does not match its config.json (an interrupted save?); "
+                                "retrain, or resume from an intact checkpoint")
+    return meta
+
+
+def load_checkpoint(directory) -> tuple[nn.Module, dict]:
+    """Rebuild the model from config.json and load its (best) weights; returns (model in eval mode, config)."""
+    config = read_checkpoint_config(directory)
+    model = build_fusion(config)
+    model.load_state_dict(load_file(str(Path(directory) / MODEL_FILE)))
+    return model.eval(), config
+
+
+def _optim_tensors(opt) -> tuple[dict, list]:
+    sd = opt.state_dict()
+    tensors = {f"optim.{pid}.{name}": t for pid, st in sd["state"].items() for name, t in st.items()}
+    groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, groups
+
+
+def _load_optim(opt, tensors: dict, groups: list) -> None:
+    state: dict[int, dict] = {}
+    for key, t in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = t
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in groups]
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+# ----------------------------------------------------------------------------- training
+def _evaluate(model, loss_fn, data: dict, batch_size: int) -> float:
+    model.eval()
+    n, total = len(data["text"]), 0.0
+    with torch.no_grad():
+        for a in range(0, n, batch_size):
+            idx = slice(a, a + batch_size)
+            out = _forward(model, data, idx)
+            total += float(loss_fn(out, data["text"][idx])) * out.shape[0]
+    return total / n
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    chunks = list(torch.randperm(n, generator=gen).split(batch_size))
+    if len(chunks) > 1 and len(chunks[-1]) < batch_size:
+        chunks.pop()
+    return chunks
+
+
+def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool = True,
+          checkpoint_dir=None, resume_from=None, checkpoint_every: int = 5,
+          num_threads: int | None = None) -> TrainResult:
+    """Train a fusion encoder on cached features with early stopping; see the module docstring.
+
+    ``config``: training knobs as in ``claspkit.config.SCHEMA`` (a whole Params works; missing knobs take
+    the schema defaults). ``checkpoint_dir``: write a resumable checkpoint every ``checkpoint_every`` epochs
+    and at the end. ``resume_from``: continue a run from such a folder (same knobs except ``epochs`` and
+    ``patience``, which may change to extend a run). ``num_threads``: torch CPU threads for this run
+    (None = leave torch's setting); on a busy shared machine 1 thread can be several times faster than
+    threads that wait on each other. Runs are bitwise reproducible for a given thread count.
+    ``train_arrays`` / ``val_arrays``: ``{"speech", "image", "text"}`` row-aligned (n, dim) arrays; for
+    ``fusion='attention'`` "speech" is frame features (``claspkit.encoders.frames.Frames``, e.g. from
+    ``pipeline.frame_features``), pooled ``frame_pool`` frames per step.
+    """
+    knobs = training_config(config)
+    frames = knobs["fusion"] == "attention"
+    tr, va = (_tensors(a, s, knobs["branches"], frames)
+              for a, s in ((train_arrays, "train"), (val_arrays, "validation")))
+    if len(tr["text"]) < 2:
+        raise ParamError("need at least 2 training items (BatchNorm and the contrastive loss need pairs)")
+    for key in tr:
+        if _dim(tr[key]) != _dim(va[key]):
+            raise ParamError(f"train and validation {key} features have different dims "
+                             f"({_dim(tr[key])} vs {_dim(va[key])}); extract both with the same backbone")
+    if frames:
+        pools = {f.pool for f in (tr.get("speech"), va.get("speech")) if f is not None} - {None}
+        if pools - {knobs["frame_pool"]}:
+            raise ParamError(f"the frame features were pooled {sorted(pools)} frames per step but frame_pool is "
+                             f"{knobs['frame_pool']}; extract them with frame_pool={knobs['frame_pool']} or set "
+                             "frame_pool to match")
+    dims = {"speech_dim": _dim(tr["speech"]) if "speech" in tr else None,
+            "image_dim": _dim(tr["image"]) if "image" in tr else None, "out_dim": _dim(tr["text"])}
+    sizes = ("fusion", "branches", "dropout_scale") + (ATTENTION_KEYS if frames else ())
+    fusion_cfg = {**{k: knobs[k] for k in sizes}, **dims}
+    bs, seed = knobs["batch_size"], knobs["seed"]
+
+    if checkpoint_every < 1:
+        raise ParamError(f"checkpoint_every must be >= 1 epoch, got {checkpoint_every}")
+    with _seeded(seed, num_threads):
+        model = build_fusion(fusion_cfg)
+        loss_fn = build_loss(knobs["loss"], tau=knobs["tau"], learnable_scale=knobs["learnable_scale"],
+                             tau_bug=knobs["tau_bug"], huber_delta=knobs["huber_delta"])
+        opt = _adam(model, loss_fn, knobs)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=knobs["step_size"], gamma=knobs["gamma"])
+        saved_config = {**knobs, **model.config}
+        st = {"epoch": 0, "history": [], "best_epoch": 0, "best_val_loss": math.inf, "bad_epochs": 0,
+              "stopped_early": False}
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if resume_from is not None:
+            best_state, st = _resume(resume_from, saved_config, model, loss_fn, opt, sched)
+
+        def checkpoint():
+            if checkpoint_dir is None:
+                return
+            tensors, groups = _optim_tensors(opt)
+            tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
+            tensors.update({f"loss.{k}": v for k, v in loss_fn.state_dict().items()})
+            extra = {**st, "optimizer_groups": groups, "scheduler": sched.state_dict()}
+            _write_checkpoint(checkpoint_dir, best_state, model.config, saved_config, extra, tensors)
+
+        bar = progress_bar(total=knobs["epochs"], initial=st["epoch"], disable=not progress, desc="train", unit="epoch")
+        while st["epoch"] < knobs["epochs"] and st["bad_epochs"] < knobs["patience"]:
+            epoch, t0 = st["epoch"], time.perf_counter()
+            torch.manual_seed(_epoch_seed(seed, epoch, 0))
+            gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch, 1))
+            lr = opt.param_groups[0]["lr"]
+            scale_lr = opt.param_groups[1]["lr"] if len(opt.param_groups) > 1 else None
+            model.train()
+            total, count = 0.0, 0
+            for idx in _batches(len(tr["text"]), bs, gen):
+                loss = loss_fn(_forward(model, tr, idx), tr["text"][idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total, count = total + loss.item() * len(idx), count + len(idx)
+            train_loss = total / count
+            val_loss = _evaluate(model, loss_fn, va, bs)
+            if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+                raise ClaspkitError(f"training diverged at epoch {epoch + 1} (train loss {train_loss}, "
+                                    f"validation loss {val_loss}); lower lr (now {knobs['lr']})")
+            sched.step()
+            row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
+                   "seconds": time.perf_counter() - t0}
+            if getattr(loss_fn, "logit_scale", None) is not None:
+                row["logit_scale"] = float(loss_fn.scale().detach())
+            if scale_lr is not None:
+                row["scale_lr"] = scale_lr
+            st["history"].append(row)
+            st["epoch"] = epoch + 1
+            if val_loss < st["best_val_loss"]:
+                st.update(best_val_loss=val_loss, best_epoch=epoch + 1, bad_epochs=0)
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                st["bad_epochs"] += 1
+            st["stopped_early"] = st["bad_epochs"] >= knobs["patience"]
+            bar.update(1)
+            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", best=st["best_epoch"])
+            if st["epoch"] % checkpoint_every == 0:
+                checkpoint()
+        bar.close()
+        checkpoint()
+        model.load_state_dict(best_state)
+    return TrainResult(model=model.eval(), loss_fn=loss_fn, config=saved_config, history=st["history"],
+                       best_epoch=st["best_epoch"], best_val_loss=st["best_val_loss"],
+                       stopped_early=st["stopped_early"])
+
+
+def _adam(model, loss_fn, knobs) -> torch.optim.Adam:
+    """One parameter group at lr; with scale_lr, the loss's logit scale gets a second group at scale_lr."""
+    if knobs.get("scale_lr") is None:
+        return torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=knobs["lr"])
+    return torch.optim.Adam([{"params": list(model.parameters())},
+                             {"params": list(loss_fn.parameters()), "lr": knobs["scale_lr"]}], lr=knobs["lr"])
+
+
+def _resume(directory, saved_config, model, loss_fn, opt, sched):
+    meta = read_checkpoint_config(directory)
+    info = meta["checkpoint"]
+    if STATE_FILE not in info["files"]:
+        raise ParamError(f"{display_path(directory)} holds weights only (written by save_checkpoint); resuming "
+                         "needs a folder written by train(checkpoint_dir=...)")
+    diff = {k: (meta.get(k), v) for k, v in saved_config.items()
+            if k not in RESUME_MAY_CHANGE and meta.get(k) != v}
+    if diff:
+        raise ParamError(f"cannot resume {display_path(directory)}: settings differ {diff} (checkpoint, now); "
+                         f"only {', '.join(RESUME_MAY_CHANGE)} may change -- "
+                         "use the checkpoint's values or start fresh")
+    tensors = load_file(str(Path(directory) / STATE_FILE))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    loss_fn.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("loss.")})
+    _load_optim(opt, tensors, info["optimizer_groups"])
+    sched.load_state_dict(info["scheduler"])
+    best_state = load_file(str(Path(directory) / MODEL_FILE))
+    saved_config.update({k: meta[k] for k in BACKBONE_KEYS if k in meta and k not in saved_config})
+    st = {k: info[k] for k in ("epoch", "history", "best_epoch", "best_val_loss", "bad_epochs", "stopped_early")}
+    return best_state, st
+
+
+def embed_speech(model: nn.Module, speech=None, image=None, batch_size: int = 256) -> np.ndarray:
+    """L2-normalised fusion outputs (n, out_dim) float32, computed in eval mode (the mode is restored after).
+
+    For an attention head ``speech`` is frame features (``Frames`` or a list of (T_i, dim) arrays,
+    rounded to float16 as the cache stores them); items are batched by length, so padding stays small.
+    """
+    if getattr(model, "kind", None) == "attention":
+        return _embed_frames(model, None if speech is None else as_frames(speech), image, batch_size)
+    inputs = [None if x is None else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+              for x in (speech, image)]
+    sizes = {len(x) for x in inputs if x is not None}
+    if len(sizes) != 1:
+        raise ParamError("pass speech and/or image features with the same number of rows")
+    n, was_training = sizes.pop(), model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            outs = [F.normalize(model(*(None if x is None else x[a:a + batch_size] for x in inputs)), dim=1)
+                    for a in range(0, n, batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(outs).numpy()
+
+
+def _embed_frames(model: nn.Module, frames: Frames | None, image, batch_size: int) -> np.ndarray:
+    if frames is None:
+        raise ParamError("the attention head needs the speech frame features; pass them (got None)")
+    image = None if image is None else torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    if image is not None and len(image) != len(frames):
+        raise ParamError(f"pass speech frames and image features for the same items ({len(frames)} vs {len(image)})")
+    order = np.argsort(frames.lengths, kind="stable")
+    out = np.zeros((len(frames), int(model.config["out_dim"])), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for a in range(0, len(frames), batch_size):
+                idx = order[a:a + batch_size]
+                x, lengths = frames.pad(idx)
+                img = None if image is None else image[torch.from_numpy(idx)]
+                y = model(torch.from_numpy(x), img, lengths=torch.from_numpy(lengths))
+                out[idx] = F.normalize(y, dim=1).numpy()
+    finally:
+        model.train(was_training)
+    return out

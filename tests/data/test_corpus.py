@@ -1,0 +1,141 @@
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from claspkit.data import corpus
+from claspkit.data.brown import Sentence
+from claspkit.config import load_params
+from claspkit.errors import DataMissingError, ParamError
+from claspkit.data.manifest import MANIFEST_COLUMNS
+from claspkit.data.tts import wav_duration
+
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None and importlib.util.find_spec("espeakng_loader") is None,
+    reason="no espeak-ng engine installed")
+
+
+def _params(brown_dir, **kw):
+    base = dict(n_sentences=None, voices=["espeak:en-us", "espeak:en-gb"], tts_workers=1, seed=42,
+                brown_dir=str(brown_dir))
+    base.update(kw)
+    return load_params("tiny", base)
+
+
+def _fleurs(root):
+    for split, secs in (("train", 1.0), ("dev", 0.5), ("test", 0.75)):
+        (root / "audio" / split).mkdir(parents=True)
+        sf.write(root / "audio" / split / f"{split}1.wav", np.full(int(secs * 16000), 0.1, np.float32), 16000)
+        (root / f"{split}.tsv").write_text(f"7\t{split}1.wav\tA {split} sentence.\ta {split} sentence\tx\t1\tFEMALE\n")
+    return root
+
+
+@needs_espeak
+def test_build_corpus_end_to_end_and_reuse(fake_brown, isolated_data, tmp_path, monkeypatch, capsys):
+    P = _params(fake_brown, fleurs_dir=str(_fleurs(tmp_path / "fleurs")))
+    df = corpus.build_corpus(P, progress=False)
+    out = capsys.readouterr().out
+    assert "14 sentences read, 10 kept, 4 dropped" in out and "too long 1" in out and "duplicate 1" in out
+
+    assert list(df.columns) == list(MANIFEST_COLUMNS)
+    brown = df[df.source == "brown"]
+    assert len(brown) == 10 and brown["id"].is_monotonic_increasing
+    assert brown["id"].iloc[0] == "brown-ca01-0000"
+    assert brown["text"].iloc[0] == 'The jury said "no evidence" was found.'
+    assert set(brown["voice"]) <= {"espeak:en-us", "espeak:en-gb"} and set(brown["split"]) <= {"train", "val", "test"}
+    assert (brown["sample_rate"] == 16000).all() and (brown["duration_s"] > 0.5).all()
+    for p in brown["path"]:
+        assert not Path(p).is_absolute() and wav_duration(corpus.audio_path(p)) is not None
+    fl = df[df.source == "fleurs"]
+    assert fl["split"].tolist() == ["train", "val", "test"] and fl["duration_s"].tolist() == pytest.approx([1, .5, .75])
+
+    report = json.loads((corpus.report_path(P)).read_text())
+    assert report["cleaning"]["dropped"] == {"empty": 0, "no_words": 1, "too_long": 1,
+                                             "formula_placeholder": 1, "duplicate": 1}
+    assert report["synthesis"]["synthesized"] == 10 and report["imported"] == {"fleurs": 3}
+    assert df.attrs["report"]["sampled"] == 10
+    pd.testing.assert_frame_equal(corpus.load_manifest(P), df)
+
+    # idempotent: a second call reads nothing and synthesizes nothing
+    def boom(*a, **k):
+        raise AssertionError("should have reused the corpus")
+
+    monkeypatch.setattr(corpus, "load_brown", boom)
+    monkeypatch.setattr(corpus, "synthesize_corpus", boom)
+    again = corpus.build_corpus(P, progress=False)
+    pd.testing.assert_frame_equal(again, df)
+    assert "reusing" in capsys.readouterr().out
+
+    # a lost audio file makes it rebuild, which resynthesizes only that file
+    monkeypatch.undo()
+    monkeypatch.setenv("CLASPKIT_DATA", str(isolated_data))
+    monkeypatch.setenv("CLASPKIT_RUNS", str(tmp_path / "runs"))
+    corpus.audio_path(brown.iloc[3]).unlink()
+    rebuilt = corpus.build_corpus(P, progress=False, verbose=False)
+    assert rebuilt.attrs["report"]["synthesis"]["reused"] == 9
+    assert rebuilt["path"].tolist() == df["path"].tolist()
+    # a damaged manifest is rebuilt, not trusted
+    corpus.manifest_path(P).write_text("id,text\nbroken,row\n")
+    fixed = corpus.build_corpus(P, progress=False, verbose=False)
+    assert fixed.attrs["report"]["synthesis"]["reused"] == 10
+    pd.testing.assert_frame_equal(fixed, df)
+
+
+@needs_espeak
+def test_presets_share_audio_and_sample_proportionally(fake_brown, isolated_data):
+    small = corpus.build_corpus(_params(fake_brown, n_sentences=4), progress=False, verbose=False)
+    assert len(small) == 4 and small["category"].nunique() == 3
+    P = _params(fake_brown, n_sentences=None)
+    full = corpus.build_corpus(P, progress=False, verbose=False)
+    assert set(small["path"]) <= set(full["path"])  # content-addressed: nothing made twice
+    assert full.attrs["report"]["synthesis"]["reused"] == 4
+
+
+def test_sample_sentences_is_proportional_and_nested():
+    sents = [Sentence(f"brown-c{c}{i:02d}-0000", f"c{c}{i:02d}", cat, ("x",), f"text {c}{i}")
+             for c, cat, n in (("a", "news", 60), ("j", "learned", 30), ("r", "humor", 10)) for i in range(n)]
+    pick = corpus.sample_sentences(sents, 10, seed=1)
+    assert [s.category for s in pick].count("news") == 6 and [s.category for s in pick].count("humor") == 1
+    assert [s.id for s in pick] == sorted(s.id for s in pick)
+    assert {s.id for s in pick} <= {s.id for s in corpus.sample_sentences(sents, 50, seed=1)}
+    assert corpus.sample_sentences(sents, None) == sents and corpus.sample_sentences(sents, 500) == sents
+    assert corpus.sample_sentences(sents, 10, seed=2) != pick
+    with pytest.raises(ParamError):
+        corpus.sample_sentences(sents, 0)
+
+
+def test_load_manifest_missing_says_run_notebook_01(isolated_data):
+    with pytest.raises(DataMissingError, match="01_data"):
+        corpus.load_manifest(load_params("tiny"))
+
+
+def test_audio_path_resolves_relative_to_data_dir(isolated_data, tmp_path):
+    assert corpus.audio_path("audio/espeak/en-us/a.wav") == isolated_data / "audio/espeak/en-us/a.wav"
+    assert corpus.audio_path({"path": str(tmp_path / "x.wav")}) == tmp_path / "x.wav"
+    assert corpus.audio_path(pd.Series({"path": "audio/b.wav"})) == isolated_data / "audio/b.wav"
+
+
+def test_summary_and_category_counts():
+    m = pd.DataFrame({
+        "id": ["a", "b", "c", "d"], "source": ["brown", "brown", "brown", "fleurs"],
+        "text": ["The cat sat.", "The dog, the cat.", "Don't stop", "Hello there."],
+        "category": ["news", "news", "humor", "fleurs"], "voice": "", "path": "x",
+        "duration_s": [1800.0, 1800.0, 3600.0, 36.0], "sample_rate": 16000,
+        "split": ["train", "val", "test", "train"],
+    })
+    s = corpus.corpus_summary(m)
+    assert s.index.tolist() == ["brown", "fleurs", "total"]
+    b = s.loc["brown"]
+    # tokens: [The cat sat .] [The dog , the cat .] [Don't stop] -> 4 + 6 + 2 = 12
+    assert b["sentences"] == 3 and b["avg_tokens_per_sentence"] == 4.0
+    assert b["unique_tokens"] == 8  # the cat sat . dog , don't stop (case-insensitive)
+    assert b["hours"] == 2.0 and (b["train"], b["val"], b["test"]) == (1, 1, 1)
+    assert s.loc["total", "sentences"] == 4 and s.loc["total", "hours"] == 2.01
+    assert corpus.tokens("term-end 6.4 U.S. it's") == ["term-end", "6.4", "U.S", ".", "it's"]
+    cc = corpus.category_counts(m)
+    assert cc.to_dict("list") == {"category": ["news", "humor"], "sentences": [2, 1]}

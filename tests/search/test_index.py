@@ -1,0 +1,236 @@
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from claspkit.search import index as ix
+from claspkit.errors import ClaspkitError, DataMissingError, ParamError
+from claspkit.search.index import IndexWriter, load_index, normalize_rows, search_exact
+
+DIM = 16
+
+
+def identity(sha="a" * 64, name="ckpt-a", seg="vad:v1", dim=DIM):
+    return {"model": {"checkpoint": name, "checkpoint_sha256": sha,
+                      "backbones": {"speech": "fake-speech", "image": "fake-image", "text": "fake-text"},
+                      "cache_ids": {"speech": "s1", "image": "i1", "text": "t1"}},
+            "segmentation": seg, "dim": dim}
+
+
+def unit(n, seed):
+    return normalize_rows(np.random.default_rng(seed).standard_normal((n, DIM)))
+
+
+def entry(path, sha, size=10, mtime=1, dur=5.0):
+    return {"path": path, "sha256": sha, "size": size, "mtime_ns": mtime, "duration_s": dur}
+
+
+def spans(n):
+    return [(2.0 * i, 2.0 * i + 1.5) for i in range(n)]
+
+
+def build(root, audio, files, ident=None, **kw):
+    """files: {relpath: (sha, vectors)}; stages every file and commits."""
+    with IndexWriter(root, ident or identity(), audio, **kw) as w:
+        for rel, (sha, v) in files.items():
+            w.stage(sha, v, spans(len(v)), 5.0)
+        return w.commit([entry(rel, sha) for rel, (sha, _) in files.items()])
+
+
+@pytest.fixture
+def folders(tmp_path):
+    audio = tmp_path / "lib"
+    audio.mkdir()
+    for name in ("a.wav", "b.wav", "c.wav"):
+        (audio / name).write_bytes(b"x")
+    return audio, tmp_path / "lib.index"
+
+
+def test_round_trip_and_exact_search(folders):
+    audio, root = folders
+    va, vb = unit(3, 1), unit(2, 2)
+    build(root, audio, {"b.wav": ("b" * 64, vb), "a.wav": ("a" * 64, va)})
+    idx = load_index(root)
+    assert len(idx) == 5 and idx.dim == DIM
+    np.testing.assert_allclose(idx.vectors, np.concatenate([va, vb]), atol=1e-6)   # path order: a then b
+    v, s = idx.file_rows("b.wav")
+    np.testing.assert_allclose(v, vb, atol=1e-6)
+    np.testing.assert_allclose(s, spans(2))
+    hits = idx.search(vb[1], k=3)
+    assert (hits[0].file, hits[0].start_s, hits[0].end_s) == ("b.wav", 2.0, 3.5)
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert hits[0].path == audio.resolve() / "b.wav"
+    assert len(idx.search(va[0], k=50)) == 5
+
+
+def test_exact_search_matches_brute_force_blockwise(monkeypatch):
+    x, q = unit(1000, 3), unit(7, 4)
+    monkeypatch.setattr(ix, "EXACT_BLOCK", 97)
+    rows, scores = search_exact(x, q, 10)
+    brute = np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(rows, brute)
+    np.testing.assert_allclose(scores, np.take_along_axis(q @ x.T, brute, axis=1), atol=1e-6)
+
+
+def test_ties_are_broken_by_row():
+    x = normalize_rows(np.ones((5, DIM)))
+    rows, _ = search_exact(x, x[:1], 3)
+    assert rows.tolist() == [[0, 1, 2]]
+
+
+def test_incremental_commit_reuses_previous_rows_and_drops_removed(folders):
+    audio, root = folders
+    va, vb, vc = unit(3, 1), unit(2, 2), unit(4, 5)
+    build(root, audio, {"a.wav": ("a" * 64, va), "b.wav": ("b" * 64, vb)})
+    with IndexWriter(root, identity(), audio) as w:
+        assert w.previous is not None and w.segments_of(entry("a.wav", "a" * 64)) == 3
+        w.stage("c" * 64, vc, spans(4), 5.0)
+        # a.wav unchanged (nothing staged), b.wav removed, c.wav new, a copy of a under another name
+        idx = w.commit([entry("a.wav", "a" * 64), entry("c.wav", "c" * 64), entry("copy.wav", "a" * 64)])
+    assert sorted(idx.files) == ["a.wav", "c.wav", "copy.wav"]
+    assert len(idx) == 10
+    np.testing.assert_allclose(idx.file_rows("copy.wav")[0], va, atol=1e-6)
+    assert idx.manifest["generation"] == 2
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "index.json", "segments.2.npy", "vectors.2.npy"]
+
+
+def test_same_input_gives_byte_identical_index(tmp_path, folders):
+    audio, root = folders
+    files = {"a.wav": ("a" * 64, unit(3, 1)), "b.wav": ("b" * 64, unit(2, 2))}
+    other = tmp_path / "other.index"
+    build(root, audio, files)
+    time.sleep(1.1)                                     # a timestamp anywhere would now differ
+    build(other, audio, files)
+    for name in ("vectors.1.npy", "segments.1.npy"):
+        assert (root / name).read_bytes() == (other / name).read_bytes()
+    m1, m2 = (json.loads((r / "index.json").read_text()) for r in (root, other))
+    m1.pop("audio_root"), m2.pop("audio_root")
+    assert m1 == m2
+
+
+def test_other_model_is_refused_naming_both(folders):
+    audio, root = folders
+    build(root, audio, {"a.wav": ("a" * 64, unit(3, 1))})
+    other = identity(sha="f" * 64, name="ckpt-b")
+    with pytest.raises(ClaspkitError) as e:
+        IndexWriter(root, other, audio).__enter__()
+    assert "ckpt-a" in str(e.value) and "ckpt-b" in str(e.value) and "--rebuild" in str(e.value)
+    changed_backbone = identity()
+    changed_backbone["model"]["cache_ids"]["speech"] = "s2"
+    with pytest.raises(ClaspkitError, match=r"same model ckpt-a .* speech features were computed differently "
+                                            r"\(speech: s1 vs s2"):
+        IndexWriter(root, changed_backbone, audio).__enter__()
+    with pytest.raises(ClaspkitError, match="segmentation"):
+        IndexWriter(root, identity(seg="vad:v2"), audio).__enter__()
+    # the refused runs did not touch it, and --rebuild replaces it
+    assert len(load_index(root)) == 3
+    idx = build(root, audio, {"b.wav": ("b" * 64, unit(2, 2))}, ident=other, rebuild=True)
+    assert list(idx.files) == ["b.wav"] and idx.identity["model"]["checkpoint"] == "ckpt-b"
+
+
+def test_crash_before_manifest_keeps_previous_index(folders, monkeypatch):
+    audio, root = folders
+    va = unit(3, 1)
+    build(root, audio, {"a.wav": ("a" * 64, va)})
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(ix, "atomic_write_text", boom)
+        with pytest.raises(KeyboardInterrupt):
+            build(root, audio, {"a.wav": ("a" * 64, va), "b.wav": ("b" * 64, unit(2, 2))})
+    idx = load_index(root)                              # the old generation, still whole
+    assert list(idx.files) == ["a.wav"] and len(idx) == 3
+    assert (root / "vectors.2.npy").exists()             # the unfinished generation's leftovers...
+    with IndexWriter(root, identity(), audio) as w:      # ...and the staged work, which a re-run reuses
+        assert w.is_staged("b" * 64)
+        idx = w.commit([entry("a.wav", "a" * 64), entry("b.wav", "b" * 64)])
+    assert len(idx) == 5 and not (root / "work").exists()
+
+
+def test_second_writer_is_refused_while_one_runs(folders):
+    audio, root = folders
+    with IndexWriter(root, identity(), audio):
+        with pytest.raises(ClaspkitError, match="another `claspkit index` run"):
+            IndexWriter(root, identity(), audio).__enter__()
+    with IndexWriter(root, identity(), audio):          # released on exit
+        pass
+
+
+def test_moved_folder_and_index_still_resolve(tmp_path):
+    audio = tmp_path / "proj" / "lib"
+    audio.mkdir(parents=True)
+    (audio / "a.wav").write_bytes(b"x")
+    build(tmp_path / "proj" / "idx", audio, {"a.wav": ("a" * 64, unit(2, 1))})
+    shutil.move(tmp_path / "proj", tmp_path / "moved")
+    idx = load_index(tmp_path / "moved" / "idx")
+    hit = idx.search(idx.vectors[1], k=1)[0]
+    assert hit.path == (tmp_path / "moved" / "lib" / "a.wav").resolve() and hit.path.is_file()
+
+
+def test_bad_vectors_and_inputs_are_refused(folders):
+    audio, root = folders
+    with IndexWriter(root, identity(), audio) as w:
+        with pytest.raises(ClaspkitError, match="zero or not finite"):
+            w.stage("a" * 64, np.zeros((2, DIM)), spans(2), 5.0)
+        with pytest.raises(ClaspkitError, match="expects"):
+            w.stage("a" * 64, unit(2, 1)[:, :8], spans(2), 5.0)
+        with pytest.raises(ClaspkitError, match="neither staged"):
+            w.commit([entry("a.wav", "a" * 64)])
+    build(root, audio, {"a.wav": ("a" * 64, unit(2, 1))})
+    idx = load_index(root)
+    with pytest.raises(ParamError, match="dim"):
+        idx.search(np.ones(8), k=1)
+    with pytest.raises(ParamError, match="k must"):
+        idx.search(unit(1, 0)[0], k=0)
+
+
+def test_missing_and_corrupt_indexes_are_clear(tmp_path, folders):
+    with pytest.raises(DataMissingError, match="claspkit index AUDIO_DIR"):
+        load_index(tmp_path / "nowhere")
+    audio, root = folders
+    build(root, audio, {"a.wav": ("a" * 64, unit(2, 1))})
+    (root / "index.json").write_text("{not json")
+    with pytest.raises(ClaspkitError, match="--rebuild"):
+        load_index(root)
+
+
+def test_large_index_gets_a_calibrated_ivf(folders, monkeypatch):
+    audio, root = folders
+    monkeypatch.setattr(ix, "ANN_MIN_SEGMENTS", 3000)
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((60, DIM))
+    x = normalize_rows(centers[rng.integers(0, 60, 4000)] + 0.3 * rng.standard_normal((4000, DIM)))
+    idx = build(root, audio, {"a.wav": ("a" * 64, x[:2500]), "b.wav": ("b" * 64, x[2500:])})
+    info = idx.manifest["ann"]
+    assert idx.ann is not None and info["kind"] == "ivf-flat" and info["recall_at_10"] >= ix.ANN_TARGET_RECALL
+    q = ix.probe_queries(x, 50, seed=7)
+    got, _ = idx.search_vectors(q, 10)
+    exact, _ = search_exact(np.asarray(idx.vectors), q, 10)
+    assert ix.recall_at_k(got, exact) >= 0.9
+    assert load_index(root).ann is not None and (root / "ivf.1.faiss").is_file()
+    # an incremental commit re-adds the vectors to the trained lists instead of re-running k-means
+    with IndexWriter(root, identity(), audio) as w:
+        w.stage("c" * 64, x[:300], spans(300), 5.0)
+        idx2 = w.commit([entry("a.wav", "a" * 64), entry("b.wav", "b" * 64), entry("c.wav", "c" * 64)])
+    assert idx2.manifest["ann"]["trained_on"] == 4000 and idx2.ann.ntotal == 4300
+    assert idx2.manifest["ann"]["recall_at_10"] >= ix.ANN_TARGET_RECALL
+    assert sorted(p.name for p in root.glob("ivf.*")) == ["ivf.2.faiss"]
+
+
+def test_benchmark_rows_are_consistent():
+    from claspkit.bench_search import bench_queries, synthetic_vectors
+
+    x = synthetic_vectors(3000, DIM, seed=1)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(x, synthetic_vectors(3000, DIM, seed=1))
+    rows = bench_queries([3000], DIM, [0.001] * 10)
+    assert [r["method"].split(" (")[0] for r in rows] == ["numpy exact", "faiss flat", "faiss ivf"]
+    assert rows[0]["recall@10"] == 1.0 and rows[1]["recall@10"] == pytest.approx(1.0, abs=0.02)
+    assert rows[0]["used_by_claspkit"] and not rows[2]["used_by_claspkit"]
+    assert all(r["total_ms"][0] >= r["search_ms"][0] for r in rows)
+    assert rows[2]["bytes_per_segment"] > rows[0]["bytes_per_segment"] == 4 * DIM + 12
