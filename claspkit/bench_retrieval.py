@@ -57,9 +57,10 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
     the attention head is also trained (nested subsets) and scored on the same gallery: ``rows_scaling``.
     """
     from claspkit import pipeline
-    from claspkit.evaluation import asr
-    from claspkit.encoders.backbones import create_backbone
     from claspkit.config import load_params
+    from claspkit.encoders.backbones import create_backbone
+    from claspkit.evaluation import asr
+    from claspkit.model.clasp import CLASP
     from claspkit.evaluation.results import write_stage
 
     if isinstance(preset, str):
@@ -98,13 +99,9 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
 
     # speed: each head timed interleaved with the cascade on the same utterances
     waves = pipeline.audio_paths(paper.manifest, test.ids[:n_timing])
-    image = create_backbone("image", Q.image_backbone)
     times = {}
     for key, (_, st) in systems.items():
-        speech = create_backbone("speech", st.P.speech_backbone,
-                                 **({"frame_pool": st.P.frame_pool} if st.P.fusion == "attention" else {}))
-        eff = asr.measure_pipelines(speech, image if st.P.branches != "speech" else None, st.trained.model,
-                                    asr_model, text_encoder, waves, language="en")
+        eff = asr.measure_pipelines(CLASP.from_pretrained(st.trained.checkpoint), asr_model, waves, language="en")
         summ = eff["summary"].set_index("kind")
         times[key] = float(summ.loc["clasp", "s_per_utt"])
         times.setdefault("cascade", []).append(float(summ.loc["cascade", "s_per_utt"]))

@@ -24,7 +24,7 @@ from claspkit.paths import atomic_write_text, data_dir, sha256_file
 
 __all__ = [
     "normalize_for_wer", "edit_counts", "wer_details", "wer", "default_transcript_root", "TranscriptCache",
-    "transcribe_all", "cascade_embeddings", "encoder_bytes", "fusion_bytes", "measure_pipelines",
+    "transcribe_all", "cascade_embeddings", "encoder_bytes", "fusion_bytes", "STAGE_NAMES", "measure_pipelines",
     "efficiency_rows",
 ]
 
@@ -272,28 +272,29 @@ def fusion_bytes(fusion) -> int:
     return int(sum(p.numel() for p in fusion.parameters())) * 4
 
 
-def measure_pipelines(speech_encoder, image_encoder, fusion, asr, text_encoder, waves: Sequence[np.ndarray],
-                      batch_size: int = 8, language: str | None = None, warmup: bool = True) -> dict:
+STAGE_NAMES = {"speech": "speech encoder", "image": "image encoder", "fusion": "fusion"}
+
+
+def measure_pipelines(model, asr, waves: Sequence[np.ndarray], batch_size: int = 8, language: str | None = None,
+                      warmup: bool = True) -> dict:
     """Time both ways of indexing the same utterances, in one run, stage by stage.
 
-    (a) CLASP: speech encoder + spectrogram image encoder + fusion forward -> a speech embedding (an
-        ``attention`` head gets the encoder's frames, ``encode_frames``, instead of their mean).
-    (b) cascade: ASR transcription + text embedding of the transcript.
+    (a) CLASP: ``model`` (a :class:`claspkit.model.CLASP`) embeds the speech exactly as ``claspkit index``
+        does: its branches (speech encoder, spectrogram image encoder) run concurrently, then the head.
+    (b) cascade: ASR transcription + the model's own text encoder on the transcript.
     The query side (embedding the user's text) is the same for both and is left out, which is how
     the paper's 1.5 GB vs 3.15 GB counts (HuBERT + EfficientNet-B7 + fusion vs HuBERT-ASR + LaBSE).
 
     ``waves`` are 16 kHz mono arrays (or audio paths, loaded with ``claspkit.data.audio.load_audio`` before
-    any clock starts), so file reading is not timed. With ``warmup``
-    one utterance goes through every stage first, so lazy weight loading is not timed either.
-    ``image_encoder`` may be None for a speech-only fusion model.
+    any clock starts), so file reading is not timed. With ``warmup`` one utterance goes through every
+    stage first, so lazy weight loading is not timed either. The two pipelines alternate batch by batch.
 
     Returns ``{"summary": DataFrame (one row per pipeline: kind clasp|cascade, pipeline, weight_bytes,
-    weight_mb, seconds, s_per_utt, n), "stages": DataFrame (pipeline, stage, seconds, s_per_utt, share),
+    weight_mb, seconds (wall), s_per_utt, n), "stages": DataFrame (pipeline, stage, seconds, s_per_utt, share
+    of the pipeline's summed stage time; CLASP's concurrent branches can add up to more than its wall time),
     "size_ratio": cascade bytes / CLASP bytes, "speed_ratio": cascade s / CLASP s,
     "time_saved": 1 - CLASP s / cascade s}``.
     """
-    import torch
-
     waves = list(waves)
     if any(isinstance(w, (str, Path)) for w in waves):
         from claspkit.data.audio import load_audio
@@ -305,63 +306,47 @@ def measure_pipelines(speech_encoder, image_encoder, fusion, asr, text_encoder, 
     if batch_size < 1:
         raise ParamError(f"batch_size must be >= 1, got {batch_size}")
     batches = [waves[i:i + batch_size] for i in range(0, n, batch_size)]
-    fusion.eval()
+    clasp_bytes = sum(encoder_bytes(e) for e in model.encoders.values()) + fusion_bytes(model.head)
+    casc_bytes = encoder_bytes(asr) + encoder_bytes(model.text)
+    wall = {"clasp": 0.0, "cascade": 0.0}
+    clasp_t = {STAGE_NAMES[r]: 0.0 for r in (*model.encoders, "fusion")}
+    casc_t = {"ASR": 0.0, "text encoder": 0.0}
 
-    from claspkit.model.train import embed_speech
+    def clasp_batch(ws, timed):
+        t, t0 = {}, time.perf_counter()
+        model.encode_waves(ws, batch_size=len(ws), timings=t)
+        if timed:
+            wall["clasp"] += time.perf_counter() - t0
+            for role, seconds in t.items():
+                clasp_t[STAGE_NAMES[role]] += seconds
 
-    frames = getattr(fusion, "kind", None) == "attention"  # a head over the frames, not their mean
-
-    def clasp_batch(ws, timing):
-        t0 = time.perf_counter()
-        s = speech_encoder.encode_frames(ws) if frames else np.asarray(speech_encoder.encode(ws), dtype=np.float32)
-        t1 = time.perf_counter()
-        im = np.asarray(image_encoder.encode(ws), dtype=np.float32) if image_encoder is not None else None
-        t2 = time.perf_counter()
-        if frames:
-            out = embed_speech(fusion, s, im)
-        else:
-            with torch.no_grad():
-                out = fusion(torch.from_numpy(s), torch.from_numpy(im) if im is not None else None)
-        t3 = time.perf_counter()
-        if timing is not None:
-            timing["speech encoder"] += t1 - t0
-            if image_encoder is not None:
-                timing["image encoder"] += t2 - t1
-            timing["fusion"] += t3 - t2
-        return out
-
-    def cascade_batch(ws, timing):
+    def cascade_batch(ws, timed):
         t0 = time.perf_counter()
         texts = asr.transcribe(ws, language=language)
         t1 = time.perf_counter()
-        emb = text_encoder.encode(list(texts))
+        model.text.encode(list(texts))
         t2 = time.perf_counter()
-        if timing is not None:
-            timing["ASR"] += t1 - t0
-            timing["text encoder"] += t2 - t1
-        return emb
+        if timed:
+            casc_t["ASR"] += t1 - t0
+            casc_t["text encoder"] += t2 - t1
+            wall["cascade"] += t2 - t0
 
     if warmup:
-        clasp_batch(waves[:1], None)
-        cascade_batch(waves[:1], None)
-    clasp_t = {"speech encoder": 0.0, **({"image encoder": 0.0} if image_encoder is not None else {}), "fusion": 0.0}
-    casc_t = {"ASR": 0.0, "text encoder": 0.0}
-    # interleave the two pipelines batch by batch, so a slow patch of the machine hits both alike
+        clasp_batch(waves[:1], False)
+        cascade_batch(waves[:1], False)
     for ws in batches:
-        clasp_batch(ws, clasp_t)
-        cascade_batch(ws, casc_t)
+        clasp_batch(ws, True)
+        cascade_batch(ws, True)
 
-    clasp_bytes = encoder_bytes(speech_encoder) + (encoder_bytes(image_encoder) if image_encoder is not None else 0) \
-        + fusion_bytes(fusion)
-    casc_bytes = encoder_bytes(asr) + encoder_bytes(text_encoder)
-    names = {"clasp": "CLASP (speech + image encoders + fusion)", "cascade": "cascade (ASR + text encoder)"}
+    names = {"clasp": "CLASP (speech + image encoders + fusion)" if "image" in model.encoders
+             else "CLASP (speech encoder + fusion)", "cascade": "cascade (ASR + text encoder)"}
     stages = []
     for pipe, timing in (("clasp", clasp_t), ("cascade", casc_t)):
         total = sum(timing.values())
         for stage, sec in timing.items():
             stages.append({"pipeline": names[pipe], "stage": stage, "seconds": sec, "s_per_utt": sec / n,
                            "share": sec / total if total > 0 else float("nan")})
-    clasp_s, casc_s = sum(clasp_t.values()), sum(casc_t.values())
+    clasp_s, casc_s = wall["clasp"], wall["cascade"]
     summary = pd.DataFrame([
         {"kind": "clasp", "pipeline": names["clasp"], "weight_bytes": clasp_bytes, "weight_mb": clasp_bytes / 1e6,
          "seconds": clasp_s, "s_per_utt": clasp_s / n, "n": n},
