@@ -33,7 +33,7 @@ import numpy as np
 from claspkit.errors import ClaspkitError
 from claspkit.search.index import (
     ANN_MIN_SEGMENTS, PQ_MIN_SEGMENTS, SEGMENT_DTYPE, build_ann, build_pq, probe_queries, recall_at_k, search_ann,
-    search_exact, search_pq,
+    search_exact, search_pq, pq_lists,
 )
 
 __all__ = [
@@ -226,7 +226,8 @@ def bench_compressed(n: int, dim: int, enc_s: list[float], work: Path) -> dict:
         exact, _ = search_exact(x, probes, 10)
         exact_s = (time.perf_counter() - t) / len(probes)
         t = time.perf_counter()
-        ann, info = build_pq(x)
+        stages: dict = {}
+        ann, info = build_pq(x, timings=stages)
         build_s = time.perf_counter() - t
         nprobe, cand = info["nprobe"], info["candidates"]
         got, _ = search_pq(ann, x, probes, 10, nprobe, cand)
@@ -240,7 +241,7 @@ def bench_compressed(n: int, dim: int, enc_s: list[float], work: Path) -> dict:
         ivf = faiss.extract_index_ivf(ann)
         table = SEGMENT_DTYPE.itemsize
         return {
-            "segments": n, "dim": dim, "synth_s": round(synth_s, 1), "build_s": round(build_s, 1),
+            "segments": n, "dim": dim, "synth_s": round(synth_s, 1), "build_s": round(build_s, 1), "stages_s": stages,
             "exact_ms_per_query": round(exact_s * 1e3, 1), **{k: info[k] for k in (
                 "nlist", "code_bytes", "nprobe", "candidates", "recall_at_10", "trained_on")},
             "recall@10": recall_at_k(got, exact), "warm_ms": _stats(warm), "cold_ms": _stats(cold),
@@ -258,8 +259,8 @@ def bench_compressed(n: int, dim: int, enc_s: list[float], work: Path) -> dict:
 
 def projection(row: dict, n: int) -> dict:
     """RAM and disk at ``n`` segments, by arithmetic from one measured row: per-row bytes (codes, ids, segment
-    table, float32 vector) times n, plus the measured per-list bytes (centroid, HNSW links) times 4 sqrt(n) lists."""
-    nlist = max(16, int(4 * np.sqrt(n)))
+    table, float32 vector) times n, plus the measured per-list bytes (centroid, HNSW links) times ``pq_lists(n)``."""
+    nlist = pq_lists(n)
     table = SEGMENT_DTYPE.itemsize
     ram = n * (row["per_row_bytes"] + table) + nlist * row["per_list_bytes"]
     return {"segments": n, "nlist": nlist, "ram_gb": ram / 1e9, "disk_gb": (ram + n * 4 * row["dim"]) / 1e9}
@@ -361,7 +362,8 @@ def _fmt_c(rows: list[dict], encoder_note: str | None) -> str:
     for r in rows:
         lines.append(f"  at {r['segments']:,}: calibration recall@10 {r['recall_at_10']:.3f}; PQ search alone "
                      f"{r['pq_only_ms'][0]:.2f} ms median; exact scan {r['exact_ms_per_query']:.1f} ms per query "
-                     f"(batched ground truth); {r['code_bytes']}-byte codes; synthesis {r['synth_s']:.0f} s")
+                     f"(batched ground truth); {r['code_bytes']}-byte codes; synthesis {r['synth_s']:.0f} s; build "
+                     + ", ".join(f"{k} {v:.0f} s" for k, v in r["stages_s"].items()))
     if rows:
         last = rows[-1]
         lines.append(f"PROJECTION (arithmetic from the {last['segments']:,}-segment row's bytes, not measured):")

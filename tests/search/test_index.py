@@ -324,7 +324,7 @@ def test_compressed_index_reuses_its_training_within_2x_and_retrains_beyond(fold
     got, _ = idx2.search_vectors(x[4100:4101], 1)                   # the new file's rows are in the codes
     assert got[0, 0] == 4100
     idx3 = build_pq_index(root, audio, x[:4000], {"c.wav": ("c" * 64, x[4000:9000])})   # 9,000 > 2 x 4,000
-    assert idx3.manifest["ann"]["trained_on"] == 9000 and idx3.ann.nlist == int(4 * np.sqrt(9000))
+    assert idx3.manifest["ann"]["trained_on"] == 9000 and idx3.ann.nlist == int(2 * np.sqrt(9000))
     assert sorted(p.name for p in root.glob("ivf.*")) == ["ivf.3.faiss"]
 
 
@@ -415,6 +415,6 @@ def test_compressed_benchmark_row_and_projection(tmp_path):
     assert row["disk_bytes_per_segment"] > PQ_DIM * 4 > row["ram_bytes_per_segment"]
     assert row["total_warm_ms"][0] >= row["warm_ms"][0]
     p = projection(row, 100_000_000)
-    assert p["nlist"] == 40_000
-    assert p["ram_gb"] == pytest.approx((100_000_000 * (16 + 12) + 40_000 * row["per_list_bytes"]) / 1e9)
+    assert p["nlist"] == 20_000
+    assert p["ram_gb"] == pytest.approx((100_000_000 * (16 + 12) + 20_000 * row["per_list_bytes"]) / 1e9)
     assert p["disk_gb"] == pytest.approx(p["ram_gb"] + 100_000_000 * PQ_DIM * 4 / 1e9)
