@@ -259,7 +259,7 @@ def bench_compressed(n: int, dim: int, enc_s: list[float], work: Path) -> dict:
 
 def projection(row: dict, n: int) -> dict:
     """RAM and disk at ``n`` segments, by arithmetic from one measured row: per-row bytes (codes, ids, segment
-    table, float32 vector) times n, plus the measured per-list bytes (centroid, HNSW links) times ``pq_lists(n)``."""
+    table, float32 vector) times n, plus the measured per-list bytes (centroid, list header) times ``pq_lists(n)``."""
     nlist = pq_lists(n)
     table = SEGMENT_DTYPE.itemsize
     ram = n * (row["per_row_bytes"] + table) + nlist * row["per_list_bytes"]

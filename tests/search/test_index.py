@@ -307,7 +307,7 @@ def _codebooks(ann):
     ivf = faiss.downcast_index(ann)
     q = faiss.downcast_index(ivf.quantizer)
     return (faiss.vector_to_array(ivf.pq.centroids).copy(),
-            faiss.rev_swig_ptr(faiss.downcast_index(q.storage).get_xb(), ivf.nlist * ivf.d).copy())
+            faiss.rev_swig_ptr(q.get_xb(), ivf.nlist * ivf.d).copy())
 
 
 def test_compressed_index_reuses_its_training_within_2x_and_retrains_beyond(folders, small_thresholds):
