@@ -5,7 +5,8 @@ Layout of an index folder (everything but ``index.json`` is named by a *generati
     index.json            manifest, written last: identity, files table, generation, skipped files
     vectors.<g>.npy       float32 (n_segments, dim), L2-normalised, rows grouped by file in path order
     segments.<g>.npy      per row: file number (int32), start_s, end_s (float32), a structured array
-    ivf.<g>.faiss         only for large indexes: FAISS IVF-Flat over the same vectors
+    ivf.<g>.faiss         only for large indexes: FAISS IVF-Flat (from 200K segments) or IVF-PQ (from 1M),
+                          as the manifest's ``ann.kind`` says, with its byte size and calibrated settings
     work/<key>.npz        embeddings of single files staged during a run (resume points)
     .lock                 held (flock) by the one run allowed to write
 
@@ -40,8 +41,35 @@ size. HNSW was measured too: 55 s to build at 100K on 2 cores (about 10 min at 1
 that matters here.
 
 Memory: 1,548 bytes per segment (1,536 for a 384-d float32 vector, 12 for its row of the segment table)
-plus the manifest's ~200 bytes per file; the IVF adds ~1,550 bytes per segment (its own copy of the
+plus the manifest's ~200 bytes per file; the IVF-Flat adds ~1,550 bytes per segment (its own copy of the
 vectors and an 8-byte id) and is held in RAM, while the exact path only memory-maps the vector file.
+
+Compressed index, from ``PQ_MIN_SEGMENTS`` (1M) on (``build_pq``): IVF-Flat's RAM copy (1.5 GB at 1M,
+15 GB at 10M) is what stops an index from outgrowing memory, so from 1M on the ANN file is an IVF-PQ
+whose 96-byte codes (one byte per 4 dims, residuals to 2 sqrt(n) spherical k-means lists, flat
+quantizer) plus 8-byte ids are all that is held in RAM; the top ``candidates`` rows it returns are
+re-ranked by their exact cosine against ``vectors.<g>.npy``, memory-mapped and read only at those rows
+(``exact_scores``), so hits carry exact scores. ``nprobe`` and ``candidates`` are calibrated together
+on ``ANN_PROBES`` probe queries drawn from the index (``calibrate_pq``: the cheapest pair by the cost
+model ``pq_cost`` whose recall@10 after re-ranking reaches ``ANN_TARGET_RECALL``) and stored with the
+measured recall; the lists and codebooks are reused while the index stays within 2x of the size they
+were trained at, and retrained beyond. Measured with ``python -m claspkit.bench_search`` (50 held-out
+queries, search only; the e5 query encoding, 7.5 ms median at load ~0.5, comes on top):
+at 1M (2,000 lists, load ~0.5): recall@10 0.970 after re-ranking, nprobe 128 and 64 candidates, 12.2 ms
+median / 13.5 ms p95 (19.5 ms with the encoding), built in 22 s, 120 bytes per segment in RAM and 1,656
+on disk. At 10M (6,324 lists, load ~2-4.7): 60.6 ms median / 95.7 ms p95, but recall@10 only 0.650
+(0.695 on the calibration probes): the calibration ran into ``NPROBE_MAX`` (256) without reaching the
+target on these deliberately anisotropic vectors, so the stored recall is below ``ANN_TARGET_RECALL``;
+built in 383 s (add 290 s), 117 bytes per segment in RAM, 1,653 on disk. Projection from the 10M
+bytes (arithmetic, not measured): 100M segments 11.6 GB RAM / 165 GB disk, 1B 116 GB / 1,652 GB.
+Choices, by measurement: 96-byte codes over 48 (at 1M, 4,000 lists: re-ranked recall 0.91 with PQ48 at
+nprobe 64 and 200 candidates, 0.98 with PQ96 at 100, where PQ96 was limited by the lists probed, not by
+the codes); no OPQ (its rotation training had not finished after 5 min at 1M on the 2 shared cores
+while plain PQ's took ~15 s, and re-ranking already removes the code error OPQ would reduce); a flat
+coarse quantizer, not HNSW (see ``train_pq``); 10 k-means iterations and single-threaded PQ
+training (see ``single_threaded_faiss``). The cost model's re-read cost (``RERANK_US``, 20 us per
+candidate) is an assumed SSD random read, for vectors that no longer fit the page cache (100M = 154 GB):
+this VM's disk did not show it (cold, the file evicted before each query, timed as warm).
 """
 from __future__ import annotations
 
