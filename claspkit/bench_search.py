@@ -31,11 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from claspkit.errors import ClaspkitError
-from claspkit.search.index import ANN_MIN_SEGMENTS, build_ann, probe_queries, recall_at_k, search_ann, search_exact
+from claspkit.search.index import (
+    ANN_MIN_SEGMENTS, PQ_MIN_SEGMENTS, SEGMENT_DTYPE, build_ann, build_pq, probe_queries, recall_at_k, search_ann,
+    search_exact, search_pq, pq_lists,
+)
 
 __all__ = [
     "QUERIES", "LECTURE", "load_average", "synthetic_vectors", "encode_times", "bench_queries",
-    "synthesize_lectures", "bench_indexing", "main",
+    "synthesize_lectures", "bench_indexing", "evict_from_cache", "bench_compressed", "projection", "main",
 ]
 
 QUERIES = [
@@ -71,23 +74,27 @@ def load_average() -> str:
         return "n/a"
 
 
-def synthetic_vectors(n: int, dim: int, seed: int = 0, cluster: int = 200, chunk: int = 65536) -> np.ndarray:
+def synthetic_vectors(n: int, dim: int, seed: int = 0, cluster: int = 200, chunk: int = 65536,
+                      out: np.ndarray | None = None) -> np.ndarray:
     """Anisotropic clustered unit vectors: 0.7 shared direction + 0.5 cluster centre + 0.6 noise.
 
     Clusters of about ``cluster`` rows; unrelated rows have cosine ~0.45 on average (text-embedding
     spaces are anisotropic like this), rows of one cluster ~0.7. Harder for IVF than isotropic clusters.
+    ``out`` (e.g. a memory-mapped file) receives the rows chunk by chunk, so 10M rows need no 15 GB of RAM.
     """
     rng = np.random.default_rng(seed)
     mean = rng.standard_normal(dim).astype(np.float32)
     mean /= np.linalg.norm(mean)
     centers = rng.standard_normal((max(1, n // cluster), dim), dtype=np.float32)
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
-    out = np.empty((n, dim), np.float32)
+    out = np.empty((n, dim), np.float32) if out is None else out
+    if out.shape != (n, dim) or out.dtype != np.float32:
+        raise ClaspkitError(f"synthetic_vectors: out must be float32 of shape {(n, dim)}, got {out.dtype} {out.shape}")
     for a in range(0, n, chunk):
         m = min(chunk, n - a)
         noise = rng.standard_normal((m, dim), dtype=np.float32) / np.sqrt(dim, dtype=np.float32)
-        out[a:a + m] = 0.7 * mean + 0.5 * centers[rng.integers(0, len(centers), m)] + 0.6 * noise
-    out /= np.linalg.norm(out, axis=1, keepdims=True)
+        rows = 0.7 * mean + 0.5 * centers[rng.integers(0, len(centers), m)] + 0.6 * noise
+        out[a:a + m] = rows / np.linalg.norm(rows, axis=1, keepdims=True)
     return out
 
 
@@ -176,6 +183,89 @@ def bench_queries(sizes: list[int], dim: int, enc_s: list[float]) -> list[dict]:
     return rows
 
 
+# ---------------------------------------------------------------------- compressed index (IVF-PQ + re-ranking)
+def evict_from_cache(path: Path) -> None:
+    """Drop a file's pages from the page cache (POSIX_FADV_DONTNEED), to time reads as from disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def _time_queries(search_one, probes: np.ndarray, before=None) -> list[float]:
+    out = []
+    for q in probes:
+        if before is not None:
+            before()
+        t = time.perf_counter()
+        search_one(q[None])
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def bench_compressed(n: int, dim: int, enc_s: list[float], work: Path) -> dict:
+    """IVF-PQ with exact re-ranking at ``n`` synthetic segments whose vectors live in a memory-mapped file.
+
+    The vectors are written chunk by chunk to ``work/vectors.npy`` (deleted at the end); recall@10 after
+    re-ranking is measured on held-out probe queries; latency is timed warm (vectors in the page cache)
+    and cold (the vector file evicted from the cache before each query, so every candidate is a disk read).
+    """
+    import faiss
+
+    path = work / "vectors.npy"
+    try:
+        t = time.perf_counter()
+        x = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
+        synthetic_vectors(n, dim, out=x)
+        x.flush()
+        x = np.load(path, mmap_mode="r")
+        synth_s = time.perf_counter() - t
+        probes = probe_queries(x, len(enc_s), seed=1234)             # held out from the calibration
+        t = time.perf_counter()
+        exact, _ = search_exact(x, probes, 10)
+        exact_s = (time.perf_counter() - t) / len(probes)
+        t = time.perf_counter()
+        stages: dict = {}
+        ann, info = build_pq(x, timings=stages)
+        build_s = time.perf_counter() - t
+        nprobe, cand = info["nprobe"], info["candidates"]
+        got, _ = search_pq(ann, x, probes, 10, nprobe, cand)
+
+        def one(q):
+            return search_pq(ann, x, q, 10, nprobe, cand)
+        warm = _time_queries(one, probes)
+        cold = _time_queries(one, probes, before=lambda: evict_from_cache(path))
+        scan = _time_queries(lambda q: search_pq(ann, x, q, 10, nprobe, 0), probes)   # PQ search, k rows read
+        ann_bytes = len(faiss.serialize_index(ann))
+        ivf = faiss.extract_index_ivf(ann)
+        table = SEGMENT_DTYPE.itemsize
+        return {
+            "segments": n, "dim": dim, "synth_s": round(synth_s, 1), "build_s": round(build_s, 1), "stages_s": stages,
+            "exact_ms_per_query": round(exact_s * 1e3, 1), **{k: info[k] for k in (
+                "nlist", "code_bytes", "nprobe", "candidates", "recall_at_10", "trained_on")},
+            "recall@10": recall_at_k(got, exact), "warm_ms": _stats(warm), "cold_ms": _stats(cold),
+            "pq_only_ms": _stats(scan), "total_warm_ms": _stats([a + b for a, b in zip(enc_s, warm)]),
+            "total_cold_ms": _stats([a + b for a, b in zip(enc_s, cold)]),
+            "ram_bytes_per_segment": round(ann_bytes / n + table, 1),
+            "disk_bytes_per_segment": round(path.stat().st_size / n + table + ann_bytes / n, 1),
+            "per_row_bytes": int(ivf.code_size + 8), "per_list_bytes": round((ann_bytes - n * (ivf.code_size + 8))
+                                                                              / ivf.nlist, 1),
+        }
+    finally:
+        x = None
+        path.unlink(missing_ok=True)
+
+
+def projection(row: dict, n: int) -> dict:
+    """RAM and disk at ``n`` segments, by arithmetic from one measured row: per-row bytes (codes, ids, segment
+    table, float32 vector) times n, plus the measured per-list bytes (centroid, list header) times ``pq_lists(n)``."""
+    nlist = pq_lists(n)
+    table = SEGMENT_DTYPE.itemsize
+    ram = n * (row["per_row_bytes"] + table) + nlist * row["per_list_bytes"]
+    return {"segments": n, "nlist": nlist, "ram_gb": ram / 1e9, "disk_gb": (ram + n * 4 * row["dim"]) / 1e9}
+
+
 # ---------------------------------------------------------------------- indexing throughput
 def synthesize_lectures(folder: Path, minutes: float) -> float:
     """espeak-ng 'lectures' (the LECTURE paragraph, 4 voices/speeds) until ``minutes`` of audio; returns seconds."""
@@ -259,6 +349,35 @@ def _fmt_q(rows: list[dict], encoder_note: str | None) -> str:
     return "\n".join(lines)
 
 
+def _fmt_c(rows: list[dict], encoder_note: str | None) -> str:
+    lines = [f"{'segments':>11}  {'nlist':>6} {'nprobe':>6} {'rerank':>6}  {'recall@10':>9}  "
+             f"{'warm med/p95 ms':>15}  {'cold med/p95 ms':>15}  {'+encode warm/cold':>17}  {'build s':>7}  "
+             f"{'RAM B/seg':>9}  {'disk B/seg':>10}"]
+    for r in rows:
+        lines.append(f"{r['segments']:>11,}  {r['nlist']:>6} {r['nprobe']:>6} {r['candidates']:>6}  "
+                     f"{r['recall@10']:>9.3f}  {r['warm_ms'][0]:>7.2f}/{r['warm_ms'][1]:<7.2f}  "
+                     f"{r['cold_ms'][0]:>7.2f}/{r['cold_ms'][1]:<7.2f}  "
+                     f"{r['total_warm_ms'][0]:>8.1f}/{r['total_cold_ms'][0]:<8.1f}  {r['build_s']:>7.1f}  "
+                     f"{r['ram_bytes_per_segment']:>9,.0f}  {r['disk_bytes_per_segment']:>10,.0f}")
+    for r in rows:
+        lines.append(f"  at {r['segments']:,}: calibration recall@10 {r['recall_at_10']:.3f}; PQ search alone "
+                     f"{r['pq_only_ms'][0]:.2f} ms median; exact scan {r['exact_ms_per_query']:.1f} ms per query "
+                     f"(batched ground truth); {r['code_bytes']}-byte codes; synthesis {r['synth_s']:.0f} s; build "
+                     + ", ".join(f"{k} {v:.0f} s" for k, v in r["stages_s"].items()))
+    if rows:
+        last = rows[-1]
+        lines.append(f"PROJECTION (arithmetic from the {last['segments']:,}-segment row's bytes, not measured):")
+        for n in (100_000_000, 1_000_000_000):
+            p = projection(last, n)
+            lines.append(f"  {n:>13,} segments: {p['ram_gb']:,.1f} GB in RAM (codes, ids, segment table, "
+                         f"{p['nlist']:,} lists), {p['disk_gb']:,.0f} GB on disk")
+    lines.append("cold = the vector file evicted from the page cache before each query (every re-ranked "
+                 "candidate read from disk)")
+    if encoder_note:
+        lines.append(encoder_note)
+    return "\n".join(lines)
+
+
 def _fmt_i(r: dict) -> str:
     lines = [f"indexing {r['files']} espeak-ng lectures, {r['audio_s'] / 60:.1f} min of audio, "
              f"torch threads {r['torch_threads']} of {r['cpus']} CPUs:"]
@@ -287,6 +406,10 @@ def main(argv=None) -> int:
     p.add_argument("--dim", type=int, default=384, help="vector dim (default 384, the e5-small text space)")
     p.add_argument("--minutes", type=float, default=None, help="minutes of speech to index (default 4; 1 with --quick)")
     p.add_argument("--quick", action="store_true", help="10K and 100K only, fewer queries, 1 min of speech")
+    p.add_argument("--pq-sizes", default=None, help="sizes for the compressed IVF-PQ index (default 1000000; "
+                   "20000 with --quick; e.g. 1000000,10000000: 10M writes a 15 GB file to --work)")
+    p.add_argument("--work", default=None, help="folder for the memory-mapped vectors (default the temp folder)")
+    p.add_argument("--skip-exact", action="store_true", help="skip the exact / flat / IVF-Flat table")
     p.add_argument("--skip-indexing", action="store_true", help="query latency only")
     p.add_argument("--repeats", type=int, default=3, help="indexing runs per head; the median is reported (default 3)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
@@ -296,8 +419,13 @@ def main(argv=None) -> int:
                                                                   "10000,100000,1000000")).split(",")]
     except ValueError:
         p.error(f"--sizes must be comma-separated integers, got {args.sizes!r}")
-    if min(sizes) < 100:
-        p.error("every size must be at least 100")
+    try:
+        pq_sizes = [int(s.replace("_", "")) for s in (args.pq_sizes or ("20000" if args.quick else "1000000"))
+                    .split(",") if s]
+    except ValueError:
+        p.error(f"--pq-sizes must be comma-separated integers, got {args.pq_sizes!r}")
+    if min(sizes) < 100 or min(pq_sizes or [1000]) < 1000:
+        p.error("every size must be at least 100 (1000 for --pq-sizes)")
     n_queries = args.queries or (20 if args.quick else 50)
     minutes = args.minutes or (1.0 if args.quick else 4.0)
 
@@ -311,10 +439,22 @@ def main(argv=None) -> int:
         print(f"\ntext encoding ({TEXT}, one query at a time, 5 languages): median {med:.1f} ms, p95 {p95:.1f} ms")
     result = {"load_average": load_average(), "cpus": os.cpu_count(), "encode_ms": _stats(enc_s)}
     t0 = time.perf_counter()
-    rows = bench_queries(sizes, args.dim, enc_s)
-    result["queries"] = rows
-    print(f"\nquery latency, {n_queries} queries per size, synthetic clustered unit vectors, dim {args.dim}:")
-    print(_fmt_q(rows, note), flush=True)
+    if not args.skip_exact:
+        rows = bench_queries(sizes, args.dim, enc_s)
+        result["queries"] = rows
+        print(f"\nquery latency, {n_queries} queries per size, synthetic clustered unit vectors, dim {args.dim}:")
+        print(_fmt_q(rows, note), flush=True)
+    result["compressed"] = []
+    work = Path(args.work or tempfile.gettempdir())
+    for n in pq_sizes:
+        print(f"\ncompressed index at {n:,} segments (load average {load_average()}) ...", flush=True)
+        with tempfile.TemporaryDirectory(prefix="claspkit-pq-", dir=work) as tmp:
+            result["compressed"].append(bench_compressed(n, args.dim, enc_s, Path(tmp)))
+        print(f"  done, load average {load_average()}", flush=True)
+    if pq_sizes:
+        print(f"\nIVF-PQ + exact re-ranking (what claspkit builds from {PQ_MIN_SEGMENTS:,} segments on), "
+              f"{n_queries} held-out queries per size, dim {args.dim}:")
+        print(_fmt_c(result["compressed"], note), flush=True)
     if not args.skip_indexing:
         with tempfile.TemporaryDirectory(prefix="claspkit-bench-") as tmp:
             try:

@@ -5,7 +5,8 @@ Layout of an index folder (everything but ``index.json`` is named by a *generati
     index.json            manifest, written last: identity, files table, generation, skipped files
     vectors.<g>.npy       float32 (n_segments, dim), L2-normalised, rows grouped by file in path order
     segments.<g>.npy      per row: file number (int32), start_s, end_s (float32), a structured array
-    ivf.<g>.faiss         only for large indexes: FAISS IVF-Flat over the same vectors
+    ivf.<g>.faiss         only for large indexes: FAISS IVF-Flat (from 200K segments) or IVF-PQ (from 1M),
+                          as the manifest's ``ann.kind`` says, with its byte size and calibrated settings
     work/<key>.npz        embeddings of single files staged during a run (resume points)
     .lock                 held (flock) by the one run allowed to write
 
@@ -40,8 +41,35 @@ size. HNSW was measured too: 55 s to build at 100K on 2 cores (about 10 min at 1
 that matters here.
 
 Memory: 1,548 bytes per segment (1,536 for a 384-d float32 vector, 12 for its row of the segment table)
-plus the manifest's ~200 bytes per file; the IVF adds ~1,550 bytes per segment (its own copy of the
+plus the manifest's ~200 bytes per file; the IVF-Flat adds ~1,550 bytes per segment (its own copy of the
 vectors and an 8-byte id) and is held in RAM, while the exact path only memory-maps the vector file.
+
+Compressed index, from ``PQ_MIN_SEGMENTS`` (1M) on (``build_pq``): IVF-Flat's RAM copy (1.5 GB at 1M,
+15 GB at 10M) is what stops an index from outgrowing memory, so from 1M on the ANN file is an IVF-PQ
+whose 96-byte codes (one byte per 4 dims, residuals to 2 sqrt(n) spherical k-means lists, flat
+quantizer) plus 8-byte ids are all that is held in RAM; the top ``candidates`` rows it returns are
+re-ranked by their exact cosine against ``vectors.<g>.npy``, memory-mapped and read only at those rows
+(``exact_scores``), so hits carry exact scores. ``nprobe`` and ``candidates`` are calibrated together
+on ``ANN_PROBES`` probe queries drawn from the index (``calibrate_pq``: the cheapest pair by the cost
+model ``pq_cost`` whose recall@10 after re-ranking reaches ``ANN_TARGET_RECALL``) and stored with the
+measured recall; the lists and codebooks are reused while the index stays within 2x of the size they
+were trained at, and retrained beyond. Measured with ``python -m claspkit.bench_search`` (50 held-out
+queries, search only; the e5 query encoding, 7.5 ms median at load ~0.5, comes on top):
+at 1M (2,000 lists, load ~0.5): recall@10 0.970 after re-ranking, nprobe 128 and 64 candidates, 12.2 ms
+median / 13.5 ms p95 (19.5 ms with the encoding), built in 22 s, 120 bytes per segment in RAM and 1,656
+on disk. At 10M (6,324 lists, load ~2-4.7): 60.6 ms median / 95.7 ms p95, but recall@10 only 0.650
+(0.695 on the calibration probes): the calibration ran into ``NPROBE_MAX`` (256) without reaching the
+target on these deliberately anisotropic vectors, so the stored recall is below ``ANN_TARGET_RECALL``;
+built in 383 s (add 290 s), 117 bytes per segment in RAM, 1,653 on disk. Projection from the 10M
+bytes (arithmetic, not measured): 100M segments 11.6 GB RAM / 165 GB disk, 1B 116 GB / 1,652 GB.
+Choices, by measurement: 96-byte codes over 48 (at 1M, 4,000 lists: re-ranked recall 0.91 with PQ48 at
+nprobe 64 and 200 candidates, 0.98 with PQ96 at 100, where PQ96 was limited by the lists probed, not by
+the codes); no OPQ (its rotation training had not finished after 5 min at 1M on the 2 shared cores
+while plain PQ's took ~15 s, and re-ranking already removes the code error OPQ would reduce); a flat
+coarse quantizer, not HNSW (see ``train_pq``); 10 k-means iterations and single-threaded PQ
+training (see ``single_threaded_faiss``). The cost model's re-read cost (``RERANK_US``, 20 us per
+candidate) is an assumed SSD random read, for vectors that no longer fit the page cache (100M = 154 GB):
+this VM's disk did not show it (cold, the file evicted before each query, timed as warm).
 """
 from __future__ import annotations
 
@@ -52,6 +80,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +93,11 @@ __all__ = [
     "FORMAT", "MANIFEST", "ANN_MIN_SEGMENTS", "ANN_TARGET_RECALL", "ANN_PROBES", "TRAIN_PER_LIST",
     "SEGMENT_DTYPE", "identity_key", "describe_model", "normalize_rows", "Hit", "Index", "EXACT_BLOCK",
     "search_exact", "search_ann", "build_ann", "probe_queries", "recall_at_k", "read_index_manifest",
-    "load_index", "IndexWriter",
+    "load_index", "IndexWriter", "PQ_MIN_SEGMENTS", "PQ_DIMS_PER_BYTE", "PQ_TRAIN", "KMEANS_ITERATIONS",
+    "NPROBE_MAX", "RERANK_STEPS", "RERANK_MAX", "SCAN_NS_PER_BYTE", "RERANK_US",
+    "ann_kind", "reusable", "pq_subquantizers", "set_nprobe", "train_pq", "exact_scores", "search_pq", "pq_cost",
+    "calibrate_pq", "build_pq", "ANN_FILE", "read_ann", "single_threaded_faiss", "PQ_LISTS_PER_SQRT",
+    "pq_lists",
 ]
 
 FORMAT = 1
@@ -73,6 +106,16 @@ ANN_MIN_SEGMENTS = 200_000      # exact search below, FAISS IVF at and above (se
 ANN_TARGET_RECALL = 0.95
 ANN_PROBES = 200                # probe queries for the nprobe calibration
 TRAIN_PER_LIST = 20             # k-means sample per IVF list (FAISS suggests 39-256; 20 halves the 1M build)
+PQ_MIN_SEGMENTS = 1_000_000     # IVF-PQ + exact re-ranking from here on (IVF-Flat would hold 1.5 GB+ in RAM)
+PQ_DIMS_PER_BYTE = 4            # PQ code: one byte per 4 dims (96 bytes at dim 384, 1/16 of the float32 vector)
+PQ_TRAIN = 32768                # rows for the PQ codebooks (128 per code word)
+KMEANS_ITERATIONS = 10          # IVF-PQ's k-means (lists and codebooks; FAISS's default is 25, 2.5x the time)
+PQ_LISTS_PER_SQRT = 2           # IVF-PQ nlist = 2 sqrt(n): k-means costs nlist^2, a PQ row scans 16x cheaper
+NPROBE_MAX = 256                # calibration range of nprobe ...
+RERANK_STEPS = (16, 32, 64, 128, 256, 512, 1024)   # ... and of the re-ranked candidates
+RERANK_MAX = 1024
+SCAN_NS_PER_BYTE = 4.0          # cost model of the calibration (bench_search measures both)
+RERANK_US = 20.0                # per candidate: one random 1.5 KB read when the vectors are not cached
 SEGMENT_DTYPE = np.dtype([("file", "<i4"), ("start_s", "<f4"), ("end_s", "<f4")])
 
 
@@ -192,13 +235,15 @@ class Index:
                 np.stack([self.start_s[rows], self.end_s[rows]], axis=1).astype(np.float32))
 
     def nbytes(self) -> dict:
-        """Bytes on disk of each part, and per segment."""
+        """Bytes on disk of each part, and per segment; ``ram_per_segment`` counts what is held in memory
+        (ANN, segment table, manifest), the vectors being memory-mapped (paged in on demand, evictable)."""
         g = self.manifest["generation"]
         parts = {"vectors": self.root / f"vectors.{g}.npy", "segments": self.root / f"segments.{g}.npy",
-                 "ann": self.root / f"ivf.{g}.faiss", "manifest": self.root / MANIFEST}
+                 "ann": self.root / ANN_FILE.format(g=g), "manifest": self.root / MANIFEST}
         sizes = {k: (p.stat().st_size if p.is_file() else 0) for k, p in parts.items()}
         sizes["total"] = sum(sizes.values())
         sizes["per_segment"] = sizes["total"] / max(1, len(self))
+        sizes["ram_per_segment"] = (sizes["ann"] + sizes["segments"] + sizes["manifest"]) / max(1, len(self))
         return sizes
 
     # ------------------------------------------------------------------ search
@@ -214,8 +259,11 @@ class Index:
         k = min(int(k), n)
         if k == 0:
             return np.zeros((len(q), 0), np.int64), np.zeros((len(q), 0), np.float32)
+        info = self.manifest.get("ann") or {}
+        if self.ann is not None and info.get("kind") == "ivf-pq":
+            return search_pq(self.ann, self.vectors, q, k, info["nprobe"], info["candidates"])
         if self.ann is not None:
-            return search_ann(self.ann, q, k, self.manifest["ann"]["nprobe"])
+            return search_ann(self.ann, q, k, info["nprobe"])
         return search_exact(self.vectors, q, k)
 
     def hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
@@ -282,7 +330,7 @@ def build_ann(vectors: np.ndarray, seed: int = 0, previous=None, previous_info: 
 
     n, dim = vectors.shape
     trained_on = (previous_info or {}).get("trained_on", 0)
-    if previous is not None and previous.d == dim and trained_on and trained_on / 2 <= n <= 2 * trained_on:
+    if previous is not None and previous.d == dim and reusable(previous_info, "ivf-flat", n, dim):
         ivf = previous
         ivf.reset()                                # keep the trained lists, drop the old vectors
     else:
@@ -308,7 +356,204 @@ def build_ann(vectors: np.ndarray, seed: int = 0, previous=None, previous_info: 
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if recall(mid) >= ANN_TARGET_RECALL else (mid, hi)
     return ivf, {"kind": "ivf-flat", "nlist": int(ivf.nlist), "nprobe": int(hi), "recall_at_10": round(recall(hi), 4),
-                 "probes": len(probes), "trained_on": int(trained_on)}
+                 "probes": len(probes), "trained_on": int(trained_on), "dim": int(dim)}
+
+
+def ann_kind(n: int) -> str | None:
+    """What ``commit`` builds for ``n`` segments: nothing (exact search), IVF-Flat, or IVF-PQ (see module doc)."""
+    if n < ANN_MIN_SEGMENTS:
+        return None
+    return "ivf-flat" if n < PQ_MIN_SEGMENTS else "ivf-pq"
+
+
+def reusable(info: dict | None, kind: str, n: int, dim: int) -> bool:
+    """True when a previous ANN of ``kind``, trained at ``info['trained_on']`` rows, may serve ``n`` rows (2x rule)."""
+    info = info or {}
+    trained_on = info.get("trained_on", 0)
+    return (info.get("kind") == kind and info.get("dim", dim) == dim and bool(trained_on)
+            and trained_on / 2 <= n <= 2 * trained_on)
+
+
+def pq_subquantizers(dim: int) -> int:
+    """Sub-quantizers (= code bytes) for ``dim``: one per ``PQ_DIMS_PER_BYTE`` dims, the largest divisor of dim."""
+    m = max(1, dim // PQ_DIMS_PER_BYTE)
+    while dim % m:
+        m -= 1
+    return m
+
+
+def _ivf_of(ann):
+    import faiss
+
+    return faiss.extract_index_ivf(ann)
+
+
+def set_nprobe(ann, nprobe: int) -> None:
+    """Set ``nprobe`` on an IVF index (also one behind a transform)."""
+    _ivf_of(ann).nprobe = int(nprobe)
+
+
+@contextlib.contextmanager
+def single_threaded_faiss():
+    """FAISS on one thread inside the block: many small parallel regions (PQ codebooks: 96 k-means of 4-d
+    points) ran 6x slower on 2 threads than on 1 on a shared machine (11 s vs 70 s)."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def _sample(vectors: np.ndarray, m: int, rng) -> np.ndarray:
+    """``m`` random rows (all when fewer), read in file order."""
+    n = len(vectors)
+    return np.asarray(vectors[np.sort(rng.choice(n, min(n, m), replace=False))], np.float32)
+
+
+def train_pq(vectors: np.ndarray, seed: int = 0):
+    """An empty, trained IVF-PQ: spherical k-means lists (exact, flat quantizer), residual PQ codebooks.
+
+    ``nlist = PQ_LISTS_PER_SQRT sqrt(n)`` (half IVF-Flat's: the k-means costs nlist^2 and a list's PQ rows
+    scan 16x cheaper than float32 rows), k-means on ``TRAIN_PER_LIST`` sampled rows per list. The
+    quantizer stays flat: an HNSW graph over these (close, anisotropic) centroids put only 68% of rows
+    in their nearest list at a beam of 16 and 94% at 256, while being slower than the BLAS scan, and
+    the misplaced rows cost recall (0.60 at 10M). The PQ codebooks (``pq_subquantizers(dim)`` bytes per
+    code, 8 bits each) are trained on ``PQ_TRAIN`` rows.
+    """
+    import faiss
+
+    n, dim = vectors.shape
+    nlist = pq_lists(n)
+    rng = np.random.default_rng(seed)
+    kmeans = faiss.Kmeans(dim, nlist, niter=KMEANS_ITERATIONS, seed=seed, spherical=True, min_points_per_centroid=1)
+    kmeans.train(_sample(vectors, TRAIN_PER_LIST * nlist, rng))
+    quantizer = faiss.IndexFlatIP(dim)
+    quantizer.add(kmeans.centroids)
+    ann = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_subquantizers(dim), 8, faiss.METRIC_INNER_PRODUCT)
+    ann.own_fields = True
+    quantizer.this.disown()                        # the IVF owns (and frees) its quantizer from now on
+    ann.cp.seed = ann.pq.cp.seed = seed
+    ann.pq.cp.min_points_per_centroid = 1          # small indexes (tests) train on fewer rows than 39 per code
+    ann.pq.cp.niter = KMEANS_ITERATIONS             # re-ranking absorbs the codebooks' last few % of error
+    set_nprobe(ann, 1)
+    with single_threaded_faiss():
+        ann.train(_sample(vectors, PQ_TRAIN, rng))  # the quantizer is complete: this trains the codebooks only
+    return ann
+
+
+def pq_lists(n: int) -> int:
+    """nlist of an IVF-PQ over ``n`` rows."""
+    return max(16, int(PQ_LISTS_PER_SQRT * np.sqrt(n)))
+
+
+def _add_all(ann, vectors: np.ndarray) -> None:
+    for start in range(0, len(vectors), 65536):
+        ann.add(np.ascontiguousarray(vectors[start:start + 65536], dtype=np.float32))
+
+
+def exact_scores(vectors: np.ndarray, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Exact cosines of each query with its candidate rows (-inf where a row is -1).
+
+    Only those rows of the (memory-mapped) vectors are read, in file order, so the full-precision
+    vectors can stay on disk: ~1.5 KB read per candidate.
+    """
+    out = np.full(rows.shape, -np.inf, np.float32)
+    for i, cand in enumerate(rows):
+        valid = np.nonzero(cand >= 0)[0]
+        order = valid[np.argsort(cand[valid], kind="stable")]
+        out[i, order] = np.asarray(vectors[cand[order]], np.float32) @ q[i]
+    return out
+
+
+def search_pq(ann, vectors: np.ndarray, q: np.ndarray, k: int, nprobe: int,
+              candidates: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k by exact cosine among the ``candidates`` best rows of the PQ index (approximate scores)."""
+    set_nprobe(ann, nprobe)
+    _, rows = ann.search(np.ascontiguousarray(q, dtype=np.float32), max(int(k), int(candidates)))
+    rows = rows.astype(np.int64)
+    return _top_k(exact_scores(vectors, q, rows), rows, k)
+
+
+def pq_cost(nprobe: int, candidates: int, rows_per_list: float, code_bytes: int) -> float:
+    """Modelled single-query cost in ms (constants measured by bench_search): code scan plus re-reading candidates."""
+    return nprobe * rows_per_list * code_bytes * SCAN_NS_PER_BYTE * 1e-6 + candidates * RERANK_US * 1e-3
+
+
+def calibrate_pq(ann, vectors: np.ndarray, probes: np.ndarray, exact: np.ndarray) -> dict:
+    """The cheapest (nprobe, candidates) by ``pq_cost`` whose recall@10 after re-ranking reaches the target.
+
+    One search per nprobe (doubling up to ``NPROBE_MAX``) with ``RERANK_MAX`` candidates gives the recall
+    for every smaller candidate count too (PQ's top-R is a prefix of its top-R_max). When no setting
+    reaches the target, the best measured one is kept and its (lower) recall stored.
+    """
+    ivf = _ivf_of(ann)
+    rows_per_list = ivf.ntotal / ivf.nlist
+    nprobes = sorted({min(ivf.nlist, 2 ** i) for i in range(int(np.log2(NPROBE_MAX)) + 1)})
+    steps = [c for c in RERANK_STEPS if c <= RERANK_MAX]
+    best, best_recall = None, None
+    for nprobe in nprobes:
+        if best is not None and pq_cost(nprobe, steps[0], rows_per_list, ivf.code_size) >= best["cost"]:
+            break                                  # scanning alone would already cost more
+        set_nprobe(ann, nprobe)
+        _, rows = ann.search(probes, RERANK_MAX)
+        rows = rows.astype(np.int64)
+        scores = exact_scores(vectors, probes, rows)
+        for c in steps:
+            got, _ = _top_k(scores[:, :c], rows[:, :c], exact.shape[1])
+            r = recall_at_k(got, exact)
+            setting = {"nprobe": nprobe, "candidates": c, "recall_at_10": round(r, 4),
+                       "cost": pq_cost(nprobe, c, rows_per_list, ivf.code_size)}
+            if best_recall is None or r > best_recall["recall_at_10"]:
+                best_recall = setting
+            if r >= ANN_TARGET_RECALL:
+                if best is None or setting["cost"] < best["cost"]:
+                    best = setting
+                break                              # more candidates at this nprobe only cost more
+    chosen = best or best_recall
+    return {"nprobe": chosen["nprobe"], "candidates": chosen["candidates"], "recall_at_10": chosen["recall_at_10"]}
+
+
+class _Stopwatch:
+    def __init__(self, out: dict | None):
+        self.out, self.t = out, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.out is not None:
+            self.out[name] = round(now - self.t, 1)
+        self.t = now
+
+
+def build_pq(vectors: np.ndarray, seed: int = 0, previous=None, previous_info: dict | None = None,
+             timings: dict | None = None):
+    """IVF-PQ over ``vectors`` with exact re-ranking, calibrated on probe queries; returns (faiss index, info).
+
+    A previous generation's trained lists and codebooks are reused while the index stays within 2x of
+    the size they were trained at (the rows are re-encoded, k-means and PQ training are skipped).
+    ``timings`` (optional) receives the seconds of each stage; they stay out of ``info`` (and the manifest).
+    """
+    n, dim = vectors.shape
+    clock = _Stopwatch(timings)
+    if previous is not None and previous.d == dim and reusable(previous_info, "ivf-pq", n, dim):
+        ann, trained_on = previous, int(previous_info["trained_on"])
+        ann.reset()                                # keep lists and codebooks, drop the old codes
+    else:
+        ann, trained_on = train_pq(vectors, seed), n
+    clock.lap("train")
+    _add_all(ann, vectors)
+    clock.lap("add")
+    probes = probe_queries(vectors, ANN_PROBES, seed)
+    exact, _ = search_exact(vectors, probes, 10)
+    clock.lap("probes_exact")
+    ivf = _ivf_of(ann)
+    setting = calibrate_pq(ann, vectors, probes, exact)
+    clock.lap("calibrate")
+    set_nprobe(ann, setting["nprobe"])             # the file stores the search state: same input, same bytes
+    return ann, {"kind": "ivf-pq", "nlist": int(ivf.nlist), "code_bytes": int(ivf.code_size), "dim": int(dim),
+                 **setting, "probes": len(probes), "trained_on": trained_on}
 
 
 def probe_queries(vectors: np.ndarray, m: int, seed: int = 0, cosine: float = 0.7) -> np.ndarray:
@@ -342,8 +587,44 @@ def read_index_manifest(root) -> dict | None:
     return manifest
 
 
-def load_index(root) -> Index:
-    """Open a committed index folder (the ``--out`` of ``claspkit index``)."""
+ANN_FILE = "ivf.{g}.faiss"      # IVF-Flat or IVF-PQ, as the manifest's ann.kind says
+
+
+def _rerun_hint(root: Path) -> str:
+    return (f"run the same `claspkit index AUDIO_DIR --model CHECKPOINT --out {display_path(root)}` again "
+            "(no --rebuild needed: it rebuilds the ANN file from the stored vectors, without re-embedding)")
+
+
+def read_ann(root, manifest: dict):
+    """The manifest's FAISS index, checked against it (size, kind, rows, dim); a clear error when it is not."""
+    import faiss
+
+    root = Path(root)
+    info = manifest["ann"]
+    path = root / ANN_FILE.format(g=manifest["generation"])
+    if not path.is_file():
+        raise DataMissingError(f"index {display_path(root)} is missing its {info['kind']} file {path.name}; "
+                               + _rerun_hint(root))
+    size = path.stat().st_size
+    if "bytes" in info and size != info["bytes"]:
+        raise ClaspkitError(f"{display_path(path)} has {size:,} bytes, the manifest says {info['bytes']:,} "
+                            f"(truncated or overwritten); {_rerun_hint(root)}")
+    try:
+        ann = faiss.read_index(str(path))
+    except RuntimeError as e:
+        raise ClaspkitError(f"{display_path(path)} is not a readable FAISS index ({str(e).strip()[-200:]}); "
+                            + _rerun_hint(root)) from e
+    want = faiss.IndexIVFPQ if info["kind"] == "ivf-pq" else faiss.IndexIVFFlat
+    if not isinstance(ann, want) or ann.ntotal != manifest["n_segments"] or ann.d != manifest["identity"]["dim"]:
+        raise ClaspkitError(f"{display_path(path)} does not match the manifest (a {type(ann).__name__} of "
+                            f"{ann.ntotal} {ann.d}-d rows, expected {info['kind']} of {manifest['n_segments']} "
+                            f"{manifest['identity']['dim']}-d rows); {_rerun_hint(root)}")
+    return ann
+
+
+def load_index(root, ann: bool = True) -> Index:
+    """Open a committed index folder (the ``--out`` of ``claspkit index``); ``ann=False`` skips its FAISS file
+    (a writer only reads the previous generation's rows)."""
     root = Path(root)
     for attempt in range(2):       # a writer may commit between reading the manifest and the files
         manifest = read_index_manifest(root)
@@ -356,19 +637,18 @@ def load_index(root) -> Index:
                 np.zeros((0, manifest["identity"]["dim"]), np.float32)
             rows = np.load(root / f"segments.{g}.npy")
             table = {k: rows[k] for k in ("file", "start_s", "end_s")}
-            ann = None
-            if manifest.get("ann"):
-                import faiss
-                ann = faiss.read_index(str(root / f"ivf.{g}.faiss"))
+            faiss_index = read_ann(root, manifest) if ann and manifest.get("ann") else None
         except FileNotFoundError as e:
             if attempt == 0:
                 continue
+            if isinstance(e, DataMissingError):
+                raise
             raise ClaspkitError(f"index {display_path(root)} is missing {Path(e.filename).name}; "
                                 "rebuild it with `claspkit index ... --rebuild`") from e
         if vectors.shape != (manifest["n_segments"], manifest["identity"]["dim"]) or len(table["file"]) != len(vectors):
             raise ClaspkitError(f"index {display_path(root)} is inconsistent (vectors {vectors.shape}, "
                                 f"{len(table['file'])} segment rows); rebuild it with `claspkit index ... --rebuild`")
-        return Index(root, manifest, vectors, table, ann)
+        return Index(root, manifest, vectors, table, faiss_index)
     raise AssertionError("unreachable")
 
 
@@ -406,7 +686,7 @@ class IndexWriter:
         self._lock_fh = fh
         try:
             if not self.rebuild and read_index_manifest(self.root) is not None:
-                prev = load_index(self.root)
+                prev = load_index(self.root, ann=False)       # the ANN is read at commit, if reusable
                 _check_identity(prev.identity, self.identity, self.root)
                 self.previous = prev
                 self._prev_by_sha = {f["sha256"]: p for p, f in prev.files.items()}
@@ -512,14 +792,7 @@ class IndexWriter:
         with atomic_path(self.root / f"segments.{gen}.npy", suffix=".npy.tmp") as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, table)
-        ann_info = None
-        if n >= ANN_MIN_SEGMENTS:
-            import faiss
-            prev_ann = self.previous.ann if self.previous is not None else None
-            prev_info = self.previous.manifest.get("ann") if self.previous is not None else None
-            ann, ann_info = build_ann(np.load(vec_path, mmap_mode="r"), previous=prev_ann, previous_info=prev_info)
-            with atomic_path(self.root / f"ivf.{gen}.faiss", suffix=".faiss.tmp") as tmp:
-                faiss.write_index(ann, str(tmp))
+        ann_info = self._write_ann(gen, np.load(vec_path, mmap_mode="r"))
         manifest = {
             "format": FORMAT, "generation": gen, "identity": self.identity, "n_segments": n,
             "audio_root": {"relative": Path(os.path.relpath(self.audio_root, self.root.resolve())).as_posix(),
@@ -533,8 +806,35 @@ class IndexWriter:
         self._cleanup(gen)
         return self.previous
 
+    def _previous_ann(self, kind: str, n: int, dim: int):
+        """The previous generation's trained ANN when the 2x rule allows reusing it; None (retrain) when not,
+        or when its file is missing or unreadable (a re-run then repairs the index)."""
+        prev = self.previous
+        if prev is None or not reusable(prev.manifest.get("ann"), kind, n, dim):
+            return None
+        try:
+            return read_ann(prev.root, prev.manifest)
+        except ClaspkitError:
+            return None
+
+    def _write_ann(self, gen: int, vectors: np.ndarray) -> dict | None:
+        """Build this generation's ANN file (before the manifest, so a crash leaves the old one in use)."""
+        import faiss
+
+        n, dim = vectors.shape
+        kind = ann_kind(n)
+        if kind is None:
+            return None
+        build = build_pq if kind == "ivf-pq" else build_ann
+        prev = self.previous.manifest.get("ann") if self.previous is not None else None
+        ann, info = build(vectors, previous=self._previous_ann(kind, n, dim), previous_info=prev)
+        with atomic_path(self.root / ANN_FILE.format(g=gen), suffix=".faiss.tmp") as tmp:
+            faiss.write_index(ann, str(tmp))
+            info["bytes"] = tmp.stat().st_size
+        return info
+
     def _cleanup(self, gen: int) -> None:
-        keep = {f"vectors.{gen}.npy", f"segments.{gen}.npy", f"ivf.{gen}.faiss"}
+        keep = {f"vectors.{gen}.npy", f"segments.{gen}.npy", ANN_FILE.format(g=gen)}
         for pattern in ("vectors.*.npy", "segments.*.npy", "ivf.*.faiss"):
             for p in self.root.glob(pattern):
                 if p.name not in keep:

@@ -234,3 +234,187 @@ def test_benchmark_rows_are_consistent():
     assert rows[0]["used_by_claspkit"] and not rows[2]["used_by_claspkit"]
     assert all(r["total_ms"][0] >= r["search_ms"][0] for r in rows)
     assert rows[2]["bytes_per_segment"] > rows[0]["bytes_per_segment"] == 4 * DIM + 12
+
+
+# ---------------------------------------------------------------------- compressed index (IVF-PQ + re-ranking)
+PQ_DIM = 32
+
+
+def clustered(n, seed=0):
+    from claspkit.bench_search import synthetic_vectors
+
+    return synthetic_vectors(n, PQ_DIM, seed=seed, cluster=50)
+
+
+@pytest.fixture
+def small_thresholds(monkeypatch):
+    """IVF-Flat from 1,000 segments, IVF-PQ from 2,000: a few thousand rows exercise the compressed path."""
+    monkeypatch.setattr(ix, "ANN_MIN_SEGMENTS", 1000)
+    monkeypatch.setattr(ix, "PQ_MIN_SEGMENTS", 2000)
+
+
+def build_pq_index(root, audio, x, extra=None):
+    files = {"a.wav": ("a" * 64, x[:2500]), "b.wav": ("b" * 64, x[2500:])}
+    files.update(extra or {})
+    return build(root, audio, files, ident=identity(dim=PQ_DIM))
+
+
+def test_policy_exact_then_ivf_flat_then_ivf_pq(small_thresholds):
+    assert [ix.ann_kind(n) for n in (999, 1000, 1999, 2000, 10 ** 9)] == [None, "ivf-flat", "ivf-flat", "ivf-pq",
+                                                                          "ivf-pq"]
+    assert ix.pq_subquantizers(384) == 96 and ix.pq_subquantizers(32) == 8 and ix.pq_subquantizers(30) == 6
+
+
+def test_compressed_index_reaches_the_recall_target_with_exact_scores(folders, small_thresholds):
+    import faiss
+
+    audio, root = folders
+    x = clustered(4000)
+    idx = build_pq_index(root, audio, x)
+    info = idx.manifest["ann"]
+    assert info["kind"] == "ivf-pq" and isinstance(idx.ann, faiss.IndexIVFPQ)
+    assert info["recall_at_10"] >= ix.ANN_TARGET_RECALL and info["code_bytes"] == 8
+    assert info["bytes"] == (root / "ivf.1.faiss").stat().st_size
+    assert info["bytes"] < 4000 * PQ_DIM * 4 / 2                 # codes, not a second copy of the vectors
+    q = ix.probe_queries(x, 60, seed=7)                            # held out from the calibration
+    got, scores = idx.search_vectors(q, 10)
+    exact, _ = search_exact(np.asarray(idx.vectors), q, 10)
+    assert ix.recall_at_k(got, exact) >= ix.ANN_TARGET_RECALL - 0.02
+    np.testing.assert_allclose(scores, np.einsum("qkd,qd->qk", np.asarray(idx.vectors)[got], q), atol=1e-6)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    hits = load_index(root).search(x[3000], k=3)                   # a stored vector finds itself, score 1
+    assert hits[0].file == "b.wav" and hits[0].start_s == 2.0 * 500 and hits[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_reranking_all_candidates_equals_the_exact_search():
+    x = clustered(3000, seed=2)
+    ann = ix.train_pq(x)
+    ann.add(x)
+    q = ix.probe_queries(x, 20, seed=3)
+    rows, scores = ix.search_pq(ann, x, q, 10, nprobe=ann.nlist, candidates=len(x))
+    exact_rows, exact_scores = search_exact(x, q, 10)
+    np.testing.assert_array_equal(rows, exact_rows)
+    np.testing.assert_allclose(scores, exact_scores, atol=1e-6)
+    few_rows, _ = ix.search_pq(ann, x, q, 10, nprobe=1, candidates=10)
+    assert ix.recall_at_k(few_rows, exact_rows) < 0.9                 # so the calibration has something to do
+    cand = np.array([[5, -1, 2]])
+    np.testing.assert_allclose(ix.exact_scores(x, x[:1], cand), [[x[5] @ x[0], -np.inf, x[2] @ x[0]]], rtol=1e-6)
+
+
+def _codebooks(ann):
+    import faiss
+
+    ivf = faiss.downcast_index(ann)
+    q = faiss.downcast_index(ivf.quantizer)
+    return (faiss.vector_to_array(ivf.pq.centroids).copy(),
+            faiss.rev_swig_ptr(q.get_xb(), ivf.nlist * ivf.d).copy())
+
+
+def test_compressed_index_reuses_its_training_within_2x_and_retrains_beyond(folders, small_thresholds):
+    audio, root = folders
+    x = clustered(9000, seed=4)
+    idx1 = build_pq_index(root, audio, x[:4000])
+    pq1, centroids1 = _codebooks(idx1.ann)
+    idx2 = build_pq_index(root, audio, x[:4000], {"c.wav": ("c" * 64, x[4000:4300])})
+    assert idx2.manifest["ann"]["trained_on"] == 4000 and idx2.ann.ntotal == 4300
+    assert idx2.manifest["ann"]["recall_at_10"] >= ix.ANN_TARGET_RECALL
+    pq2, centroids2 = _codebooks(idx2.ann)
+    np.testing.assert_array_equal(pq1, pq2)
+    np.testing.assert_array_equal(centroids1, centroids2)
+    got, _ = idx2.search_vectors(x[4100:4101], 1)                   # the new file's rows are in the codes
+    assert got[0, 0] == 4100
+    idx3 = build_pq_index(root, audio, x[:4000], {"c.wav": ("c" * 64, x[4000:9000])})   # 9,000 > 2 x 4,000
+    assert idx3.manifest["ann"]["trained_on"] == 9000 and idx3.ann.nlist == int(2 * np.sqrt(9000))
+    assert sorted(p.name for p in root.glob("ivf.*")) == ["ivf.3.faiss"]
+
+
+def test_crash_after_the_ann_file_keeps_the_previous_generation(folders, small_thresholds, monkeypatch):
+    audio, root = folders
+    x = clustered(4600, seed=5)
+    build_pq_index(root, audio, x[:4000])
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(ix, "atomic_write_text", boom)                   # killed between the ANN file and the manifest
+        with pytest.raises(KeyboardInterrupt):
+            build_pq_index(root, audio, x[:4000], {"c.wav": ("c" * 64, x[4000:])})
+    assert (root / "ivf.2.faiss").is_file()
+    old = load_index(root)
+    assert old.manifest["generation"] == 1 and old.ann.ntotal == 4000 and len(old.search(x[10], k=5)) == 5
+    with monkeypatch.context() as m:
+        m.setattr(ix, "build_pq", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):                       # killed while training
+            build_pq_index(root, audio, x[:4000], {"c.wav": ("c" * 64, x[4000:])})
+    assert load_index(root).ann.ntotal == 4000
+    idx = build_pq_index(root, audio, x[:4000], {"c.wav": ("c" * 64, x[4000:])})
+    assert idx.ann.ntotal == 4600 and sorted(p.name for p in root.glob("ivf.*")) == ["ivf.2.faiss"]
+
+
+def test_compressed_index_bytes_are_deterministic(tmp_path, folders, small_thresholds):
+    audio, root = folders
+    x = clustered(4000, seed=6)
+    build_pq_index(root, audio, x)
+    build_pq_index(tmp_path / "other.index", audio, x)
+    assert (root / "ivf.1.faiss").read_bytes() == (tmp_path / "other.index" / "ivf.1.faiss").read_bytes()
+    m1, m2 = (json.loads((r / "index.json").read_text()) for r in (root, tmp_path / "other.index"))
+    m1.pop("audio_root"), m2.pop("audio_root")
+    assert m1 == m2
+
+
+def test_missing_or_corrupt_ann_file_is_named_and_a_rerun_repairs_it(folders, small_thresholds):
+    audio, root = folders
+    x = clustered(4000, seed=7)
+    build_pq_index(root, audio, x)
+    ann_file = root / "ivf.1.faiss"
+    good = ann_file.read_bytes()
+    ann_file.unlink()
+    with pytest.raises(DataMissingError, match=r"missing its ivf-pq file ivf\.1\.faiss.*again.*no --rebuild"):
+        load_index(root)
+    ann_file.write_bytes(good[:len(good) // 2])
+    with pytest.raises(ClaspkitError, match=r"ivf\.1\.faiss has [\d,]+ bytes, the manifest says"):
+        load_index(root)
+    ann_file.write_bytes(b"\0" * len(good))
+    with pytest.raises(ClaspkitError, match=r"ivf\.1\.faiss is not a readable FAISS index"):
+        load_index(root)
+    manifest = json.loads((root / "index.json").read_text())
+    manifest["ann"]["kind"] = "ivf-flat"                           # a well-formed file of another kind
+    ann_file.write_bytes(good)
+    (root / "index.json").write_text(json.dumps(manifest))
+    with pytest.raises(ClaspkitError, match="does not match the manifest"):
+        load_index(root)
+    ann_file.unlink()
+    idx = build_pq_index(root, audio, x)                            # the writer re-trains from the stored vectors
+    assert idx.manifest["ann"]["kind"] == "ivf-pq" and idx.ann.ntotal == 4000
+
+
+def test_old_ivf_flat_index_loads_and_grows_into_ivf_pq(folders, monkeypatch):
+    audio, root = folders
+    monkeypatch.setattr(ix, "ANN_MIN_SEGMENTS", 1000)
+    x = clustered(9000, seed=8)
+    build_pq_index(root, audio, x[:4000])                           # PQ_MIN_SEGMENTS is 1M: IVF-Flat
+    manifest = json.loads((root / "index.json").read_text())
+    assert manifest["ann"]["kind"] == "ivf-flat"
+    for key in ("bytes", "dim"):                                    # written before the compressed index existed
+        manifest["ann"].pop(key)
+    (root / "index.json").write_text(json.dumps(manifest))
+    old = load_index(root)
+    assert old.manifest["ann"]["kind"] == "ivf-flat" and old.search(x[5], k=1)[0].score == pytest.approx(1, abs=1e-5)
+    monkeypatch.setattr(ix, "PQ_MIN_SEGMENTS", 6000)
+    idx = build_pq_index(root, audio, x[:4000], {"c.wav": ("c" * 64, x[4000:7000])})
+    assert idx.manifest["ann"]["kind"] == "ivf-pq" and idx.manifest["ann"]["trained_on"] == 7000
+
+
+def test_compressed_benchmark_row_and_projection(tmp_path):
+    from claspkit.bench_search import bench_compressed, projection
+
+    row = bench_compressed(3000, PQ_DIM, [0.001] * 8, tmp_path)
+    assert not (tmp_path / "vectors.npy").exists()                  # the memory-mapped vectors are deleted
+    assert row["recall@10"] >= 0.8 and row["code_bytes"] == 8 and row["per_row_bytes"] == 16
+    assert row["disk_bytes_per_segment"] > PQ_DIM * 4 > row["ram_bytes_per_segment"]
+    assert row["total_warm_ms"][0] >= row["warm_ms"][0]
+    p = projection(row, 100_000_000)
+    assert p["nlist"] == 20_000
+    assert p["ram_gb"] == pytest.approx((100_000_000 * (16 + 12) + 20_000 * row["per_list_bytes"]) / 1e9)
+    assert p["disk_gb"] == pytest.approx(p["ram_gb"] + 100_000_000 * PQ_DIM * 4 / 1e9)
