@@ -129,9 +129,17 @@ def cut_segments(audio: np.ndarray, spans) -> list[np.ndarray]:
 
 def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuild: bool = False,
                 batch_size: int = 16, segment_params: SegmentParams | None = None,
-                image_runtime: str = "onnx") -> BuildSummary:
-    """Index every audio file under ``audio_dir`` into the folder ``out``; see the module docstring."""
+                image_runtime: str = "onnx", engine: str = "local", address: str | None = None,
+                workers: int | None = None) -> BuildSummary:
+    """Index every audio file under ``audio_dir`` into the folder ``out``; see the module docstring.
+
+    ``engine="ray"`` runs decoding, the VAD and the backbones on Ray (``claspkit.engine``; ``address`` of a
+    running cluster, ``workers`` actors per backbone) and writes the same index, byte for byte."""
+    from claspkit.engine import check_engine, import_ray
     from claspkit.progress import progress_bar
+
+    if check_engine(engine) == "ray":
+        import_ray()                    # fail before the model loads
 
     t0 = time.perf_counter()
     audio_dir, out = Path(audio_dir), Path(out)
@@ -199,6 +207,12 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
             pending.clear()
 
         try:
+            if engine == "ray":
+                from claspkit.engine import index_todo
+
+                index_todo(embedder, writer, todo, params, batch_size, summary, entries, how, bar,
+                           address=address, workers=workers)
+                todo = []               # embedded and staged: the local loop below has nothing left
             for path, entry in todo:
                 sha = entry["sha256"]
                 if sha in staged_now or writer.is_staged(sha):
