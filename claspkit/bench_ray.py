@@ -1,6 +1,7 @@
 """Ray engine benchmark: ``python -m claspkit.bench_ray [--minutes 4] [--workers 1,2] [--repeats 1]``.
 
-Indexes the same espeak-ng lectures (``claspkit.bench_search.synthesize_lectures``) with whisper-tiny.en +
+Indexes espeak-ng lectures (``claspkit.bench_search.LECTURE``, every file another voice or speed, so no
+file is a copy the index would reuse) with whisper-tiny.en +
 efficientnet-lite0 (ONNX Runtime) and an untrained concat head, with the local engine and with the Ray
 engine at each number of workers (actors per backbone) on a local Ray instance of ``--cpus`` CPUs, and
 prints audio seconds per wall second and the ratio to the local engine. Every run is timed end to end
@@ -18,7 +19,23 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["index_files", "bench", "main"]
+__all__ = ["synthesize_distinct", "index_files", "bench", "main"]
+
+
+def synthesize_distinct(folder: Path, minutes: float) -> float:
+    """Lectures until ``minutes`` of audio, each file in a voice/speed of its own; returns seconds."""
+    from claspkit.bench_search import LECTURE
+    from claspkit.data.tts import get_synthesizer
+
+    syn = get_synthesizer("espeak")
+    folder.mkdir(parents=True, exist_ok=True)
+    voices = ["en-us", "en-gb", "en-gb-scotland", "en-029"]
+    total, i = 0.0, 0
+    while total < minutes * 60:
+        voice = f"{voices[i % len(voices)]}?rate={150 + 7 * (i // len(voices))}"
+        total += syn.synthesize(LECTURE, voice, folder / f"lecture{i:02d}.wav")
+        i += 1
+    return total
 
 
 def index_files(folder: Path) -> dict:
@@ -53,14 +70,16 @@ def _timed(lib: Path, ckpt: Path, out: Path, **kw) -> tuple[float, object]:
 def bench(minutes: float, workers: list[int], cpus: int, repeats: int, work: Path) -> dict:
     """Local, then Ray at each worker count; the median of ``repeats`` end-to-end runs each."""
     from claspkit import engine
-    from claspkit.bench_search import synthesize_lectures
 
     lib = work / "lib"
-    audio_s = synthesize_lectures(lib, minutes)
+    synthesize_distinct(lib, minutes)
     ckpt = _checkpoint(work)
     median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
     runs = [_timed(lib, ckpt, work / "local") for _ in range(repeats)]
     local_s = median([r[0] for r in runs])
+    audio_s = runs[0][1].audio_seconds          # what was embedded (a copy of a file would be reused)
+    if runs[0][1].files_reused:
+        raise AssertionError("bench_ray: a lecture was a copy of another, so its audio was not embedded")
     out = {"audio_s": round(audio_s, 1), "files": len(list(lib.glob("*.wav"))), "segments": runs[0][1].segments,
            "local": {"wall_s": round(local_s, 2), "audio_per_s": round(audio_s / local_s, 1),
                      "rtf_without_load": round(runs[0][1].rtf, 1)}, "ray_cpus": cpus}

@@ -19,6 +19,8 @@ and every later notebook, preset or re-run reads it back. Why this layout:
   (``claspkit.encoders.frames`` says why float16 and 4x time pooling).
 * Speech batches are **length-bucketed** (longest first) so padding stays small and an
   out-of-memory batch shows up at once rather than at the end.
+* **Engines.** ``engine="ray"`` loads and encodes the very same batches on Ray workers
+  (``claspkit.engine``) and writes them here as they return: the same entries, bit for bit.
 * A file that cannot be used, or an encoder output that is not finite, is an error naming the file,
   raised after the usable items are computed and cached, so one run reports every bad file and the
   next run computes only what is still missing. No random or zero vector ever stands in for an item.
