@@ -15,6 +15,8 @@ Choices:
 * Segments of several short files are batched together (``batch_size``) so a folder of short clips
   encodes as fast as one long recording; each file is staged as soon as its batch is done, so a crash
   loses at most one batch.
+* ``engine="ray"`` (``claspkit.engine``) runs decoding, the VAD and each backbone on Ray, on the same
+  groups and batches as this loop, and stages the results here: the same index, byte for byte.
 * A file that cannot be decoded (corrupt, zero-length, silent, unsupported format) is skipped with the
   decoder's reason and listed in the summary; the run goes on. A file with no speech is recorded with
   zero segments (and listed), so later runs do not decode it again.
