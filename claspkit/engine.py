@@ -38,7 +38,8 @@ from claspkit.config import ENGINES
 from claspkit.errors import ClaspkitError, ParamError, ToolMissingError, choices_hint
 
 __all__ = [
-    "ENGINES", "INSTALL_HINT", "TARGET_SECONDS", "check_engine", "import_ray", "runtime_env", "session",
+    "ENGINES", "INSTALL_HINT", "TARGET_SECONDS", "check_engine", "import_ray", "runtime_env", "check_address",
+    "session",
     "rows_per_call", "spec_of", "encode_file_batches", "index_todo",
 ]
 
@@ -96,6 +97,7 @@ def session(address: str | None = None):
     if ray.is_initialized():
         yield ray
         return
+    check_address(address)
     try:
         ray.init(address=address, include_dashboard=False, runtime_env=runtime_env(), log_to_driver=False,
                  logging_level=logging.WARNING)
@@ -107,6 +109,23 @@ def session(address: str | None = None):
         yield ray
     finally:
         ray.shutdown()
+
+
+def check_address(address: str | None, timeout_s: float = 5.0) -> None:
+    """A ``HOST:PORT`` that nothing answers on is an error now: Ray itself retries for minutes."""
+    if address is None or address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ParamError(f"--address must be HOST:PORT (the head's `ray start --head --port` port, e.g. "
+                         f"10.0.0.5:6379) or auto, got {address!r}")
+    import socket
+
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ClaspkitError(f"no Ray head answers at {address} ({e.strerror or e}); start one there with "
+                            f"`ray start --head --port {port}`, or leave --address out for a local instance") from None
 
 
 def _quiet_data(ray) -> None:

@@ -137,11 +137,12 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
 
     ``engine="ray"`` runs decoding, the VAD and the backbones on Ray (``claspkit.engine``; ``address`` of a
     running cluster, ``workers`` actors per backbone) and writes the same index, byte for byte."""
-    from claspkit.engine import check_engine, import_ray
+    from claspkit.engine import check_address, check_engine, import_ray
     from claspkit.progress import progress_bar
 
     if check_engine(engine) == "ray":
         import_ray()                    # fail before the model loads
+        check_address(address)
 
     t0 = time.perf_counter()
     audio_dir, out = Path(audio_dir), Path(out)

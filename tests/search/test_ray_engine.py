@@ -13,7 +13,7 @@ import torch
 from claspkit import cli, engine as E
 from claspkit.config import load_params
 from claspkit.encoders import features as F
-from claspkit.errors import ParamError, ToolMissingError
+from claspkit.errors import ClaspkitError, ParamError, ToolMissingError
 from claspkit.search import query as S
 from search_fixtures import FakeEncoder, gap, write
 
@@ -42,6 +42,19 @@ def test_missing_ray_names_the_extra(monkeypatch, tmp_path, capsys):
         F.extract_audio(FakeEncoder("speech", "fake"), [], cache=tmp_path / "c", engine="ray")
     assert cli.main(["index", str(tmp_path), "--model", "m", "--out", "o", "--engine", "ray"]) == 2
     assert "pip install 'claspkit[ray]'" in capsys.readouterr().err
+
+
+def test_an_address_nothing_answers_on_fails_at_once():
+    import socket
+
+    with socket.socket() as free:                               # a port with no listener
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with pytest.raises(ClaspkitError, match=rf"no Ray head answers at 127.0.0.1:{port}.*ray start --head"):
+        E.check_address(f"127.0.0.1:{port}")
+    with pytest.raises(ParamError, match="HOST:PORT"):
+        E.check_address("headnode")
+    E.check_address(None), E.check_address("auto")
 
 
 def test_workers_rebuild_only_registered_backbones():
@@ -164,3 +177,4 @@ def test_ray_features_are_the_local_cache_entries_and_resume(local_ray, voice, t
     want = F.extract_frames(create_backbone("speech", NAMES["speech"], frame_pool=4), paths,
                             cache=tmp_path / "local2", batch_size=2, progress=False)
     assert len(frames) == len(want) == len(paths) and all(np.array_equal(frames[i], want[i]) for i in range(len(paths)))
+
