@@ -18,13 +18,13 @@ export MPLBACKEND := Agg
 help:
 	@echo "make reproduce [PRESET=tiny|small|full|paper]   run notebooks 01-09, regenerate figures/"
 	@echo "make test                                     unit tests + nbval on the committed notebooks"
-	@echo "make bench [PRESET=...]                       print backbone, search and retrieval benchmark figures"
+	@echo "make bench [PRESET=...]                       print backbone, search, Ray-engine and retrieval benchmark figures"
 	@echo "make notebooks                                re-execute the committed notebooks (tiny) in place"
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c requirements.lock -e .
+	$(PY) -m pip install -q -c requirements.lock -e '.[ray]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
@@ -60,6 +60,7 @@ test: data
 bench: data
 	$(PY) -m claspkit.bench_backbones --preset tiny
 	$(PY) -m claspkit.bench_search --quick
+	$(PY) -m claspkit.bench_ray --minutes 4
 	$(PY) -m claspkit.bench_retrieval --preset $(PRESET)
 
 clean-runs:

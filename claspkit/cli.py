@@ -1,6 +1,6 @@
 """The ``claspkit`` command: index a folder of recordings, search it with text, list backbones and knobs.
 
-    claspkit index AUDIO_DIR --model CHECKPOINT --out INDEX [--rebuild] [--json]
+    claspkit index AUDIO_DIR --model CHECKPOINT --out INDEX [--rebuild] [--engine ray [--address ADDR]] [--json]
     claspkit search INDEX "query text" [--lang fr] [-k 10] [--json]
     claspkit embed AUDIO_DIR --model CHECKPOINT --out vectors.parquet [--segment] [--json]
     claspkit backbones [--role speech|image|text|asr]
@@ -17,7 +17,7 @@ import json
 import sys
 
 from claspkit import __version__
-from claspkit.config import IMAGE_RUNTIMES
+from claspkit.config import ENGINES, IMAGE_RUNTIMES
 from claspkit.errors import ClaspkitError
 
 __all__ = ["fmt_time", "hits_table", "build_parser", "main"]
@@ -44,7 +44,8 @@ def _cmd_index(args) -> int:
     from claspkit.search.query import build_index
 
     summary = build_index(args.audio_dir, args.model, args.out, progress=not args.quiet and not args.json,
-                          rebuild=args.rebuild, batch_size=args.batch_size, image_runtime=args.image_runtime)
+                          rebuild=args.rebuild, batch_size=args.batch_size, image_runtime=args.image_runtime,
+                          engine=args.engine, address=args.address, workers=args.workers)
     print(json.dumps(summary.as_dict(), indent=1) if args.json else summary)
     return 0
 
@@ -126,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--image-runtime", choices=IMAGE_RUNTIMES, default="onnx",
                    help="run the spectrogram CNN in ONNX Runtime (default; ~3x faster) or torch (the features "
                         "training used, bit for bit; an index stays with the runtime it was built with)")
+    q.add_argument("--engine", choices=ENGINES, default="local",
+                   help="run the backbones here (default) or on Ray (needs claspkit[ray]); same index either way")
+    q.add_argument("--address", default=None, metavar="ADDR",
+                   help="with --engine ray: a running cluster (HOST:6379 or auto; default: a local Ray instance)")
+    q.add_argument("--workers", type=_positive_int, default=None,
+                   help="with --engine ray: actors per backbone (default: the cluster's CPUs shared out)")
     q.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=_cmd_index)

@@ -16,7 +16,8 @@ from claspkit.errors import ParamError, choices_hint
 from claspkit.paths import project_root
 
 __all__ = [
-    "FUSIONS", "PAPER_FUSIONS", "LOSSES", "BRANCHES", "TRANSLATION_SOURCES", "IMAGE_RUNTIMES", "Knob", "SCHEMA",
+    "FUSIONS", "PAPER_FUSIONS", "LOSSES", "BRANCHES", "TRANSLATION_SOURCES", "IMAGE_RUNTIMES", "ENGINES", "Knob",
+    "SCHEMA",
     "params_dir", "available_presets",
     "Params", "load_params", "describe",
 ]
@@ -24,6 +25,7 @@ __all__ = [
 BRANCHES = ("combined", "speech", "image")
 TRANSLATION_SOURCES = ("udhr", "hub")
 IMAGE_RUNTIMES = ("torch", "onnx")   # how claspkit.encoders.backbones runs an image CNN
+ENGINES = ("local", "ray")           # where audio features are computed (claspkit.engine)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,10 @@ SCHEMA: dict[str, Knob] = {
     "asr_backbone": Knob("whisper-tiny.en", "ASR model of the cascade baseline (paper: hubert-large-ls960-ft CTC)",
                          str),
     "batch_size_features": Knob(16, "items per encoder batch during feature extraction", int),
+    "engine": Knob("local", "where the audio features are computed: here, or on Ray (claspkit[ray]; the same cache "
+                            "entries bit for bit, text stays here)", str, ENGINES),
+    "ray_address": Knob(None, "with engine ray: a running cluster (HOST:6379 or auto; None = a local Ray instance)",
+                        (str, type(None))),
     "stage2_speech_backbones": Knob(["whisper-tiny.en", "whisper-base"],
                                     "stage-2 grid: speech encoders (paper: hubert-large-ls960-ft, wav2vec2-base-960h)",
                                     list),

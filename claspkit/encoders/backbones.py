@@ -144,9 +144,17 @@ def is_multilingual(role: str, name: str) -> bool:
 
 
 def create_backbone(role: str, name: str, **kw):
-    """Build the encoder ``name`` of ``role`` (weights load now, heavy imports happen here)."""
+    """Build the encoder ``name`` of ``role`` (weights load now, heavy imports happen here).
+
+    The encoder keeps ``backbone_spec = (role, name, options)``, so a distributed run (``claspkit.engine``)
+    can build the same encoder on its workers instead of shipping the loaded model."""
     entry, args = _lookup(role, name)
-    return _call(entry, name, args, kw)
+    enc = _call(entry, name, args, kw)
+    try:
+        enc.backbone_spec = (role, name, dict(kw))
+    except AttributeError:          # an encoder that takes no attributes: it cannot run on Ray workers
+        pass
+    return enc
 
 
 def _call(entry: Entry, name: str, args: tuple, kw: dict):

@@ -19,6 +19,8 @@ and every later notebook, preset or re-run reads it back. Why this layout:
   (``claspkit.encoders.frames`` says why float16 and 4x time pooling).
 * Speech batches are **length-bucketed** (longest first) so padding stays small and an
   out-of-memory batch shows up at once rather than at the end.
+* **Engines.** ``engine="ray"`` loads and encodes the very same batches on Ray workers
+  (``claspkit.engine``) and writes them here as they return: the same entries, bit for bit.
 * A file that cannot be used, or an encoder output that is not finite, is an error naming the file,
   raised after the usable items are computed and cached, so one run reports every bad file and the
   next run computes only what is still missing. No random or zero vector ever stands in for an item.
@@ -324,7 +326,8 @@ class ExtractStats:
 
 # --------------------------------------------------------------------------- extraction
 def extract_audio(encoder, paths, cache=None, batch_size: int = 16, progress: bool = True,
-                  desc: str | None = None, return_stats: bool = False):
+                  desc: str | None = None, return_stats: bool = False, engine: str = "local",
+                  address: str | None = None):
     """Features of audio files, in the input order: cached ones read back, the rest computed.
 
     ``encoder`` is a speech or image backbone (``encode(list of 16 kHz waveforms) -> (n, dim)``);
@@ -332,12 +335,18 @@ def extract_audio(encoder, paths, cache=None, batch_size: int = 16, progress: bo
     FeatureCache, a folder, None (``data_dir()/features``) or False (compute everything, store
     nothing). Returns ``(n, dim)`` float32, or ``(array, ExtractStats)`` with ``return_stats``.
     Raises AudioError listing every unusable file after caching all the usable ones.
+
+    ``engine="ray"`` loads and encodes the batches on Ray workers (``claspkit.engine``; ``address`` of a
+    running cluster, None for a local instance): the same batches, the same cache entries bit for bit.
+    The encoder must come from ``create_backbone`` (workers rebuild it by name).
     """
-    return _extract_files(encoder, paths, cache, batch_size, progress, desc, return_stats, frames=False)
+    return _extract_files(encoder, paths, cache, batch_size, progress, desc, return_stats, frames=False,
+                          engine=engine, address=address)
 
 
 def extract_frames(encoder, paths, cache=None, batch_size: int = 16, progress: bool = True,
-                   desc: str | None = None, return_stats: bool = False):
+                   desc: str | None = None, return_stats: bool = False, engine: str = "local",
+                   address: str | None = None):
     """Frame features of audio files (``claspkit.encoders.frames.Frames``, input order), for the attention head.
 
     ``encoder`` is a speech backbone with ``encode_frames`` and ``frames_cache_id`` (every speech
@@ -348,7 +357,8 @@ def extract_frames(encoder, paths, cache=None, batch_size: int = 16, progress: b
     if lacking:
         raise BackboneError(f"{encoder!r} has no {' / '.join(lacking)}: it cannot give frame features; use a "
                             "speech backbone (claspkit.encoders.backbones.create_backbone('speech', name))")
-    out = _extract_files(_FrameView(encoder), paths, cache, batch_size, progress, desc, return_stats=True, frames=True)
+    out = _extract_files(_FrameView(encoder), paths, cache, batch_size, progress, desc, return_stats=True, frames=True,
+                         engine=engine, address=address)
     frames = Frames(out[0], int(encoder.dim), getattr(encoder, "frame_pool", None))
     return (frames, out[1]) if return_stats else frames
 
@@ -360,15 +370,21 @@ class _FrameView:
         self.name, self.dim, self.sample_rate = encoder.name, encoder.dim, encoder.sample_rate
         self.role = getattr(encoder, "role", "speech")
         self.cache_id, self.encode = encoder.frames_cache_id, encoder.encode_frames
+        self.backbone_spec = getattr(encoder, "backbone_spec", None)   # a Ray worker rebuilds the encoder
 
     def __repr__(self) -> str:
         return f"<frames of {self.name} cache_id={self.cache_id!r}>"
 
 
-def _extract_files(encoder, paths, cache, batch_size, progress, desc, return_stats, frames: bool):
+def _extract_files(encoder, paths, cache, batch_size, progress, desc, return_stats, frames: bool,
+                   engine: str = "local", address: str | None = None):
     from claspkit.data.audio import load_audio  # lazy: keeps `import claspkit.encoders.features` light
+    from claspkit.engine import check_engine, import_ray, spec_of
 
     _check_encoder(encoder, audio=True)
+    if check_engine(engine) == "ray":
+        import_ray()
+        spec_of(encoder)
     paths = [Path(os.path.abspath(os.path.expanduser(p))) for p in paths]  # not resolve(): 5x cheaper
     store = _as_cache(cache)
     t0 = time.perf_counter()
@@ -387,7 +403,7 @@ def _extract_files(encoder, paths, cache, batch_size, progress, desc, return_sta
         return load_audio(p, encoder.sample_rate)
 
     X, stats = _extract(encoder, paths, hashes, store, batch_size, progress, desc, size, load,
-                        name=display_path, unit="clip", t0=t0, frames=frames)
+                        name=display_path, unit="clip", t0=t0, frames=frames, engine=engine, address=address)
     stats.hash_seconds = hash_s
     return (X, stats) if return_stats else X
 
@@ -426,7 +442,7 @@ def _check_encoder(encoder, audio: bool) -> None:
 
 def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch_size: int,
              progress: bool, desc: str | None, size: Callable, load: Callable, name: Callable,
-             unit: str, t0: float, frames: bool = False):
+             unit: str, t0: float, frames: bool = False, engine: str = "local", address: str | None = None):
     from claspkit.progress import progress_bar
 
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -468,29 +484,13 @@ def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch
     bar = progress_bar(total=len(groups), initial=stats.n_reused, desc=desc or f"{encoder.name} ({role})",
                        unit=unit, disable=not progress or not missing, leave=False)
     writers = ThreadPoolExecutor(max_workers=min(16, batch_size), thread_name_prefix="feature-cache")
+    if engine == "ray" and missing:
+        runs = _ray_batches(encoder, items, groups, missing, sizes, batch_size, frames, stats, failures, address)
+    else:
+        runs = _local_batches(encoder, items, groups, missing, batch_size, load, name, frames, stats, failures)
     try:
-        for start in range(0, len(missing), batch_size):
-            batch, inputs = [], []
-            ta = time.perf_counter()
-            for key in missing[start:start + batch_size]:
-                item = items[groups[key][0]]
-                try:
-                    x = load(item)
-                except ClaspkitError as e:
-                    failures.append(_named(name(item), str(e)))
-                    continue
-                except Exception as e:  # a loader bug or an unforeseen format: still name the file
-                    failures.append(_named(name(item), f"{type(e).__name__}: {e}"))
-                    continue
-                batch.append(key)
-                inputs.append(x)
-                if stats.audio_seconds is not None:
-                    stats.audio_seconds += len(x) / encoder.sample_rate
-            tb = time.perf_counter()
-            stats.load_seconds += tb - ta
+        for chunk, batch, Y in runs:
             if batch:
-                Y = _encode(encoder, inputs, [name(items[groups[k][0]]) for k in batch], frames)
-                stats.encode_seconds += time.perf_counter() - tb
                 good = []
                 for key, row in zip(batch, Y):
                     if np.isfinite(row).all():
@@ -505,15 +505,63 @@ def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch
                 for key, row in good:
                     place(groups[key], row)
                 stats.n_computed += len(good)
-            bar.update(len(missing[start:start + batch_size]))
+            bar.update(len(chunk))
     finally:
         writers.shutdown(wait=True)  # on Ctrl-C too: started writes finish (each is atomic anyway)
+        runs.close()                 # a Ray run stops here (and shuts down a Ray it started)
         bar.close()
         stats.seconds = time.perf_counter() - t0
     stats.n_failed = len(failures)
     if failures:
         _raise_failures(failures, encoder, stats, bad_output)
     return out, stats
+
+
+def _local_batches(encoder, items, groups, missing, batch_size, load, name, frames, stats, failures):
+    """Load and encode ``missing`` in batches here: yields (keys of the batch, keys loaded, their outputs)."""
+    for start in range(0, len(missing), batch_size):
+        batch, inputs = [], []
+        ta = time.perf_counter()
+        for key in missing[start:start + batch_size]:
+            item = items[groups[key][0]]
+            try:
+                x = load(item)
+            except ClaspkitError as e:
+                failures.append(_named(name(item), str(e)))
+                continue
+            except Exception as e:  # a loader bug or an unforeseen format: still name the file
+                failures.append(_named(name(item), f"{type(e).__name__}: {e}"))
+                continue
+            batch.append(key)
+            inputs.append(x)
+            if stats.audio_seconds is not None:
+                stats.audio_seconds += len(x) / encoder.sample_rate
+        tb = time.perf_counter()
+        stats.load_seconds += tb - ta
+        Y = None
+        if batch:
+            Y = _encode(encoder, inputs, [name(items[groups[k][0]]) for k in batch], frames)
+            stats.encode_seconds += time.perf_counter() - tb
+        yield missing[start:start + batch_size], batch, Y
+
+
+def _ray_batches(encoder, items, groups, missing, sizes, batch_size, frames, stats, failures, address):
+    """The same batches loaded and encoded on Ray workers, yielded as they come back. ``encode_seconds``
+    is the wall time of the distributed run (loading included), so ``rtf`` is its throughput."""
+    from claspkit.engine import encode_file_batches
+
+    chunks = [missing[a:a + batch_size] for a in range(0, len(missing), batch_size)]
+    t = time.perf_counter()
+    runs = encode_file_batches(encoder, [[items[groups[k][0]] for k in c] for c in chunks],
+                               [sum(sizes[k] for k in c) for c in chunks], frames=frames, address=address)
+    for b, res in runs:
+        chunk = chunks[b]
+        failures += [message for _, message in res["failures"]]
+        stats.audio_seconds += res["audio_s"]
+        stats.encode_seconds = time.perf_counter() - t
+        if res["error"] is not None:
+            raise BackboneError(res["error"])
+        yield chunk, [chunk[i] for i in res["ok"]], res["Y"]
 
 
 def _encode(encoder, inputs: list, names: list[str], frames: bool = False):
@@ -595,7 +643,8 @@ def extract_manifest_features(P, manifest, roles=ROLES, progress: bool = True, c
     rows stay in manifest order. ``encoders`` ({role: encoder}) reuses encoders already created.
     Backbones are created one at a time and dropped after use, so peak memory is one model's.
     ``frames``: the speech role gives frame features (``Frames``, pooled ``P.frame_pool``) instead of
-    the mean-pooled vectors, for the attention head.
+    the mean-pooled vectors, for the attention head. ``P.engine`` ``ray`` computes the audio roles on Ray
+    (``P.ray_address``); text is cheap and stays here.
     """
     roles = tuple(roles)
     unknown = [r for r in roles if r not in ROLES]
@@ -611,6 +660,7 @@ def extract_manifest_features(P, manifest, roles=ROLES, progress: bool = True, c
         paths = [audio_path(p) for p in manifest["path"]]
     feats, stats = {}, []
     pool = getattr(P, "frame_pool", FRAME_POOL)
+    on = {"engine": getattr(P, "engine", "local"), "address": getattr(P, "ray_address", None)}
     for role in roles:
         enc = encoders.get(role)
         as_frames = frames and role == "speech"
@@ -630,10 +680,11 @@ def extract_manifest_features(P, manifest, roles=ROLES, progress: bool = True, c
             X, st = extract_text(enc, list(manifest["text"]), cache=cache, batch_size=batch,
                                  progress=progress, return_stats=True)
         elif as_frames:
-            X, st = extract_frames(enc, paths, cache=cache, batch_size=batch, progress=progress, return_stats=True)
+            X, st = extract_frames(enc, paths, cache=cache, batch_size=batch, progress=progress, return_stats=True,
+                                   **on)
         else:
             X, st = extract_audio(enc, paths, cache=cache, batch_size=batch, progress=progress,
-                                  return_stats=True)
+                                  return_stats=True, **on)
         feats[role] = X
         stats.append(st)
         del enc

@@ -33,7 +33,8 @@ from claspkit.constants import ROLES
 from claspkit.errors import ClaspkitError, DataMissingError, ParamError, choices_hint
 from claspkit.paths import display_path, sha256_file
 
-__all__ = ["CLASP", "create_encoder", "checkpoint_backbones", "NEEDS", "AUTHORS_BACKBONES", "LICENSES"]
+__all__ = ["CLASP", "branch_features", "create_encoder", "checkpoint_backbones", "NEEDS", "AUTHORS_BACKBONES",
+           "LICENSES"]
 
 NEEDS = {"combined": ("speech", "image"), "speech": ("speech",), "image": ("image",)}
 CARD_FILE = "README.md"
@@ -93,6 +94,27 @@ def _unit(x: np.ndarray, what: str) -> np.ndarray:
     if not np.all(np.isfinite(x)) or np.any(norms == 0):
         raise ClaspkitError(f"the {what} encoder returned zero or non-finite vectors; the backbone is broken")
     return x / norms
+
+
+def branch_features(enc, waves: list[np.ndarray], batch_size: int, frames: bool = False):
+    """One backbone's features of ``waves`` in chunks of ``batch_size``: an (n, dim) array of means, or with
+    ``frames`` a list of (T_i, dim) frame arrays. The chunks are what make a run reproducible bit for bit
+    (a backbone may round differently in another batch), so every engine cuts them here."""
+    if frames:
+        x = [f for a in range(0, len(waves), batch_size) for f in enc.encode_frames(waves[a:a + batch_size])]
+        shapes = {np.shape(f)[1:] for f in x}
+        if len(x) != len(waves) or shapes - {(int(enc.dim),)}:
+            raise ClaspkitError(f"backbone {enc.name} returned {len(x)} frame sequences of widths {sorted(shapes)} "
+                                f"for {len(waves)} segments, expected {len(waves)} of width {enc.dim}; "
+                                "the backbone is broken")
+        return x
+    parts = [np.asarray(enc.encode(waves[a:a + batch_size]), dtype=np.float32)
+             for a in range(0, len(waves), batch_size)]
+    x = np.concatenate(parts)
+    if x.shape != (len(waves), int(enc.dim)):
+        raise ClaspkitError(f"backbone {enc.name} returned shape {x.shape} for {len(waves)} "
+                            f"segments, expected ({len(waves)}, {enc.dim}); the backbone is broken")
+    return x
 
 
 class CLASP:
@@ -279,32 +301,12 @@ class CLASP:
     def encode_waves(self, waves: list[np.ndarray], batch_size: int = 16, timings: dict | None = None) -> np.ndarray:
         """(n, dim) unit vectors of n 16 kHz segments, as given (no normalisation); ``timings`` adds the
         seconds of each branch and of the head."""
-        from claspkit.model.train import embed_speech
-
         timings = timings if timings is not None else {}
         waves = list(waves)
 
-        def means(enc):
-            parts = [np.asarray(enc.encode(waves[a:a + batch_size]), dtype=np.float32)
-                     for a in range(0, len(waves), batch_size)]
-            x = np.concatenate(parts)
-            if x.shape != (len(waves), int(enc.dim)):
-                raise ClaspkitError(f"backbone {enc.name} returned shape {x.shape} for {len(waves)} "
-                                    f"segments, expected ({len(waves)}, {enc.dim}); the backbone is broken")
-            return x
-
-        def frames(enc):
-            x = [f for a in range(0, len(waves), batch_size) for f in enc.encode_frames(waves[a:a + batch_size])]
-            shapes = {np.shape(f)[1:] for f in x}
-            if len(x) != len(waves) or shapes - {(int(enc.dim),)}:
-                raise ClaspkitError(f"backbone {enc.name} returned {len(x)} frame sequences of widths {sorted(shapes)} "
-                                    f"for {len(waves)} segments, expected {len(waves)} of width {enc.dim}; "
-                                    "the backbone is broken")
-            return x
-
         def run(role, enc):
             t = time.perf_counter()
-            x = frames(enc) if role == "speech" and self.frames else means(enc)
+            x = branch_features(enc, waves, batch_size, frames=role == "speech" and self.frames)
             return x, time.perf_counter() - t
 
         if not waves:
@@ -320,10 +322,16 @@ class CLASP:
         for role, (_, seconds) in done.items():
             timings[role] = timings.get(role, 0.0) + seconds
         t = time.perf_counter()
-        out = embed_speech(self.head, done["speech"][0] if "speech" in done else None,
-                           done["image"][0] if "image" in done else None)
+        out = self.fuse({role: x for role, (x, _) in done.items()})
         timings["fusion"] = timings.get("fusion", 0.0) + time.perf_counter() - t
         return out
+
+    def fuse(self, features: dict) -> np.ndarray:
+        """(n, dim) unit vectors from the branches' features (``{role: branch_features(...)}``); split out so
+        a distributed run (``claspkit.engine``) computes the branches elsewhere and the head here."""
+        from claspkit.model.train import embed_speech
+
+        return embed_speech(self.head, features.get("speech"), features.get("image"))
 
     @staticmethod
     def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -15,6 +15,8 @@ Choices:
 * Segments of several short files are batched together (``batch_size``) so a folder of short clips
   encodes as fast as one long recording; each file is staged as soon as its batch is done, so a crash
   loses at most one batch.
+* ``engine="ray"`` (``claspkit.engine``) runs decoding, the VAD and each backbone on Ray, on the same
+  groups and batches as this loop, and stages the results here: the same index, byte for byte.
 * A file that cannot be decoded (corrupt, zero-length, silent, unsupported format) is skipped with the
   decoder's reason and listed in the summary; the run goes on. A file with no speech is recorded with
   zero segments (and listed), so later runs do not decode it again.
@@ -129,9 +131,18 @@ def cut_segments(audio: np.ndarray, spans) -> list[np.ndarray]:
 
 def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuild: bool = False,
                 batch_size: int = 16, segment_params: SegmentParams | None = None,
-                image_runtime: str = "onnx") -> BuildSummary:
-    """Index every audio file under ``audio_dir`` into the folder ``out``; see the module docstring."""
+                image_runtime: str = "onnx", engine: str = "local", address: str | None = None,
+                workers: int | None = None) -> BuildSummary:
+    """Index every audio file under ``audio_dir`` into the folder ``out``; see the module docstring.
+
+    ``engine="ray"`` runs decoding, the VAD and the backbones on Ray (``claspkit.engine``; ``address`` of a
+    running cluster, ``workers`` actors per backbone) and writes the same index, byte for byte."""
+    from claspkit.engine import check_address, check_engine, import_ray
     from claspkit.progress import progress_bar
+
+    if check_engine(engine) == "ray":
+        import_ray()                    # fail before the model loads
+        check_address(address)
 
     t0 = time.perf_counter()
     audio_dir, out = Path(audio_dir), Path(out)
@@ -199,6 +210,12 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
             pending.clear()
 
         try:
+            if engine == "ray":
+                from claspkit.engine import index_todo
+
+                index_todo(embedder, writer, todo, params, batch_size, summary, entries, how, bar,
+                           address=address, workers=workers)
+                todo = []               # embedded and staged: the local loop below has nothing left
             for path, entry in todo:
                 sha = entry["sha256"]
                 if sha in staged_now or writer.is_staged(sha):
