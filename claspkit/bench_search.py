@@ -287,7 +287,7 @@ def bench_indexing(minutes: float, work: Path, repeats: int = 3) -> dict:
     from claspkit.encoders.backbones import create_backbone, list_backbones
     from claspkit.model.fusion import build_fusion
     from claspkit.search.index import load_index
-    from claspkit.search.query import _cut, build_index
+    from claspkit.search.query import build_index, cut_segments
     from claspkit.model.train import save_checkpoint
 
     audio_s = synthesize_lectures(work / "lib", minutes)
@@ -316,7 +316,7 @@ def bench_indexing(minutes: float, work: Path, repeats: int = 3) -> dict:
     for rel, f in idx.files.items():
         audio = load_audio(idx.audio_root / rel)
         rows = slice(f["first_row"], f["first_row"] + f["n_segments"])
-        waves += _cut(audio, zip(idx.start_s[rows], idx.end_s[rows]))
+        waves += cut_segments(audio, zip(idx.start_s[rows], idx.end_s[rows]))
     split = {}
     for runtime in ("onnx", "torch"):
         enc = create_backbone("image", IMAGE, runtime=runtime)
