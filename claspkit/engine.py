@@ -397,11 +397,7 @@ def _stage_group(embedder, writer, group: list, row: dict, summary, how: dict, b
     else:
         vecs = embedder.fuse(feats)
     tm["fusion"] += time.perf_counter() - t
-    at = 0
-    for entry, _, spans in group:
-        writer.stage(entry["sha256"], vecs[at:at + len(spans)], spans, entry["duration_s"])
-        at += len(spans)
-        how[entry["path"]] = "embedded"
-        summary.segments_embedded += len(spans)
-        summary.audio_seconds += entry["duration_s"]
+    from claspkit.search.query import stage_embedded
+
+    stage_embedded(writer, group, vecs, summary, how)
     bar.update(len(group))

@@ -53,7 +53,7 @@ from claspkit.paths import display_path, sha256_file
 from claspkit.search.segment import SAMPLE_RATE, SegmentParams, segment
 
 __all__ = [
-    "AUDIO_EXTENSIONS", "BuildSummary", "audio_files", "cut_segments", "build_index", "skip_reason",
+    "AUDIO_EXTENSIONS", "BuildSummary", "audio_files", "cut_segments", "stage_embedded", "build_index", "skip_reason",
     "clear_caches", "open_index", "text_encoder", "check_lang", "search",
 ]
 
@@ -129,6 +129,18 @@ def cut_segments(audio: np.ndarray, spans) -> list[np.ndarray]:
     return out
 
 
+def stage_embedded(writer, group: list, vecs: np.ndarray, summary, how: dict) -> None:
+    """Stage each file of ``group`` (``(entry, audio, spans)``, in order) with its rows of ``vecs`` and count it
+    as embedded: the one place both engines turn a batch's vectors into resume points."""
+    row = 0
+    for entry, _, spans in group:
+        writer.stage(entry["sha256"], vecs[row:row + len(spans)], spans, entry["duration_s"])
+        row += len(spans)
+        how[entry["path"]] = "embedded"
+        summary.segments_embedded += len(spans)
+        summary.audio_seconds += entry["duration_s"]
+
+
 def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuild: bool = False,
                 batch_size: int = 16, segment_params: SegmentParams | None = None,
                 image_runtime: str = "onnx", engine: str = "local", address: str | None = None,
@@ -196,13 +208,7 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
         def flush():
             waves = [w for _, audio, spans in pending for w in cut_segments(audio, spans)]
             vecs = embedder.encode_waves(waves, batch_size, tm) if waves else np.zeros((0, embedder.dim), np.float32)
-            row = 0
-            for entry, _, spans in pending:
-                writer.stage(entry["sha256"], vecs[row:row + len(spans)], spans, entry["duration_s"])
-                row += len(spans)
-                how[entry["path"]] = "embedded"
-                summary.segments_embedded += len(spans)
-                summary.audio_seconds += entry["duration_s"]
+            stage_embedded(writer, pending, vecs, summary, how)
             bar.update(len(pending))
             wall = time.perf_counter() - t0 - tm["load"]
             bar.set_postfix(segments=summary.segments_embedded, audio=f"{summary.audio_seconds / 60:.1f}min",
