@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-# fakes, ckpt, library and voice for the search-tool tests
-pytest_plugins = ["search_fixtures"]
+# fakes, ckpt, library and voice for the search-tool tests; nbval's output checks by CPU vendor
+pytest_plugins = ["search_fixtures", "nbval_platform"]
 
 # Brown's tagged format: one sentence per line, tab-indented, blank lines between sentences.
 FAKE_BROWN = {
