@@ -69,6 +69,8 @@ SCHEMA: dict[str, Knob] = {
                                     list),
     "stage2_text_backbones": Knob(["e5-small-multilingual", "muse-multilingual"],
                                   "stage-2 grid: text encoders (paper: labse, xlmr-paraphrase)", list),
+    "stage2_attention": Knob(True, "stage-2 grid: also train the attention head (frames, beyond the paper) on every "
+                                   "backbone pair; never chosen for Stage 3, never matched to a paper row", bool),
     # --- fusion and training (notebooks 03, 04)
     "fusion": Knob("concat", "fusion head (attention: a transformer over the speech frames, not in the paper)",
                    str, FUSIONS),

@@ -28,8 +28,8 @@ __all__ = [
     "Split", "split_data", "train_subset", "take", "split_sizes", "Trained", "fit", "similarity",
     "speech_embeddings", "speech_vectors", "score", "tuned_threshold", "evaluate", "validation_mrr", "SHOW",
     "table", "reused_note", "best_stage2", "Stage3", "stage3", "ATTENTION_DEFAULTS", "attention_stage",
-    "trained_attention", "multilingual_stage", "STAGE3_SYSTEMS", "stage3_rows", "sample_indices",
-    "audio_paths",
+    "trained_attention", "stage2_attention_rows", "multilingual_stage", "STAGE3_SYSTEMS", "stage3_rows",
+    "sample_indices", "audio_paths",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -341,6 +341,24 @@ def attention_stage(P, loss: str = "contrastive", progress: bool = True, name: s
     trained = fit(Q, data, name or f"attention-{loss}" + (f"-train{train_items}" if train_items else ""),
                   progress=progress)
     return Stage3(Q, manifest, data, trained, chosen_by)
+
+
+def stage2_attention_rows(P, progress: bool = True) -> list[dict]:
+    """The attention head on every Stage-2 backbone pair, scored like the paper's fusions on the same gallery.
+
+    Rows carry ``stage="attention_grid"``: a head the paper did not have must neither be chosen for Stage 3
+    (:func:`best_stage2` reads ``stage2`` only) nor stand in a Table 2 row. Checkpoints are
+    ``stage2-<speech>-<text>-attention``, reused when trained.
+    """
+    rows = []
+    for speech in P.stage2_speech_backbones:
+        for text in P.stage2_text_backbones:
+            st = attention_stage(P, progress=progress, name=f"stage2-{speech}-{text}-attention",
+                                 speech_backbone=speech, text_backbone=text)
+            rows += evaluate(st.P, st.trained, st.data["test"], stage="attention_grid",
+                             system=f"{text} + {speech}, attention", val=st.data["val"],
+                             val_mrr=validation_mrr(st.trained, st.data["val"]))
+    return rows
 
 
 def trained_attention(P, loss: str = "contrastive", progress: bool = True) -> Stage3 | None:

@@ -99,6 +99,22 @@ def test_best_stage2_uses_validation_not_test(P):
     assert (best["text_backbone"], best["fusion"]) == ("muse-multilingual", "gating")
 
 
+def test_attention_grid_rows_neither_choose_stage3_nor_stand_in_table2(P):
+    from claspkit.evaluation import report
+
+    paper_row = {"stage": "stage2", "system": "e5-small-multilingual + whisper-tiny.en, gating", "protocol": "full",
+                 "direction": "speech->text", "speech_backbone": "whisper-tiny.en",
+                 "text_backbone": "e5-small-multilingual", "fusion": "gating", "val_mrr": 0.3, "hits@1": 0.2,
+                 "mrr": 0.3}
+    attention_row = {**paper_row, "stage": "attention_grid", "fusion": "attention", "val_mrr": 0.9, "hits@1": 0.9,
+                     "system": "e5-small-multilingual + whisper-tiny.en, attention"}
+    results.write_stage(P.preset, "stage2", [paper_row])
+    results.write_stage(P.preset, "attention_grid", [attention_row])
+    assert pipeline.best_stage2(P)["fusion"] == "gating"
+    systems = set(report.table2(P.preset)["system"].dropna())
+    assert paper_row["system"] in systems and attention_row["system"] not in systems
+
+
 def test_changed_features_retrain_instead_of_reusing(P):
     manifest, feats = _toy()
     data = pipeline.split_data(manifest, feats)
