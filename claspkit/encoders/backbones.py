@@ -456,12 +456,17 @@ class WhisperSpeechEncoder(Encoder):
                     frames_of[k] = out[row, :_whisper_valid(len(wins[k][1]), out.shape[1])]
         return [i for i, _ in wins], frames_of
 
+    def _means(self, n: int, owners, frames) -> np.ndarray:
+        return _pool_windows(n, self.dim, owners, [f.mean(axis=0) for f in frames], [len(f) for f in frames])
+
+    def _pooled(self, n: int, owners, frames) -> list[np.ndarray]:
+        return _join_windows(n, owners, [pool_time(f, self.frame_pool) for f in frames])
+
     def encode(self, waves) -> np.ndarray:
         waves = _check_waves(waves, self.name)
         if not waves:
             return np.zeros((0, self.dim), np.float32)
-        owners, frames = self._window_frames(waves)
-        return _pool_windows(len(waves), self.dim, owners, [f.mean(axis=0) for f in frames], [len(f) for f in frames])
+        return self._means(len(waves), *self._window_frames(waves))
 
     def encode_frames(self, waves) -> list[np.ndarray]:
         """One (T_i, dim) float32 array per waveform: its valid frames averaged ``frame_pool`` at a time
@@ -469,8 +474,16 @@ class WhisperSpeechEncoder(Encoder):
         waves = _check_waves(waves, self.name)
         if not waves:
             return []
+        return self._pooled(len(waves), *self._window_frames(waves))
+
+    def encode_frames_and_means(self, waves) -> tuple[list[np.ndarray], np.ndarray]:
+        """``encode_frames`` and ``encode`` from one encoder pass (bit for bit the same as the two calls):
+        the attention head and the paper's heads then cost one pass over the corpus, not two."""
+        waves = _check_waves(waves, self.name)
+        if not waves:
+            return [], np.zeros((0, self.dim), np.float32)
         owners, frames = self._window_frames(waves)
-        return _join_windows(len(waves), owners, [pool_time(f, self.frame_pool) for f in frames])
+        return self._pooled(len(waves), owners, frames), self._means(len(waves), owners, frames)
 
 
 @register("speech", "whisper-tiny.en", 384, "offline", "mean of valid encoder frames (30 s windows)",
@@ -534,14 +547,18 @@ class HFSpeechEncoder(Encoder):
                 frames_of[k] = hidden[row, :max(1, min(int(frames[row]), hidden.shape[1]))]
         return [i for i, _ in wins], frames_of
 
+    def _means(self, n: int, owners, frames) -> np.ndarray:
+        return _pool_windows(n, self.dim, owners, [f.mean(0).numpy() for f in frames], [len(f) for f in frames])
+
+    def _pooled(self, n: int, owners, frames) -> list[np.ndarray]:
+        return _join_windows(n, owners, [pool_time(f.numpy(), self.frame_pool) for f in frames])
+
     def encode(self, waves) -> np.ndarray:
         waves = _check_waves(waves, self.name)
         if not waves:
             return np.zeros((0, self.dim), np.float32)
         with self._torch.inference_mode():
-            owners, frames = self._window_frames(waves)
-            means = [f.mean(0).numpy() for f in frames]
-        return _pool_windows(len(waves), self.dim, owners, means, [len(f) for f in frames])
+            return self._means(len(waves), *self._window_frames(waves))
 
     def encode_frames(self, waves) -> list[np.ndarray]:
         """One (T_i, dim) float32 array per waveform: its valid frames averaged ``frame_pool`` at a time."""
@@ -549,9 +566,16 @@ class HFSpeechEncoder(Encoder):
         if not waves:
             return []
         with self._torch.inference_mode():
+            return self._pooled(len(waves), *self._window_frames(waves))
+
+    def encode_frames_and_means(self, waves) -> tuple[list[np.ndarray], np.ndarray]:
+        """``encode_frames`` and ``encode`` from one forward pass (bit for bit the same as the two calls)."""
+        waves = _check_waves(waves, self.name)
+        if not waves:
+            return [], np.zeros((0, self.dim), np.float32)
+        with self._torch.inference_mode():
             owners, frames = self._window_frames(waves)
-            pooled = [pool_time(f.numpy(), self.frame_pool) for f in frames]
-        return _join_windows(len(waves), owners, pooled)
+            return self._pooled(len(waves), owners, frames), self._means(len(waves), owners, frames)
 
 
 @register("speech", "hubert-large-ls960-ft", 1024, "hub", "mean of last_hidden_state over valid frames",

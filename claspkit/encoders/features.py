@@ -371,6 +371,22 @@ class _FrameView:
         self.role = getattr(encoder, "role", "speech")
         self.cache_id, self.encode = encoder.frames_cache_id, encoder.encode_frames
         self.backbone_spec = getattr(encoder, "backbone_spec", None)   # a Ray worker rebuilds the encoder
+        # One pass, two caches: the mean-pooled features of the same forward pass go under the encoder's
+        # own cache_id, so a later extract_audio of these files computes nothing.
+        self._both = getattr(encoder, "encode_frames_and_means", None)
+        self.companion_cache_id = getattr(encoder, "cache_id", None) if self._both is not None else None
+        self._means = None
+        if self._both is not None:
+            self.encode = self._encode_both
+
+    def _encode_both(self, waves):
+        frames, self._means = self._both(waves)
+        return frames
+
+    def take_means(self):
+        """The mean-pooled features of the last local batch (None after a Ray batch or when taken)."""
+        means, self._means = self._means, None
+        return means
 
     def __repr__(self) -> str:
         return f"<frames of {self.name} cache_id={self.cache_id!r}>"
@@ -502,6 +518,7 @@ def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch
                                                + (" (or values beyond float16's range)" if frames else "")))
                 # concurrent fsyncs share journal commits: ~5x faster than one file after another
                 list(writers.map(lambda kr: store.put(cid, *kr, frames=frames), good))
+                _put_companion(encoder, store, writers, [hashes[groups[k][0]] for k in batch])
                 for key, row in good:
                     place(groups[key], row)
                 stats.n_computed += len(good)
@@ -515,6 +532,17 @@ def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch
     if failures:
         _raise_failures(failures, encoder, stats, bad_output)
     return out, stats
+
+
+def _put_companion(encoder, store: FeatureCache, writers, content_hashes: list[str]) -> None:
+    """Cache the mean-pooled features a frames pass computed on the way (``_FrameView``), where missing."""
+    companion = getattr(encoder, "companion_cache_id", None)
+    means = encoder.take_means() if companion else None
+    if means is None:
+        return
+    todo = [(k, m) for k, m in ((store.key(companion, h), m) for h, m in zip(content_hashes, means))
+            if np.isfinite(m).all() and not store.path(companion, k).is_file()]
+    list(writers.map(lambda km: store.put(companion, *km), todo))
 
 
 def _local_batches(encoder, items, groups, missing, batch_size, load, name, frames, stats, failures):

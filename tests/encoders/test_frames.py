@@ -123,6 +123,24 @@ def test_extract_frames_caches_apart_from_means_and_resumes(wavs, cache):
     assert sum(enc.calls) - before == 1
 
 
+class OnePassEncoder(FakeFrameEncoder):
+    """A backbone that gives both views from one pass, as the Whisper and transformers encoders do."""
+
+    def encode_frames_and_means(self, waves):
+        frames = self.encode_frames(waves)
+        return frames, np.stack([f.mean(0) for f in frames])
+
+
+def test_a_frames_pass_also_caches_the_means_of_the_same_pass(wavs, cache, tmp_path):
+    enc = OnePassEncoder()
+    extract_frames(enc, wavs, cache=cache, batch_size=2, progress=False)
+    assert sum(enc.calls) == len(wavs)
+    means, st = extract_audio(enc, wavs, cache=cache, progress=False, return_stats=True)
+    assert st.n_computed == 0 and st.n_reused == len(wavs) and sum(enc.calls) == len(wavs)   # no second pass
+    alone = extract_audio(FakeFrameEncoder(), wavs, cache=FeatureCache(tmp_path / "other"), progress=False)
+    np.testing.assert_array_equal(means, alone)                           # the bytes a means pass writes
+
+
 def test_extract_frames_names_files_whose_frames_overflow_float16(wavs, cache):
     with pytest.raises(ClaspkitError, match="c0.wav.*non-finite"):
         extract_frames(FakeFrameEncoder(scale=1e6), wavs[:1], cache=cache, progress=False)
@@ -154,6 +172,9 @@ def test_whisper_frames_are_valid_only_batch_independent_and_windowed(whisper):
     np.testing.assert_array_equal(whisper.encode_frames(clips[::-1])[::-1][0], frames[0])
     assert whisper.frames_cache_id != whisper.cache_id and "pool4" in whisper.frames_cache_id
     assert whisper.encode_frames([]) == []
+    both_frames, both_means = whisper.encode_frames_and_means(clips)        # one pass, both views, bit for bit
+    assert all(np.array_equal(a, b) for a, b in zip(both_frames, frames))
+    np.testing.assert_array_equal(both_means, whisper.encode(clips))
     # unpooled, the valid frames average to exactly the mean-pooled embedding
     from claspkit.encoders.backbones import create_backbone
 
@@ -187,6 +208,9 @@ def test_hf_speech_frames_match_its_mean_and_ignore_the_batch(tmp_path):
     for f, m in zip(raw.encode_frames(clips), enc.encode(clips)):
         np.testing.assert_allclose(f.mean(0), m, atol=1e-5)
     assert enc.frames_cache_id.endswith("-frames-pool4-f16-v1") and enc.cache_id.endswith("-mean-v1")
+    both_frames, both_means = enc.encode_frames_and_means(clips)          # one pass == the two calls, bitwise
+    assert all(np.array_equal(a, b) for a, b in zip(both_frames, frames))
+    np.testing.assert_array_equal(both_means, enc.encode(clips))
 
 
 # ------------------------------------------------------------------ the pipeline hook
