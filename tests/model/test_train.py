@@ -237,3 +237,17 @@ def test_frame_and_dense_features_are_not_mixed_up():
         train({**CFG, "learnable_scale": True, "scale_lr": -1.0}, TRAIN, VAL, progress=False)
     with pytest.raises(ParamError, match="attention_layers"):
         train({**ATT, "attention_layers": 0}, FTRAIN, FVAL, progress=False)
+
+
+@pytest.mark.parametrize("fusion", ["concat", "gating"])
+def test_a_vector_is_bit_identical_alone_in_a_batch_and_in_another_grouping(fusion):
+    """The paper's heads at real sizes: an index built in other groupings (Ray) must hold the same bytes."""
+    torch.manual_seed(0)
+    model = build_fusion({"fusion": fusion, "branches": "combined", "speech_dim": 384, "image_dim": 1280,
+                          "out_dim": 384, "dropout_scale": 1.0})
+    rng = np.random.default_rng(0)
+    speech, image = rng.normal(size=(300, 384)).astype(np.float32), rng.normal(size=(300, 1280)).astype(np.float32)
+    batch = embed_speech(model, speech, image)
+    alone = np.concatenate([embed_speech(model, speech[i:i + 1], image[i:i + 1]) for i in range(0, 300, 37)])
+    np.testing.assert_array_equal(alone, batch[::37])
+    np.testing.assert_array_equal(embed_speech(model, speech[5:], image[5:], batch_size=64), batch[5:])
