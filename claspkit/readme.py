@@ -13,7 +13,7 @@ from claspkit.config import describe
 from claspkit.errors import ClaspkitError, DataMissingError
 from claspkit.paths import atomic_write_text, project_root
 
-__all__ = ["replace_block", "update", "main"]
+__all__ = ["replace_block", "update", "update_bench", "main"]
 
 
 def replace_block(text: str, name: str, body: str) -> str:
@@ -41,12 +41,27 @@ def update(preset: str) -> None:
     print(f"README.md: results and robustness blocks regenerated from runs/{preset}/results")
 
 
+def update_bench(preset: str) -> None:
+    """Only the ``bench-<preset>`` block: a larger preset's one-run benchmark (``python -m
+    claspkit.bench_retrieval --preset medium``) beside the small preset's full results."""
+    from claspkit.evaluation.report import beyond_paper
+
+    body = beyond_paper(preset)
+    if body is None:
+        raise DataMissingError(f"no runs/{preset}/results/retrieval_bench.json: run "
+                               f"`python -m claspkit.bench_retrieval --preset {preset}` first")
+    path = project_root() / "README.md"
+    atomic_write_text(path, replace_block(path.read_text(), f"bench-{preset}", body))
+    print(f"README.md: bench-{preset} block regenerated from runs/{preset}/results/retrieval_bench.json")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="small")
+    ap.add_argument("--bench", metavar="PRESET", help="regenerate only the bench-PRESET block (e.g. medium)")
     args = ap.parse_args(argv)
     try:
-        update(args.preset)
+        update_bench(args.bench) if args.bench else update(args.preset)
     except ClaspkitError as e:
         print(f"claspkit readme: {e}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from claspkit.evaluation import paper, report
+from claspkit.errors import DataMissingError
 from claspkit.evaluation.results import write_stage
 
 
@@ -175,3 +176,13 @@ def test_attention_head_is_beyond_the_paper_not_matched_to_its_rows(runs):
     assert "HITS@1: 1,200 pairs 0.500 [0.900, 0.960]; 2,400 pairs 0.930 [0.900, 0.960]." in block
     md = report.write_table2("t", runs / "out")["markdown"].read_text()
     assert "## Beyond the paper" in md and "| ASR cascade (whisper-base) | 300 |" in md
+    # a larger preset's benchmark fills only its own README block
+    from claspkit import readme
+
+    (runs / "README.md").write_text("intro\n<!-- bench-t:start -->\nold\n<!-- bench-t:end -->\n"
+                                    "<!-- results:start -->\nkept\n<!-- results:end -->\n")
+    readme.update_bench("t")
+    text = (runs / "README.md").read_text()
+    assert "| CLASP attention (1 layer, frames) | 300 |" in text and "old" not in text and "\nkept\n" in text
+    with pytest.raises(DataMissingError, match="bench_retrieval --preset nothing"):
+        readme.update_bench("nothing")
