@@ -20,8 +20,8 @@ from claspkit.config import Params
 from claspkit.errors import ParamError
 from claspkit.encoders.frames import Frames
 from claspkit.paths import atomic_write_text, display_path, run_dir
-from claspkit.model.train import BACKBONE_KEYS, CONFIG_FILE, load_checkpoint, read_checkpoint_config, train, \
-    training_config
+from claspkit.model.train import BACKBONE_KEYS, CONFIG_FILE, RESUME_MAY_CHANGE, load_checkpoint, \
+    read_checkpoint_config, train, training_config
 
 __all__ = [
     "SPLITS", "DIRECTIONS", "STAGE1_SYSTEMS", "with_overrides", "corpus", "features", "frame_features",
@@ -135,8 +135,10 @@ class Trained:
 
 
 def _fingerprint(knobs: dict, data: dict[str, Split]) -> str:
-    """Identity of a training run: every knob, the exact train/val items and the bytes of their features
+    """Identity of a training run: every knob but the budget (``epochs``, ``patience``: a run stopped at
+    one budget resumes or ends at another), the exact train/val items and the bytes of their features
     (so a model is never reused after a backbone's features changed)."""
+    knobs = {k: v for k, v in knobs.items() if k not in RESUME_MAY_CHANGE}
     h = hashlib.sha256(json.dumps(knobs, sort_keys=True, default=str).encode())
     for s in ("train", "val"):
         h.update("\n".join(map(str, data[s].ids)).encode())

@@ -88,6 +88,19 @@ def test_tuned_threshold_separates_gold_from_distractors():
     assert 0.8 < t <= 0.95
 
 
+def test_a_changed_budget_resumes_or_ends_the_same_run(P):
+    manifest, feats = _toy()
+    data = pipeline.split_data(manifest, feats)
+    short = pipeline.fit(P, data, "m", progress=False, epochs=2, patience=10)
+    longer = pipeline.fit(P, data, "m", progress=False, epochs=4, patience=10)     # resumed at epoch 2
+    assert not longer.reused and len(longer.history) == 4 and longer.history[:2] == short.history
+    fresh = pipeline.fit(P, data, "fresh", progress=False, epochs=4, patience=10)
+    np.testing.assert_array_equal(pipeline.speech_embeddings(longer, data["test"]),
+                                  pipeline.speech_embeddings(fresh, data["test"]))
+    ended = pipeline.fit(P, data, "m", progress=False, epochs=3, patience=10)      # a budget already spent
+    assert ended.reused and len(ended.history) == 4
+
+
 def test_best_stage2_uses_validation_not_test(P):
     assert "preset" in pipeline.best_stage2(P)["chosen_by"]
     rows = [{"system": "a", "speech_backbone": "whisper-tiny.en", "text_backbone": "e5-small-multilingual",
