@@ -9,8 +9,10 @@ commit) stays on the driver, in the code the local engine runs. Why it is built 
   local engine forms (same items, same order, same chunks of ``batch_size``): the efficientnet CNN in
   torch rounds differently with another thread count (and the backbone tests only promise "float
   rounding" across batches), so batches are never re-cut and every actor takes the driver's torch
-  thread count. CTranslate2 (whisper) and ONNX Runtime gave identical bits at 1 and 2 threads and in
-  other batches. The head runs on the driver, on the same groups as the local engine.
+  thread count. CTranslate2 (whisper) and ONNX Runtime run that count too (``backbones.cpu_threads``):
+  on Intel Xeon they gave identical bits at 1 and 2 threads, but whisper on an AMD EPYC did not. An actor
+  reserves at most one CPU for scheduling while it runs the driver's threads: bits before throughput.
+  The head runs on the driver, on the same groups as the local engine.
 * **An actor pool per backbone** (``map_batches`` with ``ActorPoolStrategy``), one model load per actor;
   decoding and the VAD are plain Ray tasks. One actor call takes whole encoder batches adding up to about
   ``target_seconds`` of audio, so short and long clips cost a call of similar length.
@@ -184,13 +186,11 @@ class _Backbone:
     encoded in chunks of ``batch_size`` (``claspkit.model.clasp.branch_features``) into column ``out``.
     """
 
-    def __init__(self, spec, env, threads: int, frames: bool, mode: str, batch_size: int):
+    def __init__(self, spec, env, frames: bool, mode: str, batch_size: int):
         from claspkit.encoders.backbones import create_backbone
 
-        _apply_env(env)
+        _apply_env(env)                     # torch's thread count first: threads=0 options resolve to it
         role, name, options = spec
-        if "threads" in options:            # CTranslate2 / ONNX Runtime give the same bits at any thread count
-            options = {**options, "threads": threads}
         self.encoder = create_backbone(role, name, **options)
         self.frames, self.mode, self.batch_size, self.env = frames, mode, batch_size, env
         if frames and mode == "files":
@@ -293,7 +293,7 @@ def encode_file_batches(encoder, batches: list[list[str]], seconds: list[float],
         ds = ray.data.from_items([{"b": i, "job": pickle.dumps(list(map(str, b)))} for i, b in enumerate(batches)],
                                  override_num_blocks=max(1, min(len(batches), 8 * size)))
         ds = _map(ds, ray, _Backbone, rows, cpus, size, fn_constructor_kwargs={
-            "spec": spec, "env": _driver_env(), "threads": max(1, int(cpus)), "frames": frames, "mode": "files",
+            "spec": spec, "env": _driver_env(), "frames": frames, "mode": "files",
             "batch_size": max(1, max(map(len, batches), default=1))})
         for row in ds.iter_rows():
             yield int(row["b"]), pickle.loads(row["result"])
@@ -375,7 +375,7 @@ def index_todo(embedder, writer, todo: list, params, batch_size: int, summary, e
         rows = rows_per_call(seconds, target_seconds)
         for role, spec in specs.items():
             ds = _map(ds, ray, _Backbone, rows, cpus, size, fn_constructor_kwargs={
-                "spec": spec, "env": env, "threads": max(1, int(cpus)), "mode": "waves", "batch_size": batch_size,
+                "spec": spec, "env": env, "mode": "waves", "batch_size": batch_size,
                 "frames": role == "speech" and embedder.frames})
             ds = ds.rename_columns({"out": role})
         for row in ds.iter_rows():

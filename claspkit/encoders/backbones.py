@@ -169,6 +169,19 @@ def _call(entry: Entry, name: str, args: tuple, kw: dict):
 
 
 # --------------------------------------------------------------------------- shared helpers
+def cpu_threads(threads: int = 0) -> int:
+    """The thread count a CTranslate2 / ONNX Runtime backbone runs with: ``threads``, or torch's when 0.
+
+    Never the runtime's own default: on an AMD EPYC, CTranslate2's whisper gave other bits at 1 and 2
+    threads (up to 0.02 apart), so a Ray worker must run the driver's count, and one rule for every
+    runtime (torch's count, which the engine hands its workers) makes that so."""
+    import torch
+
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
+        raise ParamError(f"threads must be a non-negative int (0 = torch's thread count), got {threads!r}")
+    return int(threads) or torch.get_num_threads()
+
+
 class Encoder:
     """What every backbone exposes; subclasses set the attributes and implement encode/transcribe."""
     role: str
@@ -425,8 +438,9 @@ class WhisperSpeechEncoder(Encoder):
         self.frame_pool = _check_pool(frame_pool)
         self.n_mels = _whisper_n_mels(model_dir)
         self.bucket = _whisper_bucket(bucket_s)
+        self.threads = cpu_threads(threads)
         self._model = ctranslate2.models.Whisper(str(model_dir), device="cpu", compute_type=compute_type,
-                                                 intra_threads=int(threads))
+                                                 intra_threads=self.threads)
         self._fe = FeatureExtractor(feature_size=self.n_mels)
         self._ct2 = ctranslate2
         self.weight_bytes = W.weight_bytes(model)
@@ -666,7 +680,7 @@ def _onnx_session(net, embed, image_size: int, key: str, threads: int):
 
     path = data_dir() / "models" / "onnx" / f"{key}.onnx"
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.intra_op_num_threads, opts.inter_op_num_threads = cpu_threads(threads), 1
     opts.log_severity_level = 3
     for attempt in range(2):
         if not path.is_file():
@@ -876,7 +890,7 @@ class WhisperASR(Encoder):
         folder = W.verified_dir(model)
         self.name, self.english_only, self.language = name, english_only, language
         self._check_language(language)
-        self._model = WhisperModel(str(folder), device="cpu", compute_type=compute_type, cpu_threads=int(threads))
+        self._model = WhisperModel(str(folder), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads(threads))
         self.weight_bytes = W.weight_bytes(model)
         self.cache_id = _cache_id("asr", name, W.weights_sha256(model), f"fw-greedy-{compute_type}-{language}-v1")
 

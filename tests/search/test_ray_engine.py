@@ -62,6 +62,28 @@ def test_workers_rebuild_only_registered_backbones():
         E.spec_of(FakeEncoder("speech", "fake"))
 
 
+def test_a_worker_runs_the_drivers_thread_count_whatever_its_cpu_share():
+    # whisper on an AMD EPYC gave other bits at 1 and 2 threads: an actor reserving one CPU still runs the
+    # driver's count, set through torch's before the backbone resolves threads=0 (backbones.cpu_threads)
+    from claspkit.encoders.backbones import cpu_threads, create_backbone
+
+    driver = torch.get_num_threads()
+    try:
+        spec = E.spec_of(create_backbone("speech", "whisper-tiny.en"))
+        worker = E._Backbone(spec, {"vars": {}, "torch_threads": driver + 1}, frames=False, mode="files",
+                             batch_size=2)
+        assert worker.encoder.threads == driver + 1 == torch.get_num_threads()
+        pinned = E._Backbone(E.spec_of(create_backbone("speech", "whisper-tiny.en", threads=1)),
+                             {"vars": {}, "torch_threads": driver + 1}, frames=False, mode="files", batch_size=2)
+        assert pinned.encoder.threads == 1                          # an explicit count travels as it is
+    finally:
+        torch.set_num_threads(driver)
+    assert cpu_threads(0) == driver and cpu_threads(3) == 3
+    for bad in (-1, 1.5, "2", True, None):
+        with pytest.raises(ParamError, match="threads must be a non-negative int"):
+            cpu_threads(bad)
+
+
 def test_rows_per_call_follow_audio_seconds():
     assert E.rows_per_call([30.0, 30.0], 120.0) == 4
     assert E.rows_per_call([300.0], 120.0) == 1                 # never less than one encoder batch
