@@ -97,6 +97,8 @@ SCHEMA: dict[str, Knob] = {
     "attention_dim": Knob(256, "attention head: width of the transformer over the frames", int, minimum=2),
     "attention_layers": Knob(1, "attention head: pre-norm transformer layers", int, minimum=1),
     "attention_heads": Knob(4, "attention head: attention heads (must divide attention_dim)", int, minimum=1),
+    "length_batches": Knob(False, "attention head: draw each training batch among items of similar length "
+                                  "(pads less, so an epoch costs less; the batch order stays seeded)", bool),
     # --- evaluation
     "n_candidates": Knob(5, "candidates per query in the 5-random-candidates protocol (paper: 5)", int),
     "bootstrap": Knob(1000, "bootstrap resamples for 95% confidence intervals", int),

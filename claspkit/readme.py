@@ -13,7 +13,7 @@ from claspkit.config import describe
 from claspkit.errors import ClaspkitError, DataMissingError
 from claspkit.paths import atomic_write_text, project_root
 
-__all__ = ["replace_block", "update", "update_bench", "main"]
+__all__ = ["replace_block", "update", "update_bench", "update_params", "main"]
 
 
 def replace_block(text: str, name: str, body: str) -> str:
@@ -41,6 +41,13 @@ def update(preset: str) -> None:
     print(f"README.md: results and robustness blocks regenerated from runs/{preset}/results")
 
 
+def update_params() -> None:
+    """Only the parameter reference: it is the schema, so a new knob needs no run to be documented."""
+    path = project_root() / "README.md"
+    atomic_write_text(path, replace_block(path.read_text(), "params", describe()))
+    print("README.md: params block regenerated from claspkit.config.SCHEMA")
+
+
 def update_bench(preset: str) -> None:
     """Only the ``bench-<preset>`` block: a larger preset's one-run benchmark (``python -m
     claspkit.bench_retrieval --preset medium``) beside the small preset's full results."""
@@ -59,9 +66,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="small")
     ap.add_argument("--bench", metavar="PRESET", help="regenerate only the bench-PRESET block (e.g. medium)")
+    ap.add_argument("--params", action="store_true", help="regenerate only the parameter reference")
     args = ap.parse_args(argv)
     try:
-        update_bench(args.bench) if args.bench else update(args.preset)
+        update_params() if args.params else update_bench(args.bench) if args.bench else update(args.preset)
     except ClaspkitError as e:
         print(f"claspkit readme: {e}", file=sys.stderr)
         return 2

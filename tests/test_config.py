@@ -127,4 +127,4 @@ def test_the_readme_parameter_reference_is_the_schema():
 
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     block = re.search(r"<!-- params:start -->\n(.*?)\n<!-- params:end -->", text, re.S)
-    assert block and block.group(1).strip() == describe().strip(), "run `python -m claspkit.readme --preset small`"
+    assert block and block.group(1).strip() == describe().strip(), "run `python -m claspkit.readme --params`"

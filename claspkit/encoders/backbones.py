@@ -64,7 +64,7 @@ from claspkit.encoders.frames import FRAME_POOL, pool_time
 
 __all__ = [
     "WINDOW_S", "PATTERN", "Entry", "register", "list_backbones", "check_backbone", "is_multilingual",
-    "create_backbone", "Encoder", "whisper_frame_count", "WhisperSpeechEncoder", "HFSpeechEncoder",
+    "create_backbone", "cpu_threads", "Encoder", "whisper_frame_count", "WhisperSpeechEncoder", "HFSpeechEncoder",
     "ONNX_EXPORT_VERSION", "SpectrogramImageEncoder", "TextEncoder", "WhisperASR", "CTCASR",
 ]
 
@@ -890,7 +890,8 @@ class WhisperASR(Encoder):
         folder = W.verified_dir(model)
         self.name, self.english_only, self.language = name, english_only, language
         self._check_language(language)
-        self._model = WhisperModel(str(folder), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads(threads))
+        self._model = WhisperModel(str(folder), device="cpu", compute_type=compute_type,
+                                   cpu_threads=cpu_threads(threads))
         self.weight_bytes = W.weight_bytes(model)
         self.cache_id = _cache_id("asr", name, W.weights_sha256(model), f"fw-greedy-{compute_type}-{language}-v1")
 

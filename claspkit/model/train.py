@@ -22,10 +22,12 @@ files) and, for a folder written by :func:`train`, ``train_state.safetensors`` (
 moments, a learnable logit scale) whose JSON side (optimizer groups, scheduler, counters) is in
 config.json. No pickled modules anywhere.
 
-Knobs added after the paper's heads (``scale_lr``; ``frame_pool`` and the attention sizes) enter the
-training config only when they are used (``scale_lr`` set; ``fusion='attention'``), so every earlier
-configuration keeps its exact config, fingerprint and checkpoints. ``scale_lr`` gives a learnable
-logit scale its own Adam parameter group (CLIP-style: the temperature often wants a different rate).
+Knobs added after the paper's heads (``scale_lr``, ``length_batches``; ``frame_pool`` and the attention
+sizes) enter the training config only when they are used (``scale_lr`` set; ``fusion='attention'``, with
+``length_batches`` True), so every earlier configuration keeps its exact config, fingerprint and
+checkpoints. ``scale_lr`` gives a learnable logit scale its own Adam parameter group (CLIP-style: the
+temperature often wants a different rate). ``length_batches`` draws the attention head's training batches
+among items of similar length (``_length_batches``): padding to the longest item then wastes less.
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ __all__ = [
 
 TRAIN_KEYS = ("seed", "fusion", "branches", "dropout_scale", "loss", "tau", "learnable_scale", "tau_bug",
               "huber_delta", "lr", "batch_size", "epochs", "patience", "step_size", "gamma")
+LENGTH_POOL = 50                  # batches sorted together by length_batches (bucketing as in fairseq / ESPnet)
 ATTENTION_TRAIN_KEYS = ATTENTION_KEYS + ("frame_pool",)   # in the config only for fusion='attention'
 BACKBONE_KEYS = ("speech_backbone", "image_backbone", "text_backbone")
 RESUME_MAY_CHANGE = ("epochs", "patience")
@@ -85,7 +88,9 @@ def training_config(config: dict) -> dict:
     """The training knobs (schema defaults for missing ones), checked, plus backbone names when given."""
     knobs = {}
     used = TRAIN_KEYS + (ATTENTION_TRAIN_KEYS if config.get("fusion") == "attention" else ())
-    for k in used + (("scale_lr",) if config.get("scale_lr") is not None else ()):
+    used += ("scale_lr",) if config.get("scale_lr") is not None else ()
+    used += ("length_batches",) if config.get("fusion") == "attention" and config.get("length_batches") else ()
+    for k in used:
         v = config.get(k, SCHEMA[k].default)
         if SCHEMA[k].kind in (float, (float, type(None))) and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
@@ -93,6 +98,8 @@ def training_config(config: dict) -> dict:
     for k in ATTENTION_TRAIN_KEYS:
         if k in knobs and (not isinstance(knobs[k], int) or isinstance(knobs[k], bool) or knobs[k] < 1):
             raise ParamError(f"{k} must be a positive int, got {knobs[k]!r} (default {SCHEMA[k].default})")
+    if "length_batches" in knobs and knobs["length_batches"] is not True:
+        raise ParamError(f"length_batches must be True or False, got {knobs['length_batches']!r}")
     if "scale_lr" in knobs:
         if not isinstance(knobs["scale_lr"], float) or not knobs["scale_lr"] > 0:
             raise ParamError(f"scale_lr must be a float > 0 (or None for lr), got {knobs['scale_lr']!r}")
@@ -281,6 +288,23 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor
     return chunks
 
 
+def _length_batches(lengths: np.ndarray, batch_size: int, gen: torch.Generator,
+                    pool: int = LENGTH_POOL) -> list[np.ndarray]:
+    """Full batches of similar length: a seeded permutation cut into pools of ``pool`` batches, each pool
+    sorted by length (stable) and cut into batches, the batches then shuffled. Padding a batch to its
+    longest item wastes less, while every epoch still mixes items anew."""
+    perm = torch.randperm(len(lengths), generator=gen).numpy()
+    batches = []
+    for a in range(0, len(perm), batch_size * pool):
+        chunk = perm[a:a + batch_size * pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[b:b + batch_size] for b in range(0, len(chunk), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < batch_size:
+        batches.pop()                 # only the last pool can leave a short batch: the same rule as _batches
+    order = torch.randperm(len(batches), generator=gen).numpy()
+    return [torch.from_numpy(batches[i]) for i in order]
+
+
 def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool = True,
           checkpoint_dir=None, resume_from=None, checkpoint_every: int = 5,
           num_threads: int | None = None) -> TrainResult:
@@ -351,7 +375,9 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
             scale_lr = opt.param_groups[1]["lr"] if len(opt.param_groups) > 1 else None
             model.train()
             total, count = 0.0, 0
-            for idx in _batches(len(tr["text"]), bs, gen):
+            batches = (_length_batches(tr["speech"].lengths, bs, gen) if knobs.get("length_batches")
+                       else _batches(len(tr["text"]), bs, gen))
+            for idx in batches:
                 loss = loss_fn(_forward(model, tr, idx), tr["text"][idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -186,3 +186,11 @@ def test_attention_head_is_beyond_the_paper_not_matched_to_its_rows(runs):
     assert "| CLASP attention (1 layer, frames) | 300 |" in text and "old" not in text and "\nkept\n" in text
     with pytest.raises(DataMissingError, match="bench_retrieval --preset nothing"):
         readme.update_bench("nothing")
+    # the parameter reference is the schema: regenerated alone, with no run's results
+    from claspkit.config import describe
+
+    (runs / "README.md").write_text("<!-- params:start -->\nstale\n<!-- params:end -->\n"
+                                    "<!-- results:start -->\nkept\n<!-- results:end -->\n")
+    assert readme.main(["--params"]) == 0
+    text = (runs / "README.md").read_text()
+    assert describe().strip() in text and "stale" not in text and "\nkept\n" in text
