@@ -204,13 +204,13 @@ def test_large_index_gets_a_calibrated_ivf(folders, monkeypatch):
     monkeypatch.setattr(ix, "ANN_MIN_SEGMENTS", 3000)
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((60, DIM))
-    x = normalize_rows(centers[rng.integers(0, 60, 4000)] + 0.3 * rng.standard_normal((4000, DIM)))
+    x = normalize_rows(centers[rng.integers(0, 60, 4050)] + 0.3 * rng.standard_normal((4050, DIM)))
+    x, held_out = x[:4000], x[4000:]                               # queries: new rows of the same clusters
     idx = build(root, audio, {"a.wav": ("a" * 64, x[:2500]), "b.wav": ("b" * 64, x[2500:])})
     info = idx.manifest["ann"]
     assert idx.ann is not None and info["kind"] == "ivf-flat" and info["recall_at_10"] >= ix.ANN_TARGET_RECALL
-    q = ix.probe_queries(x, 50, seed=7)
-    got, _ = idx.search_vectors(q, 10)
-    exact, _ = search_exact(np.asarray(idx.vectors), q, 10)
+    got, _ = idx.search_vectors(held_out, 10)
+    exact, _ = search_exact(np.asarray(idx.vectors), held_out, 10)
     assert ix.recall_at_k(got, exact) >= 0.9
     assert load_index(root).ann is not None and (root / "ivf.1.faiss").is_file()
     # an incremental commit re-adds the vectors to the trained lists instead of re-running k-means
@@ -269,14 +269,14 @@ def test_compressed_index_reaches_the_recall_target_with_exact_scores(folders, s
     import faiss
 
     audio, root = folders
-    x = clustered(4000)
+    x, held_out = np.split(clustered(4060), [4000])               # queries: new rows of the same clusters
     idx = build_pq_index(root, audio, x)
     info = idx.manifest["ann"]
     assert info["kind"] == "ivf-pq" and isinstance(idx.ann, faiss.IndexIVFPQ)
     assert info["recall_at_10"] >= ix.ANN_TARGET_RECALL and info["code_bytes"] == 8
     assert info["bytes"] == (root / "ivf.1.faiss").stat().st_size
     assert info["bytes"] < 4000 * PQ_DIM * 4 / 2                 # codes, not a second copy of the vectors
-    q = ix.probe_queries(x, 60, seed=7)                            # held out from the calibration
+    q = held_out
     got, scores = idx.search_vectors(q, 10)
     exact, _ = search_exact(np.asarray(idx.vectors), q, 10)
     assert ix.recall_at_k(got, exact) >= ix.ANN_TARGET_RECALL - 0.02
@@ -284,6 +284,18 @@ def test_compressed_index_reaches_the_recall_target_with_exact_scores(folders, s
     assert np.all(np.diff(scores, axis=1) <= 0)
     hits = load_index(root).search(x[3000], k=3)                   # a stored vector finds itself, score 1
     assert hits[0].file == "b.wav" and hits[0].start_s == 2.0 * 500 and hits[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_calibration_probes_leave_their_own_row_out():
+    x = clustered(3000, seed=4)
+    ids, q = ix.calibration_probes(x, 40, seed=0)
+    assert len(set(ids.tolist())) == 40 and np.array_equal(q, x[ids])
+    rows, _ = search_exact(x, q, 11)
+    assert np.array_equal(rows[:, 0], ids)                           # a stored row is its own nearest
+    mine = ix.without_self(rows, ids, 10)
+    assert mine.shape == (40, 10) and not np.any(mine == ids[:, None])
+    np.testing.assert_array_equal(mine, rows[:, 1:])
+    assert np.array_equal(ix.without_self(np.array([[7, 3]]), np.array([7]), 2), [[3, -1]])   # short: -1 pads
 
 
 def test_reranking_all_candidates_equals_the_exact_search():
