@@ -53,7 +53,7 @@ notebooks: data
 	  $(VENV)/bin/papermill --cwd notebooks -k python3 --no-progress-bar $$nb $$nb; done
 
 test: data
-	$(VENV)/bin/pytest tests notebooks --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider
+	$(VENV)/bin/pytest tests notebooks --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider --durations=25
 
 # bench_retrieval trains (or reuses) both heads of PRESET and transcribes its test split: minutes after
 # `make reproduce`, about an hour on a cold machine for small.
