@@ -53,15 +53,17 @@ re-ranked by their exact cosine against ``vectors.<g>.npy``, memory-mapped and r
 on ``ANN_PROBES`` probe queries drawn from the index (``calibrate_pq``: the cheapest pair by the cost
 model ``pq_cost`` whose recall@10 after re-ranking reaches ``ANN_TARGET_RECALL``) and stored with the
 measured recall; the lists and codebooks are reused while the index stays within 2x of the size they
-were trained at, and retrained beyond. Measured with ``python -m claspkit.bench_search`` (50 held-out
-queries, search only; the e5 query encoding, 7.5 ms median at load ~0.5, comes on top):
-at 1M (2,000 lists, load ~0.5): recall@10 0.970 after re-ranking, nprobe 128 and 64 candidates, 12.2 ms
-median / 13.5 ms p95 (19.5 ms with the encoding), built in 22 s, 120 bytes per segment in RAM and 1,656
-on disk. At 10M (6,324 lists, load ~2-4.7): 60.6 ms median / 95.7 ms p95, but recall@10 only 0.650
-(0.695 on the calibration probes): the calibration ran into ``NPROBE_MAX`` (256) without reaching the
-target on these deliberately anisotropic vectors, so the stored recall is below ``ANN_TARGET_RECALL``;
-built in 383 s (add 290 s), 117 bytes per segment in RAM, 1,653 on disk. Projection from the 10M
-bytes (arithmetic, not measured): 100M segments 11.6 GB RAM / 165 GB disk, 1B 116 GB / 1,652 GB.
+were trained at, and retrained beyond. Measured with ``python -m claspkit.bench_search --skip-exact
+--skip-indexing --pq-sizes 1000000,10000000`` (50 held-out rows of the same distribution as queries,
+search only; the e5 query encoding, 17 ms median, comes on top; load ~1.4 on 2 cores): at 1M (2,000 lists)
+recall@10 0.954 after re-ranking (calibration 0.955), nprobe 64 and 64 candidates, 20.5 ms median /
+23.8 ms p95, built in 41 s, 120 bytes per segment in RAM and 1,656 on disk. At 10M (6,324 lists) the
+target is missed: the calibration ran into ``NPROBE_MAX`` (256, with 1,024 candidates) at recall 0.879,
+and the held-out queries got 0.832 at 167 ms median / 211 ms p95, no faster than the batched exact scan
+(191 ms per query) on these clustered, anisotropic vectors; built in 631 s (add 502 s), 117 bytes per
+segment in RAM, 1,653 on disk. Reaching 0.95 at 10M+ needs more lists than a flat quantizer scans cheaply,
+or a better partition than k-means over these vectors: not solved. Projection from the 10M bytes
+(arithmetic, not measured): 100M segments 11.6 GB RAM / 165 GB disk, 1B 116 GB / 1,652 GB.
 Choices, by measurement: 96-byte codes over 48 (at 1M, 4,000 lists: re-ranked recall 0.91 with PQ48 at
 nprobe 64 and 200 candidates, 0.98 with PQ96 at 100, where PQ96 was limited by the lists probed, not by
 the codes); no OPQ (its rotation training had not finished after 5 min at 1M on the 2 shared cores
