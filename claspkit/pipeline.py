@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pandas as pd
 
 from claspkit.evaluation import metrics
 from claspkit.config import Params
-from claspkit.errors import ParamError
+from claspkit.errors import ClaspkitError, ParamError
 from claspkit.encoders.frames import Frames
 from claspkit.paths import atomic_write_text, display_path, run_dir
 from claspkit.model.train import BACKBONE_KEYS, CONFIG_FILE, RESUME_MAY_CHANGE, load_checkpoint, \
@@ -157,23 +159,63 @@ def _finished(directory: Path, knobs: dict) -> bool:
     return bool(info.get("stopped_early")) or info.get("epoch", 0) >= knobs["epochs"]
 
 
+FINGERPRINT_FILE = "fingerprint.txt"
+_COPYING = ".copying"
+
+
+def _finished_twin(directory: Path, fp: str, knobs: dict) -> Path | None:
+    """A finished checkpoint of this run under another name with the same fingerprint *and* budget: the
+    same training, bit for bit. The notebooks ask for several under two names (Stage 1's combined head is a
+    Stage-2 cell, Stage 3 is Stage 2's best, the attention head is the grid's best pair): a copy, not a
+    retraining, which gave bit-identical weights."""
+    for fp_file in sorted(directory.parent.glob(f"*/{FINGERPRINT_FILE}")):
+        twin = fp_file.parent
+        if twin == directory or twin.name.endswith(_COPYING) or fp_file.read_text().strip() != fp:
+            continue
+        try:
+            stored = read_checkpoint_config(twin)
+        except ClaspkitError:  # an interrupted or damaged save is no source
+            continue
+        if all(stored.get(k) == knobs[k] for k in RESUME_MAY_CHANGE) and _finished(twin, knobs):
+            return twin
+    return None
+
+
+def _copy_checkpoint(source: Path, directory: Path) -> None:
+    """Replace ``directory`` by a copy of ``source``, through a sibling folder (a killed copy leaves no half)."""
+    tmp = directory.with_name(directory.name + _COPYING)
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(tmp, directory)
+
+
+def _reused(name: str, directory: Path) -> Trained:
+    model, config = load_checkpoint(directory)
+    info = config["checkpoint"]
+    return Trained(name, model, config, info["history"], info["best_epoch"], directory, reused=True)
+
+
 def fit(P, data: dict[str, Split], name: str, progress: bool = True, **overrides) -> Trained:
     """Train (or reuse, or resume) the fusion model ``name`` on ``data`` with P's knobs plus overrides.
 
     The checkpoint is reused only when its fingerprint (every training knob, the backbones and the
-    exact train/val items) matches; an interrupted training resumes from its last checkpoint.
+    exact train/val items) matches; an interrupted training resumes from its last checkpoint. A finished
+    checkpoint of the same training under another name is copied (``_finished_twin``).
     ``fusion='attention'`` needs ``data`` split from ``frame_features`` (frames for "speech").
     """
     Q = with_overrides(P, **overrides)
     knobs = training_config({**Q})
     fp = _fingerprint(knobs, data)
     directory = run_dir(Q.preset) / "checkpoints" / name
-    fp_file = directory / "fingerprint.txt"
+    fp_file = directory / FINGERPRINT_FILE
     same = fp_file.is_file() and fp_file.read_text().strip() == fp and (directory / CONFIG_FILE).is_file()
     if same and _finished(directory, knobs):
-        model, config = load_checkpoint(directory)
-        info = config["checkpoint"]
-        return Trained(name, model, config, info["history"], info["best_epoch"], directory, reused=True)
+        return _reused(name, directory)
+    twin = None if same else _finished_twin(directory, fp, knobs)  # an interrupted run of this name resumes
+    if twin is not None:
+        _copy_checkpoint(twin, directory)
+        return _reused(name, directory)
     if not same and directory.exists():
         for f in directory.iterdir():  # another configuration trained under this name: start over
             f.unlink()

@@ -91,14 +91,34 @@ def test_tuned_threshold_separates_gold_from_distractors():
 def test_a_changed_budget_resumes_or_ends_the_same_run(P):
     manifest, feats = _toy()
     data = pipeline.split_data(manifest, feats)
-    short = pipeline.fit(P, data, "m", progress=False, epochs=2, patience=10)
-    longer = pipeline.fit(P, data, "m", progress=False, epochs=4, patience=10)     # resumed at epoch 2
-    assert not longer.reused and len(longer.history) == 4 and longer.history[:2] == short.history
     fresh = pipeline.fit(P, data, "fresh", progress=False, epochs=4, patience=10)
+    short = pipeline.fit(P, data, "m", progress=False, epochs=2, patience=10)       # another budget: trained
+    longer = pipeline.fit(P, data, "m", progress=False, epochs=4, patience=10)     # resumed at epoch 2
+    assert not short.reused and not longer.reused
+    assert len(longer.history) == 4 and longer.history[:2] == short.history
     np.testing.assert_array_equal(pipeline.speech_embeddings(longer, data["test"]),
                                   pipeline.speech_embeddings(fresh, data["test"]))
     ended = pipeline.fit(P, data, "m", progress=False, epochs=3, patience=10)      # a budget already spent
     assert ended.reused and len(ended.history) == 4
+
+
+def test_the_same_training_under_another_name_is_copied_not_retrained(P):
+    manifest, feats = _toy()
+    data = pipeline.split_data(manifest, feats)
+    first = pipeline.fit(P, data, "stage2-cell", progress=False)
+    twin = pipeline.fit(P, data, "stage3", progress=False)
+    assert not first.reused and twin.reused and twin.checkpoint.name == "stage3"
+    assert twin.history == first.history and twin.best_epoch == first.best_epoch
+    np.testing.assert_array_equal(pipeline.speech_embeddings(twin, data["test"]),
+                                  pipeline.speech_embeddings(first, data["test"]))
+    assert sorted(p.name for p in twin.checkpoint.parent.iterdir()) == ["stage2-cell", "stage3"]  # no temp left
+    # another budget, knob or damaged source is not the same training
+    assert not pipeline.fit(P, data, "longer", progress=False, epochs=4).reused
+    assert not pipeline.fit(P, data, "other-lr", progress=False, lr=3e-3).reused
+    for d in ("stage3", "longer"):
+        (first.checkpoint.parent / d / "model.safetensors").write_bytes(b"damaged")
+    (first.checkpoint / "model.safetensors").write_bytes(b"damaged")
+    assert not pipeline.fit(P, data, "third", progress=False).reused
 
 
 def test_best_stage2_uses_validation_not_test(P):
@@ -151,3 +171,23 @@ def test_train_subsets_nest_and_are_seeded():
     assert small.arrays["text"][:, 0].tolist() == [float(i[1:]) for i in small.ids]
     with pytest.raises(ParamError):
         train_subset(split, 11, seed=1)
+
+
+def test_the_attention_grid_scores_every_pair_and_stage3_attention_copies_its_cell(tmp_path, monkeypatch):
+    """notebook 03's optional grid (``stage2_attention``; off on tiny to keep ``make test`` short), on fakes."""
+    from claspkit.encoders import backbones
+    from fakes import fake_factory, fake_manifest
+
+    manifest = fake_manifest(tmp_path, monkeypatch)
+    monkeypatch.setattr(backbones, "create_backbone", fake_factory({}))
+    monkeypatch.setattr(pipeline, "corpus", lambda P, progress=True: manifest)
+    P = load_params("tiny", epochs=2, batch_size=8, bootstrap=20, attention_dim=16, attention_heads=2,
+                    stage2_text_backbones=["e5-small-multilingual", "muse-multilingual"])
+    rows = pipeline.stage2_attention_rows(P, progress=False)
+    systems = {r["system"] for r in rows}
+    assert systems == {f"{t} + whisper-tiny.en, attention" for t in P.stage2_text_backbones}
+    assert {r["stage"] for r in rows} == {"attention_grid"} and all(r["fusion"] == "attention" for r in rows)
+    assert all(r["val_mrr"] is not None and 0 <= r["hits@1"] <= 1 for r in rows)
+    chosen = pipeline.attention_stage(P, progress=False)  # no Stage-2 results: the preset's pair, a grid cell
+    assert chosen.trained.reused and chosen.trained.name == "attention-contrastive"
+    assert "preset" in chosen.chosen_by
