@@ -1,24 +1,29 @@
-"""nbval compares the committed notebook numbers only on the CPU vendor that computed them.
+"""nbval compares a committed notebook's numbers only on the CPU vendor that computed them.
 
-The committed outputs come from the reference machine kind, an AVX-512 Intel Xeon. torch's MKL and
-CTranslate2 pick kernels by CPU *vendor*, not only by instruction set. On an AVX-512 AMD EPYC
-(measured 2026-12-02):
+torch's MKL and CTranslate2 pick kernels by CPU *vendor*, not only by instruction set. On an AVX-512
+AMD EPYC against an AVX-512 Intel Xeon (measured 2026-12-02):
 
 * CTranslate2 does not use MKL on AMD (``CT2_USE_MKL`` defaults by vendor), so the Whisper features differ;
 * MKL's sgemm takes another path, so a tiny Stage-1 head trained on byte-identical spectrogram
-  features scores 5-candidate HITS@1 0.625 / MRR 0.770, where the committed Intel run has 0.600 / 0.751.
+  features scores 5-candidate HITS@1 0.625 / MRR 0.770, where the Intel run has 0.600 / 0.751.
 
-Training amplifies such last-bit differences into other metrics, so no sanitiser can absorb them. On
-another vendor every notebook still runs cell by cell (an exception fails the test), but outputs are not
-compared, and the run says so at the end. ``CLASPKIT_NBVAL_COMPARE=1`` compares them anyway.
+Training amplifies such last-bit differences into other metrics, so no sanitiser can absorb them. Each
+notebook therefore records the vendor its outputs came from (``metadata.claspkit.outputs_cpu_vendor``,
+written by ``make notebooks`` through ``python tests/nbval_platform.py stamp NB...``; unstamped ones
+come from ``DEFAULT_VENDOR``). On another vendor every notebook still runs cell by cell (an exception
+fails the test), but its outputs are not compared, and the run says so at the end.
+``CLASPKIT_NBVAL_COMPARE=1`` compares them anyway.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
+import sys
+from pathlib import Path
 
-OUTPUTS_CPU_VENDOR = "GenuineIntel"
-_UNCOMPARED = []
+DEFAULT_VENDOR = "GenuineIntel"   # the reference machine kind that computed the first committed outputs
+_UNCOMPARED: list[tuple[str, str]] = []
 
 
 def cpu_vendor() -> str:
@@ -33,28 +38,52 @@ def cpu_vendor() -> str:
     return platform.machine() or "unknown"
 
 
-def compares_outputs(vendor: str, env=os.environ) -> bool:
-    return vendor == OUTPUTS_CPU_VENDOR or env.get("CLASPKIT_NBVAL_COMPARE") == "1"
+def outputs_vendor(notebook) -> str:
+    """The CPU vendor a committed notebook's outputs were computed on."""
+    meta = json.loads(Path(notebook).read_text()).get("metadata", {})
+    return meta.get("claspkit", {}).get("outputs_cpu_vendor", DEFAULT_VENDOR)
+
+
+def stamp(notebook, vendor: str | None = None) -> None:
+    """Record this machine's vendor in a notebook just re-executed here (the file's JSON layout kept)."""
+    path = Path(notebook)
+    nb = json.loads(path.read_text())
+    nb.setdefault("metadata", {}).setdefault("claspkit", {})["outputs_cpu_vendor"] = vendor or cpu_vendor()
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
+
+
+def compares_outputs(vendor: str, outputs_from: str = DEFAULT_VENDOR, env=os.environ) -> bool:
+    return vendor == outputs_from or env.get("CLASPKIT_NBVAL_COMPARE") == "1"
 
 
 def pytest_collection_modifyitems(config, items):
-    vendor = cpu_vendor()
-    if compares_outputs(vendor):
-        return
+    vendor, made_on = cpu_vendor(), {}
     for item in items:
         options = getattr(item, "options", None)
-        if str(getattr(item, "path", "")).endswith(".ipynb") and isinstance(options, dict) and options.get("check"):
+        path = str(getattr(item, "path", ""))
+        if not (path.endswith(".ipynb") and isinstance(options, dict) and options.get("check")):
+            continue
+        if path not in made_on:
+            made_on[path] = outputs_vendor(path)
+        if not compares_outputs(vendor, made_on[path]):
             options["check"] = False
-            _UNCOMPARED.append(item.nodeid)
-    if _UNCOMPARED:
-        _UNCOMPARED.insert(0, vendor)
+            _UNCOMPARED.append((item.nodeid, made_on[path]))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if _UNCOMPARED:
-        vendor, cells = _UNCOMPARED[0], _UNCOMPARED[1:]
+        vendors = sorted({v for _, v in _UNCOMPARED})
+        notebooks = sorted({nodeid.split("::")[0] for nodeid, _ in _UNCOMPARED})
         terminalreporter.write_sep("=", "nbval: outputs not compared", yellow=True)
         terminalreporter.write_line(
-            f"{len(cells)} checked notebook cells ran but were not compared: this CPU is {vendor}, the committed "
-            f"outputs come from {OUTPUTS_CPU_VENDOR} (torch's MKL and CTranslate2 choose kernels by vendor; "
-            "see tests/nbval_platform.py). CLASPKIT_NBVAL_COMPARE=1 compares them anyway.")
+            f"{len(_UNCOMPARED)} checked cells of {', '.join(notebooks)} ran but were not compared: this CPU is "
+            f"{cpu_vendor()}, their committed outputs come from {', '.join(vendors)} (torch's MKL and CTranslate2 "
+            "choose kernels by vendor; see tests/nbval_platform.py). CLASPKIT_NBVAL_COMPARE=1 compares them anyway.")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] != "stamp":
+        sys.exit("usage: python tests/nbval_platform.py stamp NOTEBOOK.ipynb ...")
+    for nb_path in sys.argv[2:]:
+        stamp(nb_path)
+        print(f"{nb_path}: outputs from {cpu_vendor()}")
