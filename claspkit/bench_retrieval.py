@@ -8,7 +8,8 @@ left out), timed interleaved with the cascade on the same utterances (``asr.meas
 
 Systems: ``paper`` = Stage 3's CLASP (the best Stage-2 configuration, contrastive loss; notebook 04's
 checkpoint, reused or trained), ``attention`` = the attention head over frame features
-(``pipeline.attention_stage``), ``cascade`` = the preset's ASR model, transcripts embedded by the same
+(``pipeline.attention_stage``), ``stats`` = the frames' mean and std through a wide MLP
+(``pipeline.stats_stage``), ``cascade`` = the preset's ASR model, transcripts embedded by the same
 text encoder. Results go to ``runs/<preset>/results/retrieval_bench.json``.
 """
 from __future__ import annotations
@@ -49,12 +50,13 @@ def cascade_similarity(P, stage, asr_model, text_encoder, progress: bool = True)
 
 
 def run(preset="small", n_timing: int = 24, attention: dict | None = None, overrides: dict | None = None,
-        scaling=(), progress: bool = True) -> dict:
-    """Train or reuse both heads, transcribe the test split, score all three and time them.
+        scaling=(), progress: bool = True, stats: dict | None = None) -> dict:
+    """Train or reuse the three heads, transcribe the test split, score all four systems and time them.
 
     ``preset`` is a preset name or loaded ``Params`` (a notebook's); ``overrides`` change its knobs for
-    every system, ``attention`` only the attention head's. ``scaling`` lists training-set sizes at which
-    the attention head is also trained (nested subsets) and scored on the same gallery: ``rows_scaling``.
+    every system, ``attention`` only the attention head's, ``stats`` only the stats head's. ``scaling`` lists
+    training-set sizes at which the attention head is also trained (nested subsets) and scored on the same
+    gallery: ``rows_scaling``.
     """
     from claspkit import pipeline
     from claspkit.config import load_params
@@ -70,17 +72,19 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
     t0 = time.perf_counter()
     # the attention head first: its frames pass also caches the mean-pooled speech features the paper head reads
     att = pipeline.attention_stage(P, "contrastive", progress=progress, **(attention or {}))
+    stat = pipeline.stats_stage(P, "contrastive", progress=progress, **(stats or {}))
     paper = pipeline.stage3(P, "contrastive", progress=progress)
     train_s = time.perf_counter() - t0
-    test, atest = paper.data["test"], att.data["test"]
-    if list(test.ids) != list(atest.ids):
-        raise ClaspkitError("the two heads were scored on different test items: their corpora differ")
+    test = paper.data["test"]
+    if any(list(test.ids) != list(st.data["test"].ids) for st in (att, stat)):
+        raise ClaspkitError("the heads were scored on different test items: their corpora differ")
     Q = paper.P
     asr_model = create_backbone("asr", P.asr_backbone)
     text_encoder = create_backbone("text", Q.text_backbone)
     sim_cascade, wer = cascade_similarity(P, paper, asr_model, text_encoder, progress=progress)
     systems = {"paper": (f"CLASP {Q.fusion} (paper head, mean-pooled)", paper),
-               "attention": (f"CLASP attention ({att.P.attention_layers} layer, frames)", att)}
+               "attention": (f"CLASP attention ({att.P.attention_layers} layer, frames)", att),
+               "stats": (f"CLASP stats (frames' mean + std, {stat.P.stats_hidden}-wide MLP)", stat)}
     rows = []
     for key, (label, st) in systems.items():
         sim = pipeline.similarity(pipeline.speech_embeddings(st.trained, st.data["test"]),
@@ -111,8 +115,8 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
         r["s_per_utt"] = times[r["kind"]]
         r["speedup_vs_cascade"] = times["cascade"] / times[r["kind"]]
     meta = {"n_timing": min(n_timing, len(test)), "train_or_reuse_s": round(train_s, 1),
-            "attention_overrides": attention or {}, "speech_backbone": Q.speech_backbone,
-            "text_backbone": Q.text_backbone, "chosen_by": paper.chosen_by}
+            "attention_overrides": attention or {}, "stats_overrides": stats or {},
+            "speech_backbone": Q.speech_backbone, "text_backbone": Q.text_backbone, "chosen_by": paper.chosen_by}
     meta["scaling"] = scaling_rows if scaling else []
     path = write_stage(P.preset, "retrieval_bench", rows, meta=meta)
     return {"rows": rows, "meta": meta, "path": path, "rows_scaling": scaling_rows if scaling else []}
@@ -156,6 +160,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n-timing", type=int, default=24, help="test utterances timed per pipeline (default: 24)")
     ap.add_argument("--attention", type=_override, action="append", default=[], metavar="KEY=VALUE",
                     help="a knob for the attention head, e.g. --attention branches=speech --attention lr=3e-4")
+    ap.add_argument("--stats", type=_override, action="append", default=[], metavar="KEY=VALUE",
+                    help="a knob for the stats head, e.g. --stats stats_hidden=2048")
     ap.add_argument("--scaling", default="", metavar="N,N,...",
                     help="also train the attention head on nested subsets of N training pairs (a data-scaling curve)")
     args = ap.parse_args(argv)
@@ -165,7 +171,7 @@ def main(argv=None) -> int:
         print(f"bench_retrieval: --scaling takes comma-separated integers, got {args.scaling!r}", file=sys.stderr)
         return 2
     try:
-        out = run(args.preset, args.n_timing, dict(args.attention), scaling=scaling)
+        out = run(args.preset, args.n_timing, dict(args.attention), scaling=scaling, stats=dict(args.stats))
     except ClaspkitError as e:
         print(f"bench_retrieval: {e}", file=sys.stderr)
         return 2

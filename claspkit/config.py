@@ -72,7 +72,8 @@ SCHEMA: dict[str, Knob] = {
     "stage2_attention": Knob(True, "stage-2 grid: also train the attention head (frames, beyond the paper) on every "
                                    "backbone pair; never chosen for Stage 3, never matched to a paper row", bool),
     # --- fusion and training (notebooks 03, 04)
-    "fusion": Knob("concat", "fusion head (attention: a transformer over the speech frames, not in the paper)",
+    "fusion": Knob("concat", "fusion head (attention: a transformer over the speech frames; stats: an MLP on "
+                             "their mean and std; neither in the paper)",
                    str, FUSIONS),
     "branches": Knob("combined", "which inputs the fusion sees (stage 1 ablation)", str, BRANCHES),
     "loss": Knob("contrastive", "training loss: CLASP (contrastive) or LASP (huber)", str, LOSSES),
@@ -97,7 +98,9 @@ SCHEMA: dict[str, Knob] = {
     "attention_dim": Knob(256, "attention head: width of the transformer over the frames", int, minimum=2),
     "attention_layers": Knob(1, "attention head: pre-norm transformer layers", int, minimum=1),
     "attention_heads": Knob(4, "attention head: attention heads (must divide attention_dim)", int, minimum=1),
-    "length_batches": Knob(False, "attention head: draw each training batch among items of similar length "
+    "stats_hidden": Knob(4096, "stats head: width of its one hidden layer over the frames' mean and std", int,
+                         minimum=1),
+    "length_batches": Knob(False, "frame heads: draw each training batch among items of similar length "
                                   "(pads less, so an epoch costs less; the batch order stays seeded)", bool),
     # --- evaluation
     "n_candidates": Knob(5, "candidates per query in the 5-random-candidates protocol (paper: 5)", int),

@@ -99,8 +99,8 @@ def concat_checkpoint(path, branches="combined", seed=0):
                                         "text_backbone": "fake-text", "loss": "contrastive", "lr": 1e-3})
 
 
-def attention_checkpoint(path, branches="combined"):
-    """A real attention head, trained 2 epochs on 40 tones' fake frames."""
+def attention_checkpoint(path, branches="combined", fusion="attention"):
+    """A real frame head (attention, or stats), trained 2 epochs on 40 tones' fake frames."""
     from claspkit.encoders.frames import Frames
     from claspkit.model.train import train
 
@@ -111,8 +111,8 @@ def attention_checkpoint(path, branches="combined"):
               "image": FakeImage().encode(waves), "text": rng.standard_normal((40, 8)).astype(np.float32)}
     half = {k: v[:20] for k, v in arrays.items()}
     rest = {k: v[20:] for k, v in arrays.items()}
-    cfg = {"fusion": "attention", "branches": branches, "epochs": 2, "batch_size": 8, "attention_dim": 16,
-           "attention_heads": 2, "speech_backbone": "fake-speech", "image_backbone": "fake-image",
+    cfg = {"fusion": fusion, "branches": branches, "epochs": 2, "batch_size": 8, "attention_dim": 16,
+           "attention_heads": 2, "stats_hidden": 32, "speech_backbone": "fake-speech", "image_backbone": "fake-image",
            "text_backbone": "fake-text"}
     train(cfg, half, rest, progress=False, checkpoint_dir=path)
     return path

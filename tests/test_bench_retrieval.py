@@ -18,18 +18,19 @@ def test_override_parsing_and_the_printed_table():
 
 @pytest.mark.slow
 def test_tiny_run_scores_all_systems_on_the_same_gallery(tmp_path, monkeypatch):
-    """Both heads and the cascade on the tiny test split (features shared with the notebooks' cache)."""
+    """The three heads and the cascade on the tiny test split (features shared with the notebooks' cache)."""
     monkeypatch.setenv("CLASPKIT_RUNS", str(tmp_path / "runs"))
     out = BR.run("tiny", n_timing=2, overrides={"epochs": 2, "bootstrap": 20}, progress=False)
     rows = {r["kind"]: r for r in out["rows"]}
-    assert set(rows) == {"paper", "attention", "cascade"}
+    assert set(rows) == {"paper", "attention", "stats", "cascade"}
     assert len({r["n"] for r in rows.values()}) == 1 and rows["cascade"]["n"] >= 30
     for r in rows.values():
         lo, hi = r["hits@1_ci"]
         assert 0 <= lo <= r["hits@1"] <= hi <= 1 and r["s_per_utt"] > 0
-    assert rows["attention"]["fusion"] == "attention" and rows["cascade"]["speedup_vs_cascade"] == pytest.approx(1.0)
+    assert rows["attention"]["fusion"] == "attention" and rows["stats"]["fusion"] == "stats"
+    assert rows["cascade"]["speedup_vs_cascade"] == pytest.approx(1.0)
     saved = json.loads(out["path"].read_text())
-    assert [r["kind"] for r in saved["rows"]] == ["paper", "attention", "cascade"]
+    assert [r["kind"] for r in saved["rows"]] == ["paper", "attention", "stats", "cascade"]
     again = BR.run("tiny", n_timing=2, overrides={"epochs": 2, "bootstrap": 20}, scaling=[80], progress=False)
     assert [r["hits@1"] for r in again["rows"]] == [r["hits@1"] for r in out["rows"]]  # reused, deterministic
     points = again["rows_scaling"]

@@ -61,7 +61,7 @@ def test_attention_and_scale_knobs_are_checked_and_leave_the_stage2_grid_alone()
     from claspkit.config import FUSIONS, PAPER_FUSIONS
 
     # 03 loops over the first
-    assert PAPER_FUSIONS == ("concat", "gating") and FUSIONS == PAPER_FUSIONS + ("attention",)
+    assert PAPER_FUSIONS == ("concat", "gating") and FUSIONS == PAPER_FUSIONS + ("attention", "stats")
     assert fusion.FUSIONS is constants.FUSIONS is FUSIONS
     P = load_params("tiny", fusion="attention", scale_lr=1, learnable_scale=True)
     assert (P.fusion, P.scale_lr, P.frame_pool, P.attention_dim) == ("attention", 1.0, 4, 256)

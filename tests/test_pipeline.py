@@ -191,3 +191,24 @@ def test_the_attention_grid_scores_every_pair_and_stage3_attention_copies_its_ce
     chosen = pipeline.attention_stage(P, progress=False)  # no Stage-2 results: the preset's pair, a grid cell
     assert chosen.trained.reused and chosen.trained.name == "attention-contrastive"
     assert "preset" in chosen.chosen_by
+
+
+def test_the_stats_head_trains_on_frames_with_its_own_defaults(tmp_path, monkeypatch):
+    """``stats_stage`` on fakes: frames in, random batches of 256 even where the preset asks for length batches."""
+    from claspkit.encoders import backbones
+    from fakes import fake_factory, fake_manifest
+
+    manifest = fake_manifest(tmp_path, monkeypatch)
+    monkeypatch.setattr(backbones, "create_backbone", fake_factory({}))
+    monkeypatch.setattr(pipeline, "corpus", lambda P, progress=True: manifest)
+    P = load_params("tiny", epochs=2, bootstrap=20, stats_hidden=16, length_batches=True)
+    st = pipeline.stats_stage(P, progress=False, batch_size=8)
+    assert st.trained.name == "stats-contrastive" and st.trained.config["fusion"] == "stats"
+    assert st.P.length_batches is False and "length_batches" not in st.trained.config
+    assert st.trained.config["learnable_scale"] is True and st.trained.config["stats_hidden"] == 16
+    assert pipeline.stats_stage(P, progress=False, batch_size=8).trained.reused
+    assert pipeline.FRAME_DEFAULTS["stats"]["batch_size"] == 256
+    emb = pipeline.speech_embeddings(st.trained, st.data["test"])
+    assert emb.shape == (len(st.data["test"]), st.trained.config["out_dim"])
+    with pytest.raises(ParamError, match="attention, stats"):
+        pipeline.frame_stage(P, "gating")

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from claspkit.constants import FRAME_FUSIONS
 from claspkit.evaluation import paper
 from claspkit.paths import atomic_write_text, display_path, figures_dir
 from claspkit.evaluation.results import read_all, results_dir
@@ -60,7 +61,7 @@ SPEECH_ROLE = {"hubert-large-ls960-ft": "HuBERT", "whisper-base": "HuBERT",
 TEXT_ROLE = {"labse": "LaBSE", "e5-small-multilingual": "LaBSE",
              "xlmr-paraphrase": "XLM-RoBERTa", "muse-multilingual": "XLM-RoBERTa"}
 FUSION_ROLE = {"concat": "Concatenation", "gating": "Gating"}
-BEYOND_FUSIONS = ("attention",)  # heads the paper does not have: reported beside it, never matched to its rows
+BEYOND_FUSIONS = FRAME_FUSIONS  # heads the paper does not have: reported beside it, never matched to its rows
 BRANCH_ROLE = {"image": "Spectrogram-Based Model", "speech": "Self-Supervised Audio Model",
                "combined": "Combined Audio-Spectrogram Model"}
 LOSS_ROLE = {"contrastive": "CLASP (ours)", "huber": "LASP (ours)"}
@@ -334,7 +335,7 @@ def efficiency_summary(preset: str) -> str | None:
 
 
 def beyond_paper(preset: str) -> str | None:
-    """The 'beyond the paper' block: both CLASP heads and the cascade on one full gallery, in one run
+    """The 'beyond the paper' block: the CLASP heads and the cascade on one full gallery, in one run
     (``results/retrieval_bench.json``, written by ``python -m claspkit.bench_retrieval``), as Markdown."""
     payload = read_all(preset).get("retrieval_bench")
     if not payload or not payload.get("rows"):
@@ -347,7 +348,10 @@ def beyond_paper(preset: str) -> str | None:
     rows = [[r["system"], str(r["n"]), ci(r, "hits@1"), ci(r, "mrr"), f"{r['s_per_utt'] * 1e3:.0f}",
              f"{r['speedup_vs_cascade']:.2f}"] for r in payload["rows"]]
     meta = payload.get("meta", {})
-    head = (f"Beyond the paper: the attention head over the speech frames beside the paper's best head and the "
+    frame_heads = [r["system"].split(" (")[0].removeprefix("CLASP ") for r in payload["rows"]
+                   if r.get("fusion") in BEYOND_FUSIONS]
+    heads = " and ".join(f"the {h} head" for h in frame_heads) or "the heads"
+    head = (f"Beyond the paper: {heads} over the speech frames beside the paper's best head and the "
             f"cascade, on the same full test gallery (speech -> text) in one run of `python -m claspkit.bench_retrieval"
             f"` ({meta.get('speech_backbone', '?')} -> {meta.get('text_backbone', '?')}; 95% bootstrap CIs; speed "
             f"measured on {meta.get('n_timing', '?')} utterances, waveform to searched vector).")

@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from claspkit.constants import SAMPLE_RATE
+from claspkit.constants import FRAME_FUSIONS, SAMPLE_RATE
 from claspkit.errors import AudioError, ClaspkitError, ParamError, choices_hint
 
 __all__ = ["NOISE_KINDS", "SNRS_DB", "RECIPE", "mix_at_snr", "white_noise", "babble_noise", "noisy_versions",
@@ -224,7 +224,7 @@ def augmented_stage(stage, seed: int | None = None, progress: bool = False, **re
     from claspkit import pipeline
     from claspkit.encoders.frames import Frames
 
-    if stage.P.fusion == "attention":
+    if stage.P.fusion in FRAME_FUSIONS:
         raise ParamError("augmentation is built for the paper heads (mean-pooled features); pass the Stage-3 stage")
     train = stage.data["train"]
     copies = augmented_copies(pipeline.audio_paths(stage.manifest, train.ids),

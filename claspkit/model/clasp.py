@@ -12,8 +12,8 @@ vectors all build a model with :meth:`CLASP.from_pretrained` and call ``encode_s
 * **The authors' release** (a pickled module) loads with ``trust=True`` through
   ``claspkit.model.authors_checkpoint``, into a concat head on their backbones (HuBERT-large, EfficientNet-B7
   logits, LaBSE), all of which need the hub.
-* **Branches.** Only the branches the head uses are computed; an ``attention`` head gets the speech
-  encoder's frames, pooled as in training. The speech and image branches run concurrently, each with
+* **Branches.** Only the branches the head uses are computed; a frame head (``attention``, ``stats``) gets
+  the speech encoder's frames, pooled as in training. The speech and image branches run concurrently, each with
   half the cores (CTranslate2 and ONNX Runtime release the GIL); results do not depend on it.
 * **Outputs** are L2-normalised float32 rows, and an item's vector is the same alone and in a padded
   batch (tested).
@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from claspkit.constants import ROLES
+from claspkit.constants import FRAME_FUSIONS, ROLES
 from claspkit.errors import ClaspkitError, DataMissingError, ParamError, choices_hint
 from claspkit.paths import display_path, sha256_file
 
@@ -141,14 +141,14 @@ class CLASP:
             raise ParamError(f"unknown image runtime {choices_hint(image_runtime, IMAGE_RUNTIMES)}")
         self.backbones = {r: (names[r] if r in (*self.needs, "text") else None) for r in ROLES}
         share = {"threads": max(1, _cpus() // len(self.needs))}   # the branches run concurrently
-        self.frames = self.config.get("fusion") == "attention"
+        self.frames = self.config.get("fusion") in FRAME_FUSIONS
         pool = {"frame_pool": int(self.config.get("frame_pool", FRAME_POOL))} if self.frames else {}
         options = {"speech": {**share, **pool},
                    "image": {**share, "runtime": image_runtime} if image_runtime != "torch" else {}}
         self.encoders = {r: _create_sharing(r, names[r], options[r]) for r in self.needs}
         if self.frames and not hasattr(self.encoders["speech"], "encode_frames"):
-            raise ClaspkitError(f"{where} is an attention head, which needs frame features, but speech backbone "
-                                f"{names['speech']} has no encode_frames; "
+            raise ClaspkitError(f"{where} is a {self.config['fusion']} head, which needs frame features, but "
+                                f"speech backbone {names['speech']} has no encode_frames; "
                                 "use a speech backbone from claspkit.encoders.backbones")
         self.text = create_encoder("text", names["text"])
         self.dim = int(self.config["out_dim"])
@@ -246,7 +246,7 @@ class CLASP:
     # ------------------------------------------------------------------ identity
     @property
     def cache_ids(self) -> dict:
-        """What each branch's features are (the frames' id for an attention head's speech branch)."""
+        """What each branch's features are (the frames' id for a frame head's speech branch)."""
         out = {r: str(e.frames_cache_id if r == "speech" and self.frames else e.cache_id)
                for r, e in self.encoders.items()}
         return {**out, "text": str(self.text.cache_id)}

@@ -2,8 +2,8 @@
 
 The backbones are frozen, so a run only needs three float32 arrays per split
 (``{"speech", "image", "text"}``, one row per item) and trains in seconds per epoch on a CPU. The
-``attention`` head takes frame features for "speech" instead (``claspkit.encoders.frames.Frames``, ragged):
-each batch is padded to its longest item and the lengths build the padding mask; everything else
+``attention`` and ``stats`` heads take frame features for "speech" instead (``claspkit.encoders.frames.Frames``,
+ragged): each batch is padded to its longest item and the lengths build the padding mask; everything else
 (seeds, batch order, resumption) is the same.
 
 Recipe (every knob from ``claspkit.config.SCHEMA``; the paper's values in brackets): Adam with
@@ -23,7 +23,7 @@ moments, a learnable logit scale) whose JSON side (optimizer groups, scheduler, 
 config.json. No pickled modules anywhere.
 
 Knobs added after the paper's heads (``scale_lr``, ``length_batches``; ``frame_pool`` and the attention
-sizes) enter the training config only when they are used (``scale_lr`` set; ``fusion='attention'``, with
+or stats sizes) enter the training config only when they are used (``scale_lr`` set; a frame head, with
 ``length_batches`` True), so every earlier configuration keeps its exact config, fingerprint and
 checkpoints. ``scale_lr`` gives a learnable logit scale its own Adam parameter group (CLIP-style: the
 temperature often wants a different rate). ``length_batches`` draws the attention head's training batches
@@ -47,20 +47,24 @@ from torch import nn
 from claspkit.config import SCHEMA
 from claspkit.errors import ChecksumError, ClaspkitError, DataMissingError, ParamError
 from claspkit.encoders.frames import Frames, as_frames
-from claspkit.model.fusion import ATTENTION_KEYS, build_fusion
+from claspkit.constants import FRAME_FUSIONS
+from claspkit.model.fusion import ATTENTION_KEYS, STATS_KEYS, build_fusion
 from claspkit.model.losses import build_loss
 from claspkit.paths import atomic_path, atomic_write_text, display_path, sha256_file
 from claspkit.progress import progress_bar
 
 __all__ = [
-    "TRAIN_KEYS", "ATTENTION_TRAIN_KEYS", "BACKBONE_KEYS", "RESUME_MAY_CHANGE", "FORMAT", "TrainResult",
-    "training_config", "save_checkpoint", "read_checkpoint_config", "load_checkpoint", "train", "embed_speech",
+    "TRAIN_KEYS", "ATTENTION_TRAIN_KEYS", "STATS_TRAIN_KEYS", "BACKBONE_KEYS", "RESUME_MAY_CHANGE", "FORMAT",
+    "TrainResult", "training_config", "save_checkpoint", "read_checkpoint_config", "load_checkpoint", "train",
+    "embed_speech",
 ]
 
 TRAIN_KEYS = ("seed", "fusion", "branches", "dropout_scale", "loss", "tau", "learnable_scale", "tau_bug",
               "huber_delta", "lr", "batch_size", "epochs", "patience", "step_size", "gamma")
 LENGTH_POOL = 50                  # batches sorted together by length_batches (bucketing as in fairseq / ESPnet)
 ATTENTION_TRAIN_KEYS = ATTENTION_KEYS + ("frame_pool",)   # in the config only for fusion='attention'
+STATS_TRAIN_KEYS = STATS_KEYS + ("frame_pool",)           # in the config only for fusion='stats'
+FRAME_TRAIN_KEYS = {"attention": ATTENTION_TRAIN_KEYS, "stats": STATS_TRAIN_KEYS}
 BACKBONE_KEYS = ("speech_backbone", "image_backbone", "text_backbone")
 RESUME_MAY_CHANGE = ("epochs", "patience")
 FORMAT = "claspkit-fusion-checkpoint/1"
@@ -87,15 +91,16 @@ class TrainResult:
 def training_config(config: dict) -> dict:
     """The training knobs (schema defaults for missing ones), checked, plus backbone names when given."""
     knobs = {}
-    used = TRAIN_KEYS + (ATTENTION_TRAIN_KEYS if config.get("fusion") == "attention" else ())
+    frame_keys = FRAME_TRAIN_KEYS.get(config.get("fusion"), ())
+    used = TRAIN_KEYS + frame_keys
     used += ("scale_lr",) if config.get("scale_lr") is not None else ()
-    used += ("length_batches",) if config.get("fusion") == "attention" and config.get("length_batches") else ()
+    used += ("length_batches",) if frame_keys and config.get("length_batches") else ()
     for k in used:
         v = config.get(k, SCHEMA[k].default)
         if SCHEMA[k].kind in (float, (float, type(None))) and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
         knobs[k] = v
-    for k in ATTENTION_TRAIN_KEYS:
+    for k in frame_keys:
         if k in knobs and (not isinstance(knobs[k], int) or isinstance(knobs[k], bool) or knobs[k] < 1):
             raise ParamError(f"{k} must be a positive int, got {knobs[k]!r} (default {SCHEMA[k].default})")
     if "length_batches" in knobs and knobs["length_batches"] is not True:
@@ -133,8 +138,9 @@ def _tensors(arrays: dict, split: str, branches: str, frames: bool = False) -> d
                              "extract them with claspkit.encoders.features first")
         if key == "speech" and (frames or isinstance(arrays[key], Frames)):
             if not frames:
-                raise ParamError(f"{split} speech features are frame features, which only fusion='attention' "
-                                 "reads; pass the mean-pooled features (pipeline.features) for concat/gating")
+                raise ParamError(f"{split} speech features are frame features, which only the frame heads "
+                                 "(fusion='attention' or 'stats') read; pass the mean-pooled features "
+                                 "(pipeline.features) for concat/gating")
             a = as_frames(arrays[key])
             if len(a) == 0:
                 raise ParamError(f"{split} speech frame features hold no items; extract them for every item")
@@ -321,7 +327,7 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
     ``pipeline.frame_features``), pooled ``frame_pool`` frames per step.
     """
     knobs = training_config(config)
-    frames = knobs["fusion"] == "attention"
+    frames = knobs["fusion"] in FRAME_FUSIONS
     tr, va = (_tensors(a, s, knobs["branches"], frames)
               for a, s in ((train_arrays, "train"), (val_arrays, "validation")))
     if len(tr["text"]) < 2:
@@ -338,7 +344,8 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
                              "frame_pool to match")
     dims = {"speech_dim": _dim(tr["speech"]) if "speech" in tr else None,
             "image_dim": _dim(tr["image"]) if "image" in tr else None, "out_dim": _dim(tr["text"])}
-    sizes = ("fusion", "branches", "dropout_scale") + (ATTENTION_KEYS if frames else ())
+    sizes = ("fusion", "branches", "dropout_scale") + {"attention": ATTENTION_KEYS, "stats": STATS_KEYS}.get(
+        knobs["fusion"], ())
     fusion_cfg = {**{k: knobs[k] for k in sizes}, **dims}
     bs, seed = knobs["batch_size"], knobs["seed"]
 
@@ -449,10 +456,10 @@ def _resume(directory, saved_config, model, loss_fn, opt, sched):
 def embed_speech(model: nn.Module, speech=None, image=None, batch_size: int = 256) -> np.ndarray:
     """L2-normalised fusion outputs (n, out_dim) float32, computed in eval mode (the mode is restored after).
 
-    For an attention head ``speech`` is frame features (``Frames`` or a list of (T_i, dim) arrays,
+    For a frame head (attention, stats) ``speech`` is frame features (``Frames`` or a list of (T_i, dim) arrays,
     rounded to float16 as the cache stores them); items are batched by length, so padding stays small.
     """
-    if getattr(model, "kind", None) == "attention":
+    if getattr(model, "kind", None) in FRAME_FUSIONS:
         return _embed_frames(model, None if speech is None else as_frames(speech), image, batch_size)
     inputs = [None if x is None else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
               for x in (speech, image)]
@@ -483,7 +490,7 @@ def _full_chunk(x: torch.Tensor, start: int, size: int) -> torch.Tensor:
 
 def _embed_frames(model: nn.Module, frames: Frames | None, image, batch_size: int) -> np.ndarray:
     if frames is None:
-        raise ParamError("the attention head needs the speech frame features; pass them (got None)")
+        raise ParamError(f"the {model.kind} head needs the speech frame features; pass them (got None)")
     image = None if image is None else torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
     if image is not None and len(image) != len(frames):
         raise ParamError(f"pass speech frames and image features for the same items ({len(frames)} vs {len(image)})")

@@ -163,8 +163,10 @@ def test_attention_head_is_beyond_the_paper_not_matched_to_its_rows(runs):
     assert report.beyond_paper("t") is None  # no benchmark run yet: no block
     ci = {"hits@1_ci": [0.9, 0.96], "mrr_ci": [0.92, 0.97]}
     write_stage("t", "retrieval_bench", [
-        {"system": "CLASP attention (1 layer, frames)", "kind": "attention", "n": 300, "hits@1": 0.93, "mrr": 0.95,
-         **ci, "s_per_utt": 0.05, "speedup_vs_cascade": 6.0},
+        {"system": "CLASP attention (1 layer, frames)", "kind": "attention", "fusion": "attention", "n": 300,
+         "hits@1": 0.93, "mrr": 0.95, **ci, "s_per_utt": 0.05, "speedup_vs_cascade": 6.0},
+        {"system": "CLASP stats (frames' mean + std, 4096-wide MLP)", "kind": "stats", "fusion": "stats", "n": 300,
+         "hits@1": 0.94, "mrr": 0.95, **ci, "s_per_utt": 0.05, "speedup_vs_cascade": 6.0},
         {"system": "ASR cascade (whisper-base)", "kind": "cascade", "n": 300, "hits@1": 0.91, "mrr": 0.92,
          **ci, "s_per_utt": 0.3, "speedup_vs_cascade": 1.0}],
         {"n_timing": 24, "speech_backbone": "whisper-base", "text_backbone": "muse-multilingual",
@@ -173,6 +175,7 @@ def test_attention_head_is_beyond_the_paper_not_matched_to_its_rows(runs):
     assert ("| CLASP attention (1 layer, frames) | 300 | 0.930 [0.900, 0.960] | 0.950 [0.920, 0.970] | 50 | 6.00 |"
             in block)
     assert "whisper-base -> muse-multilingual" in block and "24 utterances" in block
+    assert "Beyond the paper: the attention head and the stats head over the speech frames" in block
     assert "HITS@1: 1,200 pairs 0.500 [0.900, 0.960]; 2,400 pairs 0.930 [0.900, 0.960]." in block
     md = report.write_table2("t", runs / "out")["markdown"].read_text()
     assert "## Beyond the paper" in md and "| ASR cascade (whisper-base) | 300 |" in md

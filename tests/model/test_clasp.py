@@ -123,12 +123,13 @@ def test_the_authors_pickled_release_loads_with_trust(tmp_path, monkeypatch):
     assert "the authors' release (clasp.pt)" in m.model_card()
 
 
-def test_an_attention_checkpoint_gets_frames(tmp_path, fakes, clips):
+@pytest.mark.parametrize("fusion", ["attention", "stats"])
+def test_a_frame_head_checkpoint_gets_frames(tmp_path, fakes, clips, fusion):
     from claspkit.model.train import embed_speech
 
     from claspkit.data.audio import load_audio
 
-    m = CLASP.from_pretrained(attention_checkpoint(tmp_path / "att"))
+    m = CLASP.from_pretrained(attention_checkpoint(tmp_path / "att", fusion=fusion))
     assert fakes["speech"]["frame_pool"] == 4 and m.frames
     waves = [load_audio(p) for p in clips]
     expect = embed_speech(m.head, FakeFrameEncoder().encode_frames(waves), FakeImage().encode(waves))

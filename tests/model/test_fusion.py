@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from claspkit.errors import ParamError
-from claspkit.model.fusion import AttentionFusion, ConcatFusion, GatingFusion, build_fusion, count_parameters
+from claspkit.model.fusion import (AttentionFusion, ConcatFusion, GatingFusion, StatsFusion, build_fusion,
+                                   count_parameters, masked_mean_std)
 
 
 def cfg(**kw):
@@ -162,3 +163,77 @@ def test_attention_head_refuses_mean_pooled_features():
     model = build_fusion(att(branches="speech")).eval()
     with pytest.raises(ParamError, match="frame features"):
         model(torch.randn(3, 512), None)
+
+
+def stats(**kw):
+    return att(**{"fusion": "stats", **kw})
+
+
+@pytest.mark.parametrize("branches,expect", [("combined", 11_022_720), ("speech", 5_779_840)])
+def test_stats_parameter_count(branches, expect):
+    # [mean, std] of whisper-base frames (2 x 512) (+ efficientnet-lite0's 1280) -> 4096 -> e5 (384):
+    # Linear 2304*4096+4096 (speech: 1024*4096+4096) + LayerNorm 8,192 + Linear 4096*384+384; the input
+    # BatchNorm has no affine weights
+    model = build_fusion(stats(branches=branches))
+    assert isinstance(model, StatsFusion) and count_parameters(model) == expect
+    assert count_parameters(build_fusion(stats(branches=branches, stats_hidden=8))) < expect / 400
+
+
+def test_masked_mean_std_ignores_padding():
+    items = [torch.randn(t, 6) for t in (5, 1, 3)]
+    x, lengths = padded(items)
+    x[1, 1:] = 1e3
+    mean, std = masked_mean_std(x, lengths)
+    for b, i in enumerate(items):
+        torch.testing.assert_close(mean[b], i.mean(0))
+        torch.testing.assert_close(std[b], i.std(0, unbiased=False).clamp_min(1e-4), atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("branches", ["combined", "speech"])
+def test_stats_embedding_is_the_same_alone_and_in_a_padded_batch(branches):
+    torch.manual_seed(0)
+    model = build_fusion(stats(branches=branches, stats_hidden=64))
+    items = [torch.randn(t, 512) for t in (9, 1, 23, 4)]
+    image = torch.randn(4, 1280)
+    x, lengths = padded(items)
+    model.train()
+    model(x, image, lengths=lengths)                    # BatchNorm statistics that are not the identity
+    model.eval()
+    with torch.no_grad():
+        batch = model(x, image, lengths=lengths)
+        alone = torch.cat([model(i[None], image[b:b + 1]) for b, i in enumerate(items)])
+        x[0, 9:] = 1e3
+        garbage = model(x, image, lengths=lengths)
+    assert batch.shape == (4, 384) and torch.isfinite(batch).all()
+    torch.testing.assert_close(batch, alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(garbage, batch, atol=1e-5, rtol=0)
+    if branches == "speech":
+        with torch.no_grad():
+            assert torch.equal(model(x, None, lengths=lengths), garbage)
+
+
+def test_stats_config_is_json_rebuilds_the_same_model_and_scales_its_dropout():
+    import json
+
+    model = build_fusion(stats(stats_hidden=32, dropout_scale=0.5))
+    assert json.loads(json.dumps(model.config)) == model.config
+    assert model.config["stats_hidden"] == 32 and model.config["fusion"] == "stats"
+    again = build_fusion({**model.config, "lr": 1e-3})
+    assert again.config == model.config and count_parameters(again) == count_parameters(model)
+    assert [m.p for m in model.mlp if isinstance(m, nn.Dropout)] == pytest.approx([0.175, 0.35])
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"branches": "image"}, "nothing to pool"),
+    ({"stats_hidden": 0}, "stats_hidden"),
+    ({"dropout_scale": 1.5}, "dropout_scale"),
+    ({"speech_dim": None}, "speech_dim"),
+])
+def test_bad_stats_config_says_what_to_do(bad, match):
+    with pytest.raises(ParamError, match=match):
+        build_fusion(stats(**bad))
+
+
+def test_stats_head_refuses_mean_pooled_features():
+    with pytest.raises(ParamError, match="frame features"):
+        build_fusion(stats(branches="speech")).eval()(torch.randn(3, 512), None)

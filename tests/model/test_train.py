@@ -254,7 +254,7 @@ def test_new_knobs_stay_out_of_existing_configs():
 
 
 def test_frame_and_dense_features_are_not_mixed_up():
-    with pytest.raises(ParamError, match="only fusion='attention'"):
+    with pytest.raises(ParamError, match="only the frame heads"):
         train(CFG, FTRAIN, FVAL, progress=False)
     with pytest.raises(ParamError, match="mean-pooled"):
         train(ATT, TRAIN, VAL, progress=False)
@@ -280,3 +280,36 @@ def test_a_vector_is_bit_identical_alone_in_a_batch_and_in_another_grouping(fusi
     alone = np.concatenate([embed_speech(model, speech[i:i + 1], image[i:i + 1]) for i in range(0, 300, 37)])
     np.testing.assert_array_equal(alone, batch[::37])
     np.testing.assert_array_equal(embed_speech(model, speech[5:], image[5:], batch_size=64), batch[5:])
+
+
+# ------------------------------------------------------------------ the stats head on frame features
+STATS = {**CFG, "fusion": "stats", "stats_hidden": 64, "dropout_scale": 0.3}
+
+
+def test_stats_training_is_reproducible_learns_and_embeds_batch_independently():
+    cfg = {**STATS, "branches": "speech", "lr": 3e-3, "epochs": 8, "patience": 8, "step_size": 20}
+    r1, r2 = (train(cfg, FTRAIN, FVAL, progress=False) for _ in range(2))
+    assert same_weights(weights(r1.model), weights(r2.model)) and strip_time(r1.history) == strip_time(r2.history)
+    assert r1.history[-1]["train_loss"] < r1.history[0]["train_loss"]
+    assert r1.config["frame_pool"] == 4 and r1.config["stats_hidden"] == 64 and "attention_dim" not in r1.config
+    emb = embed_speech(r1.model, FVAL["speech"])
+    assert emb.shape == (48, 16) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    assert full_gallery(cosine_matrix(emb, FVAL["text"]))["mrr"] > 0.5        # chance is about 0.09
+    np.testing.assert_allclose(embed_speech(r1.model, FVAL["speech"], batch_size=1), emb, atol=1e-5)
+
+
+def test_stats_resume_equals_uninterrupted_and_rebuilds(tmp_path):
+    cfg = {**STATS, "learnable_scale": True, "length_batches": True}
+    full = train(cfg, FTRAIN, FVAL, progress=False)
+    train({**cfg, "epochs": 2}, FTRAIN, FVAL, progress=False, checkpoint_dir=tmp_path, checkpoint_every=1)
+    resumed = train(cfg, FTRAIN, FVAL, progress=False, resume_from=tmp_path, checkpoint_dir=tmp_path)
+    assert strip_time(resumed.history) == strip_time(full.history)
+    assert same_weights(weights(resumed.model), weights(full.model))
+    model, config = load_checkpoint(tmp_path)
+    assert type(model).__name__ == "StatsFusion" and config["stats_hidden"] == 64
+    np.testing.assert_array_equal(embed_speech(model, FVAL["speech"], FVAL["image"]),
+                                  embed_speech(full.model, FVAL["speech"], FVAL["image"]))
+    with pytest.raises(ParamError, match="stats_hidden"):
+        train({**cfg, "stats_hidden": 32}, FTRAIN, FVAL, progress=False, resume_from=tmp_path)
+    with pytest.raises(ParamError, match="mean-pooled"):
+        train(STATS, TRAIN, VAL, progress=False)
