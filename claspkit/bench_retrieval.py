@@ -22,11 +22,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from claspkit.errors import ClaspkitError
+from claspkit.errors import ClaspkitError, ParamError, choices_hint
 
-__all__ = ["METRICS", "cascade_similarity", "run", "quality_table", "speed_table", "format_rows", "main"]
+__all__ = ["METRICS", "HEADS", "cascade_similarity", "run", "quality_table", "speed_table", "format_rows", "main"]
 
 METRICS = ("hits@1", "mrr")
+# The CLASP heads a run can score, in the order of its table.
+HEADS = ("paper", "attention", "stats")
 
 
 def _quality(P, system: str, sim: np.ndarray, **fields) -> dict:
@@ -49,14 +51,30 @@ def cascade_similarity(P, stage, asr_model, text_encoder, progress: bool = True)
     return pipeline.similarity(emb, test.arrays["text"]), asr.wer(test.texts, transcripts)
 
 
+def _heads(heads) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(heads))
+    unknown = [h for h in chosen if h not in HEADS]
+    if unknown or not chosen:
+        raise ParamError(f"heads: {choices_hint(unknown[0], HEADS) if unknown else 'name at least one'} "
+                         f"(e.g. heads=('stats', 'paper'))")
+    return tuple(h for h in HEADS if h in chosen)
+
+
+def _training_order(heads) -> list[str]:
+    """Frame heads first: their pass over the corpus also fills the mean-pooled cache the paper head reads."""
+    return sorted(heads, key=lambda h: h == "paper")
+
+
 def run(preset="small", n_timing: int = 24, attention: dict | None = None, overrides: dict | None = None,
-        scaling=(), progress: bool = True, stats: dict | None = None) -> dict:
-    """Train or reuse the three heads, transcribe the test split, score all four systems and time them.
+        scaling=(), progress: bool = True, stats: dict | None = None, heads=HEADS,
+        scaling_head: str = "attention") -> dict:
+    """Train or reuse the heads, transcribe the test split, score them and the cascade and time them.
 
     ``preset`` is a preset name or loaded ``Params`` (a notebook's); ``overrides`` change its knobs for
-    every system, ``attention`` only the attention head's, ``stats`` only the stats head's. ``scaling`` lists
-    training-set sizes at which the attention head is also trained (nested subsets) and scored on the same
-    gallery: ``rows_scaling``.
+    every system, ``attention`` only the attention head's, ``stats`` only the stats head's. ``heads`` picks
+    the CLASP heads (default all of ``HEADS``; the attention head alone trains for about an hour on medium).
+    ``scaling`` lists training-set sizes at which ``scaling_head`` (a frame head among ``heads``) is also
+    trained (nested subsets) and scored on the same gallery: ``rows_scaling``.
     """
     from claspkit import pipeline
     from claspkit.config import load_params
@@ -65,26 +83,31 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
     from claspkit.model.clasp import CLASP
     from claspkit.evaluation.results import write_stage
 
+    heads = _heads(heads)
+    if scaling and scaling_head not in set(heads) - {"paper"}:
+        raise ParamError(f"scaling trains the {scaling_head!r} head at each size; pick a frame head this run scores "
+                         f"({', '.join(h for h in heads if h != 'paper') or 'none: add attention or stats'})")
     if isinstance(preset, str):
         P = load_params(preset, overrides or {})
     else:
         P = pipeline.with_overrides(preset, **(overrides or {}))
     t0 = time.perf_counter()
-    # the attention head first: its frames pass also caches the mean-pooled speech features the paper head reads
-    att = pipeline.attention_stage(P, "contrastive", progress=progress, **(attention or {}))
-    stat = pipeline.stats_stage(P, "contrastive", progress=progress, **(stats or {}))
-    paper = pipeline.stage3(P, "contrastive", progress=progress)
+    frame_knobs = {"attention": attention or {}, "stats": stats or {}}
+    stages = {h: (pipeline.stage3(P, "contrastive", progress=progress) if h == "paper" else
+                  pipeline.frame_stage(P, h, "contrastive", progress=progress, **frame_knobs[h])) for h in _training_order(heads)}
     train_s = time.perf_counter() - t0
-    test = paper.data["test"]
-    if any(list(test.ids) != list(st.data["test"].ids) for st in (att, stat)):
+    first = stages[_training_order(heads)[0]]
+    test = first.data["test"]
+    if any(list(test.ids) != list(st.data["test"].ids) for st in stages.values()):
         raise ClaspkitError("the heads were scored on different test items: their corpora differ")
-    Q = paper.P
+    Q = first.P
     asr_model = create_backbone("asr", P.asr_backbone)
     text_encoder = create_backbone("text", Q.text_backbone)
-    sim_cascade, wer = cascade_similarity(P, paper, asr_model, text_encoder, progress=progress)
-    systems = {"paper": (f"CLASP {Q.fusion} (paper head, mean-pooled)", paper),
-               "attention": (f"CLASP attention ({att.P.attention_layers} layer, frames)", att),
-               "stats": (f"CLASP stats (frames' mean + std, {stat.P.stats_hidden}-wide MLP)", stat)}
+    sim_cascade, wer = cascade_similarity(P, first, asr_model, text_encoder, progress=progress)
+    labels = {"paper": lambda st: f"CLASP {st.P.fusion} (paper head, mean-pooled)",
+              "attention": lambda st: f"CLASP attention ({st.P.attention_layers} layer, frames)",
+              "stats": lambda st: f"CLASP stats (frames' mean + std, {st.P.stats_hidden}-wide MLP)"}
+    systems = {h: (labels[h](stages[h]), stages[h]) for h in heads}
     rows = []
     for key, (label, st) in systems.items():
         sim = pipeline.similarity(pipeline.speech_embeddings(st.trained, st.data["test"]),
@@ -94,16 +117,21 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
     rows.append(_quality(P, f"ASR cascade ({P.asr_backbone})", sim_cascade, kind="cascade", wer=round(wer, 4)))
     scaling_rows = []
     for n in sorted(set(scaling)):
-        st = pipeline.attention_stage(P, "contrastive", progress=progress, train_items=int(n), **(attention or {}))
+        st = pipeline.frame_stage(P, scaling_head, "contrastive", progress=progress, train_items=int(n),
+                                  **frame_knobs[scaling_head])
         sim = pipeline.similarity(pipeline.speech_embeddings(st.trained, st.data["test"]),
                                   st.data["test"].arrays["text"])
-        scaling_rows.append(_quality(P, f"attention, {n} training pairs", sim, kind="scaling", train_items=int(n),
-                                     best_epoch=st.trained.best_epoch, epochs_run=len(st.trained.history)))
-    scaling_rows.append({**rows[1], "system": f"attention, {len(att.data['train'])} training pairs",
-                         "train_items": len(att.data["train"])})
+        scaling_rows.append(_quality(P, f"{scaling_head}, {n} training pairs", sim, kind="scaling",
+                                     train_items=int(n), best_epoch=st.trained.best_epoch,
+                                     epochs_run=len(st.trained.history)))
+    if scaling:
+        full = stages[scaling_head]
+        scaling_rows.append({**rows[heads.index(scaling_head)],
+                             "system": f"{scaling_head}, {len(full.data['train'])} training pairs",
+                             "train_items": len(full.data["train"])})
 
     # speed: each head timed interleaved with the cascade on the same utterances
-    waves = pipeline.audio_paths(paper.manifest, test.ids[:n_timing])
+    waves = pipeline.audio_paths(first.manifest, test.ids[:n_timing])
     times = {}
     for key, (_, st) in systems.items():
         eff = asr.measure_pipelines(CLASP.from_pretrained(st.trained.checkpoint), asr_model, waves, language="en")
@@ -115,9 +143,11 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
         r["s_per_utt"] = times[r["kind"]]
         r["speedup_vs_cascade"] = times["cascade"] / times[r["kind"]]
     meta = {"n_timing": min(n_timing, len(test)), "train_or_reuse_s": round(train_s, 1),
-            "attention_overrides": attention or {}, "stats_overrides": stats or {},
-            "speech_backbone": Q.speech_backbone, "text_backbone": Q.text_backbone, "chosen_by": paper.chosen_by}
+            "heads": list(heads), "attention_overrides": attention or {}, "stats_overrides": stats or {},
+            "speech_backbone": Q.speech_backbone, "text_backbone": Q.text_backbone, "chosen_by": first.chosen_by}
     meta["scaling"] = scaling_rows if scaling else []
+    if scaling:
+        meta["scaling_head"] = scaling_head
     path = write_stage(P.preset, "retrieval_bench", rows, meta=meta)
     return {"rows": rows, "meta": meta, "path": path, "rows_scaling": scaling_rows if scaling else []}
 
@@ -163,7 +193,12 @@ def main(argv=None) -> int:
     ap.add_argument("--stats", type=_override, action="append", default=[], metavar="KEY=VALUE",
                     help="a knob for the stats head, e.g. --stats stats_hidden=2048")
     ap.add_argument("--scaling", default="", metavar="N,N,...",
-                    help="also train the attention head on nested subsets of N training pairs (a data-scaling curve)")
+                    help="also train a frame head on nested subsets of N training pairs (a data-scaling curve)")
+    ap.add_argument("--scaling-head", default="attention", choices=("attention", "stats"),
+                    help="the head --scaling trains (default: attention)")
+    ap.add_argument("--heads", default=",".join(HEADS), metavar="HEAD,...",
+                    help=f"the CLASP heads to train and score (default: {','.join(HEADS)}); the attention head "
+                         "alone takes about an hour on medium")
     args = ap.parse_args(argv)
     try:
         scaling = [int(x) for x in args.scaling.split(",") if x.strip()]
@@ -171,7 +206,8 @@ def main(argv=None) -> int:
         print(f"bench_retrieval: --scaling takes comma-separated integers, got {args.scaling!r}", file=sys.stderr)
         return 2
     try:
-        out = run(args.preset, args.n_timing, dict(args.attention), scaling=scaling, stats=dict(args.stats))
+        out = run(args.preset, args.n_timing, dict(args.attention), scaling=scaling, stats=dict(args.stats),
+                  heads=[h.strip() for h in args.heads.split(",") if h.strip()], scaling_head=args.scaling_head)
     except ClaspkitError as e:
         print(f"bench_retrieval: {e}", file=sys.stderr)
         return 2
@@ -180,7 +216,7 @@ def main(argv=None) -> int:
           f"speed on {out['meta']['n_timing']} utterances")
     print(format_rows(out["rows"]))
     if out["rows_scaling"]:
-        print("\ndata scaling of the attention head (same test gallery):")
+        print(f"\ndata scaling of the {args.scaling_head} head (same test gallery):")
         print(quality_table(out["rows_scaling"]).to_string())
     print(f"results: {out['path']}")
     return 0

@@ -36,3 +36,15 @@ def test_tiny_run_scores_all_systems_on_the_same_gallery(tmp_path, monkeypatch):
     points = again["rows_scaling"]
     assert [p["train_items"] for p in points] == [80, 320] and points[0]["n"] == rows["cascade"]["n"]
     assert points[1]["hits@1"] == rows["attention"]["hits@1"]
+
+
+def test_heads_are_checked_and_ordered_before_anything_trains():
+    assert BR._heads(["stats", "paper", "stats"]) == ("paper", "stats")
+    assert BR._training_order(("paper", "stats")) == ["stats", "paper"]  # the frames pass fills the mean cache
+    with pytest.raises(Exception, match="stats"):
+        BR._heads(["stat"])
+    with pytest.raises(Exception, match="at least one"):
+        BR._heads([])
+    with pytest.raises(Exception, match="frame head"):
+        BR.run("tiny", heads=("paper",), scaling=[10], progress=False)
+    assert BR.main(["--preset", "tiny", "--heads", "gating"]) == 2
