@@ -100,6 +100,9 @@ SCHEMA: dict[str, Knob] = {
     "attention_heads": Knob(4, "attention head: attention heads (must divide attention_dim)", int, minimum=1),
     "stats_hidden": Knob(4096, "stats head: width of its one hidden layer over the frames' mean and std", int,
                          minimum=1),
+    "stats_members": Knob(1, "stats head: an ensemble of this many MLPs, each trained on its own loss, their unit "
+                             "outputs averaged (one vector per utterance; training costs this many times more)", int,
+                          minimum=1),
     "length_batches": Knob(False, "frame heads: draw each training batch among items of similar length "
                                   "(pads less, so an epoch costs less; the batch order stays seeded)", bool),
     # --- evaluation

@@ -34,6 +34,9 @@ gating head 0.695), mean + std 0.75, and widening with more dropout 0.78 (2048, 
 p 0.7). Learned query pooling (0.71) and a transformer layer over the frames (0.72-0.74) did no better: on
 this much data the heads memorise, and what helps is a richer fixed summary with strong regularisation.
 The inputs are standardised by a BatchNorm without affine weights, so no feature scale needs fitting.
+``stats_members`` > 1 makes the head an ensemble: that many such MLPs over the same standardised input,
+each trained on its own loss (``member_outputs``; their dropout masks and initialisations differ), whose
+unit-length outputs are averaged at inference, so the model is still one vector per utterance.
 """
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ from claspkit.errors import ParamError, choices_hint
 
 __all__ = [
     "BRANCH_DIM", "BRANCH_HIDDEN", "HEAD_HIDDEN", "DROPOUT", "BRANCHES", "ATTENTION_DEFAULTS", "ATTENTION_KEYS",
-    "ATTENTION_DROPOUT", "STATS_DEFAULTS", "STATS_KEYS", "STATS_DROPOUT", "branch_mlp", "ConcatFusion", "GatedUnit",
+    "ATTENTION_DROPOUT", "STATS_DEFAULTS", "STATS_KEYS", "STATS_OPTIONAL", "STATS_DROPOUT", "branch_mlp", "ConcatFusion", "GatedUnit",
     "GatingFusion", "sinusoid", "AttentionFusion", "masked_mean_std", "StatsFusion", "CONFIG_KEYS", "config_keys",
     "build_fusion", "count_parameters",
 ]
@@ -61,8 +64,9 @@ BRANCHES = ("combined", "speech", "image")
 ATTENTION_DEFAULTS = {"attention_dim": 256, "attention_layers": 1, "attention_heads": 4}
 ATTENTION_KEYS = tuple(ATTENTION_DEFAULTS)
 ATTENTION_DROPOUT = 0.1   # inside the transformer layers, multiplied by dropout_scale
-STATS_DEFAULTS = {"stats_hidden": 4096}
-STATS_KEYS = tuple(STATS_DEFAULTS)
+STATS_DEFAULTS = {"stats_hidden": 4096, "stats_members": 1}
+STATS_KEYS = ("stats_hidden",)        # in every stats config
+STATS_OPTIONAL = ("stats_members",)   # in a stats config only when not the default: older configs stay as they were
 STATS_DROPOUT = (0.35, 0.7)  # on the pooled input and on the hidden layer, multiplied by dropout_scale
 
 
@@ -259,7 +263,8 @@ def _frame_input(speech: torch.Tensor, lengths, head: str) -> torch.Tensor:
 
 
 class StatsFusion(nn.Module):
-    """Speech frames -> [mean, std over time] (+ the image vector) -> BatchNorm -> one wide MLP -> out_dim.
+    """Speech frames -> [mean, std over time] (+ the image vector) -> BatchNorm -> one wide MLP (or an ensemble
+    of ``stats_members``) -> out_dim.
 
     Called like :class:`AttentionFusion`: ``model(frames, image, lengths=lengths)``. See the module docstring.
     """
@@ -267,15 +272,15 @@ class StatsFusion(nn.Module):
     kind = "stats"
 
     def __init__(self, speech_dim=512, image_dim=1280, out_dim=384, branches="combined", dropout_scale=1.0,
-                 stats_hidden=4096):
+                 stats_hidden=4096, stats_members=1):
         super().__init__()
         if branches == "image":
             raise ParamError("the stats head pools speech frames, so branches='image' has nothing to pool; use "
                              "branches='combined' or 'speech' (or concat/gating for the spectrogram-only ablation)")
         names = _check_sizes(branches, speech_dim, image_dim, out_dim, dropout_scale)
-        if not isinstance(stats_hidden, int) or isinstance(stats_hidden, bool) or stats_hidden < 1:
-            raise ParamError(f"stats_hidden must be a positive int, got {stats_hidden!r} "
-                             f"(default {STATS_DEFAULTS['stats_hidden']})")
+        for k, v in (("stats_hidden", stats_hidden), ("stats_members", stats_members)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ParamError(f"{k} must be a positive int, got {v!r} (default {STATS_DEFAULTS[k]})")
         if not max(STATS_DROPOUT) * dropout_scale < 1:
             raise ParamError(f"dropout_scale={dropout_scale} gives the stats head a dropout >= 1 "
                              f"(its rates are {STATS_DROPOUT}); use dropout_scale < {1 / max(STATS_DROPOUT):.3g}")
@@ -283,15 +288,47 @@ class StatsFusion(nn.Module):
         self.branch_names = names
         in_dim = 2 * speech_dim + (image_dim if "image" in names else 0)
         self.norm = nn.BatchNorm1d(in_dim, affine=False)
-        self.mlp = nn.Sequential(nn.Dropout(p_in), nn.Linear(in_dim, stats_hidden), nn.GELU(),
+
+        def mlp():
+            return nn.Sequential(nn.Dropout(p_in), nn.Linear(in_dim, stats_hidden), nn.GELU(),
                                  nn.LayerNorm(stats_hidden), nn.Dropout(p_hidden), nn.Linear(stats_hidden, out_dim))
+
+        if stats_members == 1:
+            self.mlp = mlp()     # the single head's parameter names, as its checkpoints have them
+        else:
+            self.members = nn.ModuleList(mlp() for _ in range(stats_members))
         self.config = {**_base_config(self.kind, branches, names, speech_dim, image_dim, out_dim, dropout_scale),
                        "stats_hidden": stats_hidden}
+        if stats_members > 1:    # a single head's config (and so its checkpoints' fingerprints) stays as it was
+            self.config["stats_members"] = stats_members
 
-    def forward(self, speech=None, image=None, lengths=None) -> torch.Tensor:
+    @property
+    def n_members(self) -> int:
+        return self.config.get("stats_members", 1)
+
+    @staticmethod
+    def pool(speech: torch.Tensor, lengths=None) -> torch.Tensor:
+        """(batch, 2 * speech_dim): the frames' [mean, std], the head's only view of them. It has no weights,
+        so training computes it once per item (``pooled=True`` then passes it instead of frames)."""
+        return torch.cat(masked_mean_std(speech, _frame_input(speech, lengths, "stats")), dim=1)
+
+    def member_outputs(self, speech=None, image=None, lengths=None, pooled: bool = False) -> torch.Tensor:
+        """(members, batch, out_dim): every member's output, each trained on its own loss."""
         speech, *rest = _inputs(self.config["branches"], speech, image)
-        mean, std = masked_mean_std(speech, _frame_input(speech, lengths, "stats"))
-        return self.mlp(self.norm(torch.cat([mean, std, *rest], dim=1)))
+        if pooled:
+            if speech.ndim != 2 or speech.shape[1] != 2 * self.config["speech_dim"]:
+                raise ParamError(f"pooled=True takes StatsFusion.pool's (batch, {2 * self.config['speech_dim']}) "
+                                 f"output, got shape {tuple(speech.shape)}")
+        else:
+            speech = self.pool(speech, lengths)
+        x = self.norm(torch.cat([speech, *rest], dim=1))
+        return torch.stack([m(x) for m in (self.members if self.n_members > 1 else [self.mlp])])
+
+    def forward(self, speech=None, image=None, lengths=None, pooled: bool = False) -> torch.Tensor:
+        out = self.member_outputs(speech, image, lengths, pooled)
+        if self.n_members == 1:
+            return out[0]
+        return nn.functional.normalize(out, dim=-1).mean(dim=0)
 
 
 _CLASSES = {"concat": ConcatFusion, "gating": GatingFusion, "attention": AttentionFusion, "stats": StatsFusion}
@@ -300,7 +337,9 @@ CONFIG_KEYS = ("fusion", "branches", "speech_dim", "image_dim", "out_dim", "drop
 
 def config_keys(config: dict) -> tuple[str, ...]:
     """The keys of a fusion model's config: CONFIG_KEYS, plus the attention or stats sizes for those heads."""
-    return CONFIG_KEYS + {"attention": ATTENTION_KEYS, "stats": STATS_KEYS}.get(config.get("fusion"), ())
+    if config.get("fusion") == "stats":
+        return CONFIG_KEYS + STATS_KEYS + tuple(k for k in STATS_OPTIONAL if k in config)
+    return CONFIG_KEYS + (ATTENTION_KEYS if config.get("fusion") == "attention" else ())
 
 
 def build_fusion(config: dict) -> nn.Module:

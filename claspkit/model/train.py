@@ -48,7 +48,7 @@ from claspkit.config import SCHEMA
 from claspkit.errors import ChecksumError, ClaspkitError, DataMissingError, ParamError
 from claspkit.encoders.frames import Frames, as_frames
 from claspkit.constants import FRAME_FUSIONS
-from claspkit.model.fusion import ATTENTION_KEYS, STATS_KEYS, build_fusion
+from claspkit.model.fusion import ATTENTION_KEYS, STATS_DEFAULTS, STATS_KEYS, STATS_OPTIONAL, build_fusion
 from claspkit.model.losses import build_loss
 from claspkit.paths import atomic_path, atomic_write_text, display_path, sha256_file
 from claspkit.progress import progress_bar
@@ -94,6 +94,8 @@ def training_config(config: dict) -> dict:
     frame_keys = FRAME_TRAIN_KEYS.get(config.get("fusion"), ())
     used = TRAIN_KEYS + frame_keys
     used += ("scale_lr",) if config.get("scale_lr") is not None else ()
+    if config.get("fusion") == "stats":
+        used += tuple(k for k in STATS_OPTIONAL if config.get(k, STATS_DEFAULTS[k]) != STATS_DEFAULTS[k])
     used += ("length_batches",) if frame_keys and config.get("length_batches") else ()
     for k in used:
         v = config.get(k, SCHEMA[k].default)
@@ -165,14 +167,43 @@ def _index(idx):
     return idx.numpy() if torch.is_tensor(idx) else idx
 
 
-def _forward(model, data: dict, idx=None) -> torch.Tensor:
+def _forward(model, data: dict, idx=None, members: bool = False) -> torch.Tensor:
+    """The model's output for the items ``idx``; with ``members``, an ensemble's (members, batch, dim) outputs."""
     pick = (lambda t: t) if idx is None else (lambda t: t[idx])
     image = pick(data["image"]) if "image" in data else None
     speech = data.get("speech")
+    call = model.member_outputs if members else model
+    if "pooled" in data:
+        return call(pick(data["pooled"]), image, pooled=True)
     if isinstance(speech, Frames):
         x, lengths = speech.pad(_index(idx))
-        return model(torch.from_numpy(x), image, lengths=torch.from_numpy(lengths))
-    return model(pick(speech) if speech is not None else None, image)
+        return call(torch.from_numpy(x), image, lengths=torch.from_numpy(lengths))
+    return call(pick(speech) if speech is not None else None, image)
+
+
+def _training_loss(model, loss_fn, data: dict, idx) -> torch.Tensor:
+    """The batch loss; an ensemble head's members each answer to their own loss (averaged), so they stay
+    independent models, and only inference averages them."""
+    if getattr(model, "n_members", 1) == 1:
+        return loss_fn(_forward(model, data, idx), data["text"][idx])
+    outs = _forward(model, data, idx, members=True)
+    return torch.stack([loss_fn(o, data["text"][idx]) for o in outs]).mean()
+
+
+def _with_pooled(model, data: dict, chunk: int = 256) -> dict:
+    """``data`` plus "pooled": each item's frames pooled once by a head whose pooling has no weights (the stats
+    head), in chunks of similar length, instead of padding and pooling every batch of every epoch again."""
+    frames = data.get("speech")
+    if not isinstance(frames, Frames) or getattr(model, "pool", None) is None:
+        return data
+    order = np.argsort(frames.lengths, kind="stable")
+    pooled = torch.empty(len(frames), 2 * frames.dim)
+    with torch.no_grad():
+        for a in range(0, len(order), chunk):
+            idx = order[a:a + chunk]
+            x, lengths = frames.pad(idx)
+            pooled[torch.from_numpy(idx)] = model.pool(torch.from_numpy(x), torch.from_numpy(lengths))
+    return {**data, "pooled": pooled}
 
 
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -345,7 +376,7 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
     dims = {"speech_dim": _dim(tr["speech"]) if "speech" in tr else None,
             "image_dim": _dim(tr["image"]) if "image" in tr else None, "out_dim": _dim(tr["text"])}
     sizes = ("fusion", "branches", "dropout_scale") + {"attention": ATTENTION_KEYS, "stats": STATS_KEYS}.get(
-        knobs["fusion"], ())
+        knobs["fusion"], ()) + tuple(k for k in STATS_OPTIONAL if k in knobs)
     fusion_cfg = {**{k: knobs[k] for k in sizes}, **dims}
     bs, seed = knobs["batch_size"], knobs["seed"]
 
@@ -353,6 +384,7 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
         raise ParamError(f"checkpoint_every must be >= 1 epoch, got {checkpoint_every}")
     with _seeded(seed, num_threads):
         model = build_fusion(fusion_cfg)
+        tr, va = _with_pooled(model, tr), _with_pooled(model, va)
         loss_fn = build_loss(knobs["loss"], tau=knobs["tau"], learnable_scale=knobs["learnable_scale"],
                              tau_bug=knobs["tau_bug"], huber_delta=knobs["huber_delta"])
         opt = _adam(model, loss_fn, knobs)
@@ -385,7 +417,7 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
             batches = (_length_batches(tr["speech"].lengths, bs, gen) if knobs.get("length_batches")
                        else _batches(len(tr["text"]), bs, gen))
             for idx in batches:
-                loss = loss_fn(_forward(model, tr, idx), tr["text"][idx])
+                loss = _training_loss(model, loss_fn, tr, idx)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

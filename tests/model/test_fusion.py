@@ -237,3 +237,41 @@ def test_bad_stats_config_says_what_to_do(bad, match):
 def test_stats_head_refuses_mean_pooled_features():
     with pytest.raises(ParamError, match="frame features"):
         build_fusion(stats(branches="speech")).eval()(torch.randn(3, 512), None)
+
+
+def test_stats_ensemble_averages_unit_member_outputs_and_keeps_single_configs_as_they_were():
+    torch.manual_seed(0)
+    single = build_fusion(stats(stats_hidden=16))
+    assert "stats_members" not in single.config and single.n_members == 1
+    model = build_fusion(stats(stats_hidden=16, stats_members=3))
+    assert model.config["stats_members"] == 3
+    assert count_parameters(model) == 3 * count_parameters(single)      # the input BatchNorm has no weights
+    items = [torch.randn(t, 512) for t in (9, 1, 23, 4)]
+    x, lengths = padded(items)
+    image = torch.randn(4, 1280)
+    model.train()
+    model(x, image, lengths=lengths)
+    model.eval()
+    with torch.no_grad():
+        outs = model.member_outputs(x, image, lengths=lengths)
+        out = model(x, image, lengths=lengths)
+        alone = torch.cat([model(i[None], image[b:b + 1]) for b, i in enumerate(items)])
+    assert outs.shape == (3, 4, 384) and not torch.allclose(outs[0], outs[1])  # members differ
+    torch.testing.assert_close(out, nn.functional.normalize(outs, dim=-1).mean(0))
+    torch.testing.assert_close(out, alone, atol=1e-5, rtol=0)
+    again = build_fusion(model.config)
+    assert again.config == model.config and count_parameters(again) == count_parameters(model)
+    with pytest.raises(ParamError, match="stats_members"):
+        build_fusion(stats(stats_members=0))
+
+
+def test_stats_head_takes_its_pooling_computed_once():
+    torch.manual_seed(0)
+    model = build_fusion(stats(stats_hidden=16)).eval()
+    x, lengths = padded([torch.randn(t, 512) for t in (9, 1, 23)])
+    image = torch.randn(3, 1280)
+    with torch.no_grad():
+        torch.testing.assert_close(model(StatsFusion.pool(x, lengths), image, pooled=True),
+                                   model(x, image, lengths=lengths), atol=1e-6, rtol=0)
+    with pytest.raises(ParamError, match="pooled=True"):
+        model(torch.randn(3, 512), image, pooled=True)          # mean-pooled features are not the [mean, std]

@@ -313,3 +313,19 @@ def test_stats_resume_equals_uninterrupted_and_rebuilds(tmp_path):
         train({**cfg, "stats_hidden": 32}, FTRAIN, FVAL, progress=False, resume_from=tmp_path)
     with pytest.raises(ParamError, match="mean-pooled"):
         train(STATS, TRAIN, VAL, progress=False)
+
+
+def test_stats_ensemble_trains_each_member_on_its_own_loss_and_resumes(tmp_path):
+    cfg = {**STATS, "branches": "speech", "lr": 3e-3, "epochs": 4, "patience": 4, "stats_members": 2}
+    full = train(cfg, FTRAIN, FVAL, progress=False)
+    assert full.config["stats_members"] == 2 and "stats_members" not in train(
+        {**cfg, "stats_members": 1, "epochs": 1}, FTRAIN, FVAL, progress=False).config
+    assert full.history[-1]["train_loss"] < full.history[0]["train_loss"]
+    train({**cfg, "epochs": 2}, FTRAIN, FVAL, progress=False, checkpoint_dir=tmp_path, checkpoint_every=1)
+    resumed = train(cfg, FTRAIN, FVAL, progress=False, resume_from=tmp_path, checkpoint_dir=tmp_path)
+    assert strip_time(resumed.history) == strip_time(full.history)
+    model, config = load_checkpoint(tmp_path)
+    assert model.n_members == 2 and config["stats_members"] == 2
+    emb = embed_speech(model, FVAL["speech"])
+    np.testing.assert_array_equal(emb, embed_speech(full.model, FVAL["speech"]))
+    assert full_gallery(cosine_matrix(emb, FVAL["text"]))["mrr"] > 0.5
