@@ -94,7 +94,8 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
     t0 = time.perf_counter()
     frame_knobs = {"attention": attention or {}, "stats": stats or {}}
     stages = {h: (pipeline.stage3(P, "contrastive", progress=progress) if h == "paper" else
-                  pipeline.frame_stage(P, h, "contrastive", progress=progress, **frame_knobs[h])) for h in _training_order(heads)}
+                  pipeline.frame_stage(P, h, "contrastive", progress=progress, **frame_knobs[h]))
+              for h in _training_order(heads)}
     train_s = time.perf_counter() - t0
     first = stages[_training_order(heads)[0]]
     test = first.data["test"]

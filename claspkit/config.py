@@ -82,6 +82,8 @@ SCHEMA: dict[str, Knob] = {
     "scale_lr": Knob(None, "Adam learning rate of a learnable logit scale (None = lr, one parameter group)",
                      (float, type(None)), minimum=1e-12),
     "tau_bug": Knob(False, "reproduce the authors' logits*tau bug (for explanation only)", bool),
+    "label_smoothing": Knob(0.0, "contrastive loss: share of each target moved off the positive (not in the paper; "
+                                 "0.1 helped the stats head on medium)", float, minimum=0.0),
     "huber_delta": Knob(0.6, "Huber loss delta (paper: 0.6)", float),
     "lr": Knob(1e-3, "Adam learning rate (paper: 5e-6 over up to 400 epochs)", float),
     "batch_size": Knob(64, "training batch size (paper: 32)", int),

@@ -359,7 +359,8 @@ def beyond_paper(preset: str) -> str | None:
                             "x faster than cascade"],
                            rows)
     points = [f"{r['train_items']:,} pairs {ci(r, 'hits@1')}" for r in meta.get("scaling") or []]
-    scaling = (f"\n\nData scaling of the {meta.get('scaling_head', 'attention')} head (nested subsets of the training split, the same gallery), "
+    scaled = meta.get("scaling_head", "attention")
+    scaling = (f"\n\nData scaling of the {scaled} head (nested subsets of the training split, the same gallery), "
                "HITS@1: " + "; ".join(points) + ".") if points else ""
     return head + "\n\n" + table + scaling
 

@@ -50,7 +50,8 @@ from claspkit.errors import ParamError, choices_hint
 
 __all__ = [
     "BRANCH_DIM", "BRANCH_HIDDEN", "HEAD_HIDDEN", "DROPOUT", "BRANCHES", "ATTENTION_DEFAULTS", "ATTENTION_KEYS",
-    "ATTENTION_DROPOUT", "STATS_DEFAULTS", "STATS_KEYS", "STATS_OPTIONAL", "STATS_DROPOUT", "branch_mlp", "ConcatFusion", "GatedUnit",
+    "ATTENTION_DROPOUT", "STATS_DEFAULTS", "STATS_KEYS", "STATS_OPTIONAL", "STATS_DROPOUT", "branch_mlp",
+    "ConcatFusion", "GatedUnit",
     "GatingFusion", "sinusoid", "AttentionFusion", "masked_mean_std", "StatsFusion", "CONFIG_KEYS", "config_keys",
     "build_fusion", "count_parameters",
 ]

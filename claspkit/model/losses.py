@@ -26,16 +26,25 @@ class ClipLoss(nn.Module):
     the authors' released code, which *multiplied* the cosines by tau: logits then lie in
     [-0.07, 0.07], the softmax is almost uniform and the loss cannot move far from ln(batch). It
     exists only to explain their logged losses; never train a model with it.
+
+    ``label_smoothing`` (beyond the paper) moves that share of each row's target mass from the positive onto
+    the batch's other items. A frame head that memorises its training pairs (training loss near 0,
+    validation flat) is told not to be certain: on medium's 8,000 pairs it lifted the stats head's
+    validation HITS@1 from 0.76 to 0.79 at 0.1 (a throwaway sweep, one seed per setting).
     """
 
-    def __init__(self, tau: float = 0.07, learnable_scale: bool = False, tau_bug: bool = False):
+    def __init__(self, tau: float = 0.07, learnable_scale: bool = False, tau_bug: bool = False,
+                 label_smoothing: float = 0.0):
         super().__init__()
         if not tau > 0:
             raise ParamError(f"tau must be > 0, got {tau!r} (the paper uses 0.07)")
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+                or not 0 <= label_smoothing < 1:
+            raise ParamError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r} (0 = none)")
         if tau_bug and learnable_scale:
             raise ParamError("tau_bug reproduces the authors' fixed-temperature bug; it cannot be combined "
                              "with learnable_scale. Set one of them to False.")
-        self.tau, self.tau_bug = float(tau), bool(tau_bug)
+        self.tau, self.tau_bug, self.label_smoothing = float(tau), bool(tau_bug), float(label_smoothing)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / tau))) if learnable_scale else None
 
     def scale(self) -> torch.Tensor | float:
@@ -48,10 +57,13 @@ class ClipLoss(nn.Module):
     def forward(self, speech: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         logits = self.scale() * F.normalize(speech, dim=1) @ F.normalize(text, dim=1).T
         labels = torch.arange(logits.shape[0], device=logits.device)
-        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        ls = self.label_smoothing
+        return (F.cross_entropy(logits, labels, label_smoothing=ls)
+                + F.cross_entropy(logits.T, labels, label_smoothing=ls)) / 2
 
     def extra_repr(self) -> str:
-        return f"tau={self.tau}, learnable_scale={self.logit_scale is not None}, tau_bug={self.tau_bug}"
+        return (f"tau={self.tau}, learnable_scale={self.logit_scale is not None}, tau_bug={self.tau_bug}, "
+                f"label_smoothing={self.label_smoothing}")
 
 
 class HuberLoss(nn.Module):
@@ -73,11 +85,12 @@ class HuberLoss(nn.Module):
         return f"delta={self.delta}"
 
 
-_KWARGS = {"contrastive": ("tau", "learnable_scale", "tau_bug"), "huber": ("huber_delta",)}
+_KWARGS = {"contrastive": ("tau", "learnable_scale", "tau_bug", "label_smoothing"), "huber": ("huber_delta",)}
 
 
 def build_loss(name: str, **kw) -> nn.Module:
-    """'contrastive' | 'huber' with the config's knob names (tau, learnable_scale, tau_bug, huber_delta).
+    """'contrastive' | 'huber' with the config's knob names (tau, learnable_scale, tau_bug, label_smoothing,
+    huber_delta).
 
     Knobs of the other loss are accepted and ignored, so the training config can be passed whole.
     """

@@ -22,12 +22,13 @@ files) and, for a folder written by :func:`train`, ``train_state.safetensors`` (
 moments, a learnable logit scale) whose JSON side (optimizer groups, scheduler, counters) is in
 config.json. No pickled modules anywhere.
 
-Knobs added after the paper's heads (``scale_lr``, ``length_batches``; ``frame_pool`` and the attention
-or stats sizes) enter the training config only when they are used (``scale_lr`` set; a frame head, with
-``length_batches`` True), so every earlier configuration keeps its exact config, fingerprint and
-checkpoints. ``scale_lr`` gives a learnable logit scale its own Adam parameter group (CLIP-style: the
-temperature often wants a different rate). ``length_batches`` draws the attention head's training batches
-among items of similar length (``_length_batches``): padding to the longest item then wastes less.
+Knobs added after the paper's heads (``scale_lr``, ``label_smoothing``, ``length_batches``; ``frame_pool``
+and the attention or stats sizes) enter the training config only when they are used (``scale_lr`` set;
+``label_smoothing`` above 0; a frame head, with ``length_batches`` True; ``stats_members`` above 1), so every
+earlier configuration keeps its exact config, fingerprint and checkpoints. ``scale_lr`` gives a learnable
+logit scale its own Adam parameter group (CLIP-style: the temperature often wants a different rate).
+``length_batches`` draws the attention head's training batches among items of similar length
+(``_length_batches``): padding to the longest item then wastes less.
 """
 from __future__ import annotations
 
@@ -94,6 +95,7 @@ def training_config(config: dict) -> dict:
     frame_keys = FRAME_TRAIN_KEYS.get(config.get("fusion"), ())
     used = TRAIN_KEYS + frame_keys
     used += ("scale_lr",) if config.get("scale_lr") is not None else ()
+    used += ("label_smoothing",) if config.get("label_smoothing") else ()
     if config.get("fusion") == "stats":
         used += tuple(k for k in STATS_OPTIONAL if config.get(k, STATS_DEFAULTS[k]) != STATS_DEFAULTS[k])
     used += ("length_batches",) if frame_keys and config.get("length_batches") else ()
@@ -107,6 +109,9 @@ def training_config(config: dict) -> dict:
             raise ParamError(f"{k} must be a positive int, got {knobs[k]!r} (default {SCHEMA[k].default})")
     if "length_batches" in knobs and knobs["length_batches"] is not True:
         raise ParamError(f"length_batches must be True or False, got {knobs['length_batches']!r}")
+    if "label_smoothing" in knobs and knobs["loss"] != "contrastive":
+        raise ParamError(f"label_smoothing smooths the contrastive loss's targets; loss={knobs['loss']!r} has none "
+                         "(set loss='contrastive' or label_smoothing=0)")
     if "scale_lr" in knobs:
         if not isinstance(knobs["scale_lr"], float) or not knobs["scale_lr"] > 0:
             raise ParamError(f"scale_lr must be a float > 0 (or None for lr), got {knobs['scale_lr']!r}")
@@ -386,7 +391,8 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
         model = build_fusion(fusion_cfg)
         tr, va = _with_pooled(model, tr), _with_pooled(model, va)
         loss_fn = build_loss(knobs["loss"], tau=knobs["tau"], learnable_scale=knobs["learnable_scale"],
-                             tau_bug=knobs["tau_bug"], huber_delta=knobs["huber_delta"])
+                             tau_bug=knobs["tau_bug"], huber_delta=knobs["huber_delta"],
+                             label_smoothing=knobs.get("label_smoothing", 0.0))
         opt = _adam(model, loss_fn, knobs)
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=knobs["step_size"], gamma=knobs["gamma"])
         saved_config = {**knobs, **model.config}

@@ -85,3 +85,24 @@ def test_a_scale_beyond_the_clamp_gets_no_gradient():
         loss.logit_scale.fill_(math.log(200.0))
     loss(torch.randn(8, 4), torch.randn(8, 4)).backward()
     assert loss.scale().item() == pytest.approx(100.0) and loss.logit_scale.grad.item() == 0.0
+
+
+def test_label_smoothing_matches_hand_computation_and_is_checked():
+    torch.manual_seed(0)
+    s, t = torch.randn(4, 8), torch.randn(4, 8)
+    eps, n = 0.1, 4
+    logits = (torch.nn.functional.normalize(s, dim=1) @ torch.nn.functional.normalize(t, dim=1).T) / 0.07
+
+    def smoothed(lg):
+        logp = torch.log_softmax(lg, dim=1)
+        target = torch.full((n, n), eps / n) + torch.eye(n) * (1 - eps)
+        return -(target * logp).sum(1).mean()
+
+    expect = (smoothed(logits) + smoothed(logits.T)) / 2
+    torch.testing.assert_close(ClipLoss(label_smoothing=eps)(s, t), expect)
+    perfect = torch.eye(4)
+    assert float(ClipLoss(label_smoothing=eps)(perfect, perfect)) > float(ClipLoss()(perfect, perfect)) + 0.1
+    assert build_loss("contrastive", label_smoothing=eps).label_smoothing == eps
+    for bad in (1.0, -0.1, True):
+        with pytest.raises(ParamError, match="label_smoothing"):
+            ClipLoss(label_smoothing=bad)

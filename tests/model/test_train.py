@@ -329,3 +329,12 @@ def test_stats_ensemble_trains_each_member_on_its_own_loss_and_resumes(tmp_path)
     emb = embed_speech(model, FVAL["speech"])
     np.testing.assert_array_equal(emb, embed_speech(full.model, FVAL["speech"]))
     assert full_gallery(cosine_matrix(emb, FVAL["text"]))["mrr"] > 0.5
+
+
+def test_label_smoothing_enters_the_config_only_when_used_and_only_for_the_contrastive_loss():
+    from claspkit.model.train import training_config
+
+    assert "label_smoothing" not in training_config({**CFG, "label_smoothing": 0.0})
+    assert training_config({**CFG, "label_smoothing": 0.1})["label_smoothing"] == 0.1
+    with pytest.raises(ParamError, match="label_smoothing"):
+        training_config({**CFG, "loss": "huber", "label_smoothing": 0.1})
