@@ -107,7 +107,9 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
     sim_cascade, wer = cascade_similarity(P, first, asr_model, text_encoder, progress=progress)
     labels = {"paper": lambda st: f"CLASP {st.P.fusion} (paper head, mean-pooled)",
               "attention": lambda st: f"CLASP attention ({st.P.attention_layers} layer, frames)",
-              "stats": lambda st: f"CLASP stats (frames' mean + std, {st.P.stats_hidden}-wide MLP)"}
+              "stats": lambda st: (f"CLASP stats (frames' mean + std, {st.P.stats_hidden}-wide MLP"
+                                   + (f" x{st.P.stats_members}" if st.P.stats_members > 1 else "")
+                                   + (f", smoothing {st.P.label_smoothing:g}" if st.P.label_smoothing else "") + ")")}
     systems = {h: (labels[h](stages[h]), stages[h]) for h in heads}
     rows = []
     for key, (label, st) in systems.items():
