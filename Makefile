@@ -49,8 +49,8 @@ reproduce: data
 
 # Maintainers: re-execute the committed notebooks in place on the tiny preset (what nbval compares against),
 # from a cold runs/tiny as CI has it (or `make test` first, then NB=notebooks/09_robustness.ipynb re-executes
-# one on the runs/tiny CI leaves), and stamp each with this CPU's vendor: nbval compares them only on that
-# vendor (tests/nbval_platform.py).
+# one on the runs/tiny CI leaves), and stamp each with this CPU (vendor and SIMD level): nbval compares them
+# only on such a CPU (tests/nbval_platform.py).
 NB ?= $(NOTEBOOKS)
 notebooks: data
 	@set -e; for nb in $(NB); do echo "== $$nb (tiny, in place)"; \
