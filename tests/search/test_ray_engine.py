@@ -200,3 +200,10 @@ def test_ray_features_are_the_local_cache_entries_and_resume(local_ray, voice, t
                             cache=tmp_path / "local2", batch_size=2, progress=False)
     assert len(frames) == len(want) == len(paths) and all(np.array_equal(frames[i], want[i]) for i in range(len(paths)))
 
+
+
+def test_workers_get_the_drivers_openmp_thread_count(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert E.runtime_env()["env_vars"]["OMP_NUM_THREADS"] == "3"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert int(E.runtime_env()["env_vars"]["OMP_NUM_THREADS"]) >= 1      # OpenMP's default: the usable cores
