@@ -10,6 +10,7 @@ import pytest
 
 from claspkit.encoders import backbones as B
 from claspkit.errors import AudioError, BackboneError, ParamError
+from nbval_platform import simd_level
 
 SR = 16000
 
@@ -293,6 +294,9 @@ def test_whisper_speech(isolated_data, speech_clips, name, dim):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(simd_level() != "avx512", strict=False, reason="whisper-tiny.en's int8 greedy decoding "
+                   "mishears espeak on an AVX2-only AMD EPYC (2026-12-05: 'servitude' -> 'served with food'); the "
+                   "words asserted were heard on AVX-512 CPUs. Open: measure compute_type float32 there")
 def test_whisper_tiny_asr(speech_clips):
     clips, texts = speech_clips
     asr = B.create_backbone("asr", "whisper-tiny.en")

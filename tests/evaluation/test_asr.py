@@ -9,6 +9,7 @@ import pytest
 
 from claspkit.evaluation import asr
 from claspkit.errors import BackboneError, DataMissingError, ParamError
+from nbval_platform import simd_level
 
 
 # ---------------------------------------------------------------- WER
@@ -277,6 +278,9 @@ def test_measure_pipelines_gives_an_attention_head_the_frames(monkeypatch):
 # ---------------------------------------------------------------- the real model (slow)
 
 @pytest.mark.slow
+@pytest.mark.xfail(simd_level() != "avx512", strict=False, reason="whisper-tiny.en's int8 greedy decoding "
+                   "mishears espeak on an AVX2-only AMD EPYC (2026-12-05: 'servitude' -> 'served with food'); the "
+                   "words asserted were heard on AVX-512 CPUs. Open: measure compute_type float32 there")
 def test_real_whisper_tiny_en_on_espeak_clip(tmp_path):
     from claspkit.data.audio import load_audio
     from claspkit.encoders.backbones import create_backbone
