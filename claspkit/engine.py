@@ -40,8 +40,8 @@ from claspkit.config import ENGINES
 from claspkit.errors import ClaspkitError, ParamError, ToolMissingError, choices_hint
 
 __all__ = [
-    "ENGINES", "INSTALL_HINT", "TARGET_SECONDS", "check_engine", "import_ray", "runtime_env", "openmp_threads", "check_address",
-    "session",
+    "ENGINES", "INSTALL_HINT", "TARGET_SECONDS", "check_engine", "import_ray", "runtime_env", "openmp_threads",
+    "check_address", "session",
     "rows_per_call", "spec_of", "encode_file_batches", "index_todo",
 ]
 
