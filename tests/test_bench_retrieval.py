@@ -18,24 +18,29 @@ def test_override_parsing_and_the_printed_table():
 
 @pytest.mark.slow
 def test_tiny_run_scores_all_systems_on_the_same_gallery(tmp_path, monkeypatch):
-    """The three heads and the cascade on the tiny test split (features shared with the notebooks' cache)."""
+    """The paper head, the stats head and the cascade on the tiny test split (features shared with the
+    notebooks' cache). The attention head is left to notebook 05, whose default run trains all three heads
+    through this same function: here it would cost CI two more trainings for no new assertion."""
     monkeypatch.setenv("CLASPKIT_RUNS", str(tmp_path / "runs"))
-    out = BR.run("tiny", n_timing=2, overrides={"epochs": 2, "bootstrap": 20}, progress=False)
+    kw = dict(n_timing=2, overrides={"epochs": 2, "bootstrap": 20}, progress=False, heads=("stats", "paper"))
+    out = BR.run("tiny", **kw)
     rows = {r["kind"]: r for r in out["rows"]}
-    assert set(rows) == {"paper", "attention", "stats", "cascade"}
+    assert set(rows) == {"paper", "stats", "cascade"}
     assert len({r["n"] for r in rows.values()}) == 1 and rows["cascade"]["n"] >= 30
     for r in rows.values():
         lo, hi = r["hits@1_ci"]
         assert 0 <= lo <= r["hits@1"] <= hi <= 1 and r["s_per_utt"] > 0
-    assert rows["attention"]["fusion"] == "attention" and rows["stats"]["fusion"] == "stats"
+    assert rows["stats"]["fusion"] == "stats" and rows["paper"]["fusion"] != "stats"
     assert rows["cascade"]["speedup_vs_cascade"] == pytest.approx(1.0)
     saved = json.loads(out["path"].read_text())
-    assert [r["kind"] for r in saved["rows"]] == ["paper", "attention", "stats", "cascade"]
-    again = BR.run("tiny", n_timing=2, overrides={"epochs": 2, "bootstrap": 20}, scaling=[80], progress=False)
+    assert [r["kind"] for r in saved["rows"]] == ["paper", "stats", "cascade"]
+    assert saved["meta"]["heads"] == ["paper", "stats"]
+    again = BR.run("tiny", scaling=[80], scaling_head="stats", **kw)
     assert [r["hits@1"] for r in again["rows"]] == [r["hits@1"] for r in out["rows"]]  # reused, deterministic
     points = again["rows_scaling"]
     assert [p["train_items"] for p in points] == [80, 320] and points[0]["n"] == rows["cascade"]["n"]
-    assert points[1]["hits@1"] == rows["attention"]["hits@1"]
+    assert points[1]["hits@1"] == rows["stats"]["hits@1"]
+    assert again["meta"]["scaling_head"] == "stats"
 
 
 def test_heads_are_checked_and_ordered_before_anything_trains():
