@@ -16,7 +16,7 @@ export MPLBACKEND := Agg
 .PHONY: setup data reproduce notebooks test bench clean-runs help
 
 help:
-	@echo "make reproduce [PRESET=tiny|small|full|paper]   run notebooks 01-09, regenerate figures/"
+	@echo "make reproduce [PRESET=tiny|small|medium|large|full|paper] run notebooks 01-09, regenerate figures/"
 	@echo "make test                                     unit tests + nbval on the committed notebooks"
 	@echo "make bench [PRESET=...]                       print backbone, search, Ray-engine and retrieval benchmark figures"
 	@echo "make notebooks                                re-execute the committed notebooks (tiny) in place"
@@ -58,7 +58,7 @@ notebooks: data
 	  $(PY) tests/nbval_platform.py stamp $$nb; done
 
 test: data
-	$(VENV)/bin/pytest tests notebooks --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider --durations=25
+	$(VENV)/bin/pytest tests notebooks --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider --durations=50
 
 # bench_retrieval trains (or reuses) both heads of PRESET and transcribes its test split: minutes after
 # `make reproduce`, about an hour on a cold machine for small.
