@@ -275,8 +275,12 @@ def fusion_bytes(fusion) -> int:
 STAGE_NAMES = {"speech": "speech encoder", "image": "image encoder", "fusion": "fusion"}
 
 
+def _clasp_bytes(model) -> int:
+    return sum(encoder_bytes(e) for e in model.encoders.values()) + fusion_bytes(model.head)
+
+
 def measure_pipelines(model, asr, waves: Sequence[np.ndarray], batch_size: int = 8, language: str | None = None,
-                      warmup: bool = True) -> dict:
+                      warmup: bool = True, others: dict | None = None) -> dict:
     """Time both ways of indexing the same utterances, in one run, stage by stage.
 
     (a) CLASP: ``model`` (a :class:`claspkit.model.CLASP`) embeds the speech exactly as ``claspkit index``
@@ -294,6 +298,10 @@ def measure_pipelines(model, asr, waves: Sequence[np.ndarray], batch_size: int =
     of the pipeline's summed stage time; CLASP's concurrent branches can add up to more than its wall time),
     "size_ratio": cascade bytes / CLASP bytes, "speed_ratio": cascade s / CLASP s,
     "time_saved": 1 - CLASP s / cascade s}``.
+
+    ``others`` (name -> CLASP) are more heads timed in the same alternation, each batch right after
+    ``model``'s: they get one ``summary`` row each (``kind`` = their name, wall time only), so several
+    heads are compared with one cascade timing instead of one per head.
     """
     waves = list(waves)
     if any(isinstance(w, (str, Path)) for w in waves):
@@ -306,9 +314,12 @@ def measure_pipelines(model, asr, waves: Sequence[np.ndarray], batch_size: int =
     if batch_size < 1:
         raise ParamError(f"batch_size must be >= 1, got {batch_size}")
     batches = [waves[i:i + batch_size] for i in range(0, n, batch_size)]
-    clasp_bytes = sum(encoder_bytes(e) for e in model.encoders.values()) + fusion_bytes(model.head)
+    clasp_bytes = _clasp_bytes(model)
     casc_bytes = encoder_bytes(asr) + encoder_bytes(model.text)
-    wall = {"clasp": 0.0, "cascade": 0.0}
+    others = dict(others or {})
+    if {"clasp", "cascade"} & set(others):
+        raise ParamError("others: 'clasp' and 'cascade' name the two main pipelines; give the extra heads other names")
+    wall = {"clasp": 0.0, "cascade": 0.0, **{name: 0.0 for name in others}}
     clasp_t = {STAGE_NAMES[r]: 0.0 for r in (*model.encoders, "fusion")}
     casc_t = {"ASR": 0.0, "text encoder": 0.0}
 
@@ -331,11 +342,21 @@ def measure_pipelines(model, asr, waves: Sequence[np.ndarray], batch_size: int =
             casc_t["text encoder"] += t2 - t1
             wall["cascade"] += t2 - t0
 
+    def other_batch(name, ws, timed):
+        t0 = time.perf_counter()
+        others[name].encode_waves(ws, batch_size=len(ws))
+        if timed:
+            wall[name] += time.perf_counter() - t0
+
     if warmup:
         clasp_batch(waves[:1], False)
+        for name in others:
+            other_batch(name, waves[:1], False)
         cascade_batch(waves[:1], False)
     for ws in batches:
         clasp_batch(ws, True)
+        for name in others:
+            other_batch(name, ws, True)
         cascade_batch(ws, True)
 
     names = {"clasp": "CLASP (speech + image encoders + fusion)" if "image" in model.encoders
@@ -352,6 +373,9 @@ def measure_pipelines(model, asr, waves: Sequence[np.ndarray], batch_size: int =
          "seconds": clasp_s, "s_per_utt": clasp_s / n, "n": n},
         {"kind": "cascade", "pipeline": names["cascade"], "weight_bytes": casc_bytes, "weight_mb": casc_bytes / 1e6,
          "seconds": casc_s, "s_per_utt": casc_s / n, "n": n},
+        *({"kind": name, "pipeline": f"CLASP {name}", "weight_bytes": _clasp_bytes(m),
+           "weight_mb": _clasp_bytes(m) / 1e6, "seconds": wall[name], "s_per_utt": wall[name] / n, "n": n}
+          for name, m in others.items()),
     ])
     return {
         "summary": summary,

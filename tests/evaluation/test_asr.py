@@ -259,6 +259,23 @@ def test_measure_pipelines_speech_only_and_errors(monkeypatch):
         asr.measure_pipelines(model, FakeASR(), [np.zeros(100, np.float32)])
 
 
+def test_measure_pipelines_times_more_heads_in_the_same_alternation(monkeypatch):
+    """bench_retrieval times every head against one cascade run: each extra head gets its own row."""
+    slow = FakeAudioEncoder("sp", 6, 10_000, 0.004)
+    fast = FakeAudioEncoder("sp", 6, 10_000, 0.0)
+    model = clasp_of(monkeypatch, {"speech": fast, "text": FakeText()}, branches="speech")
+    other = clasp_of(monkeypatch, {"speech": slow, "text": FakeText()}, branches="speech")
+    waves = [np.full(1600, 0.1 * i, np.float32) for i in range(4)]
+    res = asr.measure_pipelines(model, FakeASR(), waves, batch_size=2, others={"slow": other})
+    summ = res["summary"].set_index("kind")
+    assert list(summ.index) == ["clasp", "cascade", "slow"] and (summ.n == 4).all()
+    assert summ.loc["slow", "seconds"] >= 4 * 0.004   # its own encoder slept, timed under its own name
+    assert summ.loc["slow", "weight_bytes"] == summ.loc["clasp", "weight_bytes"]
+    assert set(res["stages"].pipeline) == {summ.loc["clasp", "pipeline"], summ.loc["cascade", "pipeline"]}
+    with pytest.raises(ParamError, match="other names"):
+        asr.measure_pipelines(model, FakeASR(), waves, others={"cascade": other})
+
+
 def test_measure_pipelines_gives_an_attention_head_the_frames(monkeypatch):
     class FrameEncoder(FakeAudioEncoder):
         def encode(self, waves):
