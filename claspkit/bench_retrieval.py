@@ -2,10 +2,10 @@
 
 Quality is judged on the full gallery (every test utterance against every test transcript, speech ->
 text), never on 5 candidates, and always beside the cascade measured on the same items in the same run.
-For each system it prints HITS@1 and MRR with seeded bootstrap 95% CIs, and the seconds per utterance
-that turn a waveform into the searched vector (the text query side is the same for every system and
-left out), all timed in one alternation with the cascade on the same utterances (``asr.measure_pipelines``),
-as ratios.
+For each system it prints HITS@1 and MRR with seeded bootstrap 95% CIs (and each head's validation MRR,
+by which recipes are compared), and the seconds per utterance that turn a waveform into the searched
+vector (the text query side is the same for every system and left out), all timed in one alternation
+with the cascade on the same utterances (``asr.measure_pipelines``), as ratios.
 
 Systems: ``paper`` = Stage 3's CLASP (the best Stage-2 configuration, contrastive loss; notebook 04's
 checkpoint, reused or trained), ``attention`` = the attention head over frame features
@@ -117,7 +117,8 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
         sim = pipeline.similarity(pipeline.speech_embeddings(st.trained, st.data["test"]),
                                   st.data["test"].arrays["text"])
         rows.append(_quality(P, label, sim, kind=key, fusion=st.P.fusion, branches=st.P.branches,
-                             best_epoch=st.trained.best_epoch, epochs_run=len(st.trained.history)))
+                             best_epoch=st.trained.best_epoch, epochs_run=len(st.trained.history),
+                             val_mrr=round(pipeline.validation_mrr(st.trained, st.data["val"]), 4)))
     rows.append(_quality(P, f"ASR cascade ({P.asr_backbone})", sim_cascade, kind="cascade", wer=round(wer, 4)))
     scaling_rows = []
     for n in sorted(set(scaling)):
@@ -127,7 +128,8 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
                                   st.data["test"].arrays["text"])
         scaling_rows.append(_quality(P, f"{scaling_head}, {n} training pairs", sim, kind="scaling",
                                      train_items=int(n), best_epoch=st.trained.best_epoch,
-                                     epochs_run=len(st.trained.history)))
+                                     epochs_run=len(st.trained.history),
+                                     val_mrr=round(pipeline.validation_mrr(st.trained, st.data["val"]), 4)))
     if scaling:
         full = stages[scaling_head]
         scaling_rows.append({**rows[heads.index(scaling_head)],
@@ -218,6 +220,8 @@ def main(argv=None) -> int:
           f"({out['meta']['speech_backbone']} -> {out['meta']['text_backbone']}); 95% bootstrap CIs; "
           f"speed on {out['meta']['n_timing']} utterances")
     print(format_rows(out["rows"]))
+    print("validation MRR (full validation gallery: what a recipe is chosen by, never the test split): "
+          + "; ".join(f"{r['kind']} {r['val_mrr']:.3f}" for r in out["rows"] if "val_mrr" in r))
     if out["rows_scaling"]:
         print(f"\ndata scaling of the {args.scaling_head} head (same test gallery):")
         print(quality_table(out["rows_scaling"]).to_string())

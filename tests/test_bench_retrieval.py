@@ -30,6 +30,7 @@ def test_tiny_run_scores_all_systems_on_the_same_gallery(tmp_path, monkeypatch):
     for r in rows.values():
         lo, hi = r["hits@1_ci"]
         assert 0 <= lo <= r["hits@1"] <= hi <= 1 and r["s_per_utt"] > 0
+        assert (r["kind"] == "cascade") == ("val_mrr" not in r) and 0 < r.get("val_mrr", 1) <= 1
     assert rows["stats"]["fusion"] == "stats" and rows["paper"]["fusion"] != "stats"
     assert rows["cascade"]["speedup_vs_cascade"] == pytest.approx(1.0)
     saved = json.loads(out["path"].read_text())
@@ -39,7 +40,7 @@ def test_tiny_run_scores_all_systems_on_the_same_gallery(tmp_path, monkeypatch):
     assert [r["hits@1"] for r in again["rows"]] == [r["hits@1"] for r in out["rows"]]  # reused, deterministic
     points = again["rows_scaling"]
     assert [p["train_items"] for p in points] == [80, 320] and points[0]["n"] == rows["cascade"]["n"]
-    assert points[1]["hits@1"] == rows["stats"]["hits@1"]
+    assert points[1]["hits@1"] == rows["stats"]["hits@1"] and 0 < points[0]["val_mrr"] <= 1
     assert again["meta"]["scaling_head"] == "stats"
 
 
