@@ -373,9 +373,9 @@ def measure_pipelines(model, asr, waves: Sequence[np.ndarray], batch_size: int =
          "seconds": clasp_s, "s_per_utt": clasp_s / n, "n": n},
         {"kind": "cascade", "pipeline": names["cascade"], "weight_bytes": casc_bytes, "weight_mb": casc_bytes / 1e6,
          "seconds": casc_s, "s_per_utt": casc_s / n, "n": n},
-        *({"kind": name, "pipeline": f"CLASP {name}", "weight_bytes": _clasp_bytes(m),
-           "weight_mb": _clasp_bytes(m) / 1e6, "seconds": wall[name], "s_per_utt": wall[name] / n, "n": n}
-          for name, m in others.items()),
+        *({"kind": name, "pipeline": f"CLASP {name}", "weight_bytes": b, "weight_mb": b / 1e6,
+           "seconds": wall[name], "s_per_utt": wall[name] / n, "n": n}
+          for name, b in ((name, _clasp_bytes(m)) for name, m in others.items())),
     ])
     return {
         "summary": summary,
