@@ -48,6 +48,9 @@ SCHEMA: dict[str, Knob] = {
                    "TTS voices, assigned deterministically per sentence (paper: one Tacotron 2 voice)", list),
     "tts_workers": Knob(2, "parallel synthesis processes", int),
     "split": Knob([0.8, 0.1, 0.1], "train/val/test fractions, stratified by category (paper: 80/10/10)", list),
+    "eval_from": Knob(None, "a smaller preset whose validation and test sentences are this run's, all other "
+                            "sentences training (replaces `split`: a data-scaling step scored on the same gallery)",
+                      (str, type(None))),
     "common_voice_dir": Knob(None, "local Common Voice folder (tsv + clips) to import", (str, type(None))),
     "fleurs_dir": Knob(None, "local FLEURS folder (tsv + audio) to import", (str, type(None))),
     "brown_dir": Knob(None, "existing nltk_data/corpora/brown folder (None = find or fetch it)", (str, type(None))),
@@ -204,6 +207,10 @@ def load_params(preset: str = "tiny", overrides: dict | None = None, **kw) -> Pa
     if values["attention_dim"] % values["attention_heads"]:
         raise ParamError(f"attention_dim ({values['attention_dim']}) must be divisible by attention_heads "
                          f"({values['attention_heads']}), e.g. 256 with 4 heads")
+    if values["eval_from"] is not None and values["eval_from"] not in known:
+        raise ParamError(f"parameter eval_from: {choices_hint(values['eval_from'], known)} (a preset in params/)")
+    if values["eval_from"] == preset:
+        raise ParamError(f"parameter eval_from names this preset itself ({preset!r}); name a smaller one, e.g. large")
     split = values["split"]
     if len(split) != 3 or abs(sum(split) - 1) > 1e-6 or min(split) <= 0:
         raise ParamError(f"split must be three positive fractions summing to 1, got {split}")

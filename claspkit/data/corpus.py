@@ -28,7 +28,7 @@ from claspkit.data.tts import (SAMPLE_RATE, assign_voices, audio_relpath, check_
 
 __all__ = [
     "CORPUS_VERSION", "MANIFEST_NAME", "REPORT_NAME", "TOKEN_RE", "manifest_path", "report_path",
-    "sample_sentences", "build_corpus", "load_report", "load_manifest", "audio_path", "tokens",
+    "sample_sentences", "assign_splits", "build_corpus", "load_report", "load_manifest", "audio_path", "tokens",
     "corpus_summary", "category_counts",
 ]
 
@@ -73,6 +73,34 @@ def sample_sentences(sentences, n, seed: int = 42) -> list:
     return [s for s in sentences if s.id in chosen]
 
 
+def assign_splits(P, kept, ids, categories) -> dict:
+    """``{id: split}``: stratified by ``P.split``, or, with ``P.eval_from``, that preset's val/test kept as they are.
+
+    A nested preset that draws its splits afresh scores on a different gallery than the one it grew from, so its
+    numbers cannot be set beside the smaller run's. With ``eval_from`` the smaller preset's held-out sentences stay
+    held out (same ids, same splits: its cached cascade transcripts apply) and every new sentence trains.
+    """
+    if P.get("eval_from") is None:
+        return stratified_split(ids, categories, P.split, P.seed)
+    from claspkit.config import load_params
+
+    base = load_params(P.eval_from)
+    for key in ("seed", "max_tokens", "brown_dir", "voices"):
+        if base[key] != P[key]:
+            raise ParamError(f"eval_from {P.eval_from!r}: its {key} is {base[key]!r} but this run's is {P[key]!r}; "
+                             "the two samples would not nest, so set them equal")
+    base_sample = sample_sentences(kept, base.n_sentences, base.seed)
+    base_split = stratified_split([s.id for s in base_sample], [s.category for s in base_sample], base.split,
+                                  base.seed)
+    held = {i: sp for i, sp in base_split.items() if sp != "train"}
+    missing = sorted(set(held) - set(ids))
+    if missing:
+        raise ParamError(f"eval_from {P.eval_from!r}: {len(missing):,} of its held-out sentences are not in this "
+                         f"sample (e.g. {missing[0]}); n_sentences ({P.n_sentences}) must be at least "
+                         f"{P.eval_from}'s ({base.n_sentences})")
+    return {i: held.get(i, "train") for i in ids}
+
+
 def _fingerprint(P) -> str:
     """Everything that decides the manifest's content (not worker counts or progress bars)."""
     voices = sorted(dict.fromkeys(P.voices))
@@ -91,7 +119,17 @@ def _fingerprint(P) -> str:
         "split": list(P.split), "voices": tags, "brown_dir": str(P.brown_dir or ""), "imports": imports,
         "data_dir": str(data_dir()),
     }
+    if P.get("eval_from") is not None:  # only when set, so manifests built before the knob stay valid
+        blob["eval_from"] = _eval_from_tag(P)
     return hashlib.sha1(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+def _eval_from_tag(P):
+    """What of the ``eval_from`` preset decides this manifest."""
+    from claspkit.config import load_params
+
+    base = load_params(P.eval_from)
+    return [P.eval_from, base.n_sentences, list(base.split)]
 
 
 def _reusable(P, fingerprint: str):
@@ -143,7 +181,7 @@ def build_corpus(P, progress: bool = True, verbose: bool = True) -> pd.DataFrame
         "path": [audio_relpath(s.text, v) for s, v in zip(chosen, voices)],
         "duration_s": 0.0, "sample_rate": SAMPLE_RATE,
     })
-    split_of = stratified_split(ids, brown["category"], P.split, P.seed)
+    split_of = assign_splits(P, kept, ids, list(brown["category"]))
     brown["split"] = [split_of[i] for i in ids]
     durations = synthesize_corpus(brown, workers=P.tts_workers, progress=progress)
     brown["duration_s"] = list(durations)

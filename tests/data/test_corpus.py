@@ -1,6 +1,7 @@
 import importlib.util
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +140,57 @@ def test_summary_and_category_counts():
     assert corpus.tokens("term-end 6.4 U.S. it's") == ["term-end", "6.4", "U.S", ".", "it's"]
     cc = corpus.category_counts(m)
     assert cc.to_dict("list") == {"category": ["news", "humor"], "sentences": [2, 1]}
+
+
+def _presets(tmp_path, monkeypatch, **files):
+    folder = tmp_path / "params"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / f"{name}.yaml").write_text(text)
+    monkeypatch.setattr("claspkit.config.params_dir", lambda: folder)
+
+
+def test_eval_from_keeps_the_smaller_presets_gallery_and_trains_on_the_rest(tmp_path, monkeypatch):
+    sents = [Sentence(f"brown-c{c}{i:02d}-0000", f"c{c}{i:02d}", cat, ("x",), f"text {c}{i}")
+             for c, cat, n in (("a", "news", 60), ("j", "learned", 30), ("r", "humor", 10)) for i in range(n)]
+    _presets(tmp_path, monkeypatch, base="n_sentences: 40\nsplit: [0.5, 0.25, 0.25]\n",
+             grown="n_sentences: 80\neval_from: base\n", shrunk="n_sentences: 20\neval_from: base\n",
+             reseeded="n_sentences: 80\neval_from: base\nseed: 7\n")
+    base = load_params("base")
+    small = corpus.sample_sentences(sents, 40, base.seed)
+    want = corpus.assign_splits(base, sents, [s.id for s in small], [s.category for s in small])
+    assert Counter(want.values()) == {"train": 20, "val": 10, "test": 10}
+
+    P = load_params("grown")
+    big = corpus.sample_sentences(sents, 80, P.seed)
+    got = corpus.assign_splits(P, sents, [s.id for s in big], [s.category for s in big])
+    assert len(got) == 80
+    for split in ("val", "test"):
+        assert {i for i, s in got.items() if s == split} == {i for i, s in want.items() if s == split}
+    assert Counter(got.values()) == {"train": 60, "val": 10, "test": 10}
+    # without eval_from the same sample draws a different gallery: that is what the knob is for
+    fresh = corpus.stratified_split(list(got), [s.category for s in big], P.split, P.seed)
+    assert {i for i, s in fresh.items() if s == "test"} != {i for i, s in got.items() if s == "test"}
+
+    shrunk = load_params("shrunk")
+    few = corpus.sample_sentences(sents, 20, shrunk.seed)
+    with pytest.raises(ParamError, match="not in this sample.*must be at least base's"):
+        corpus.assign_splits(shrunk, sents, [s.id for s in few], [s.category for s in few])
+    with pytest.raises(ParamError, match="its seed is 42 but this run's is 7"):
+        corpus.assign_splits(load_params("reseeded"), sents, [s.id for s in big], [s.category for s in big])
+
+
+def test_eval_from_must_name_another_preset(tmp_path, monkeypatch):
+    _presets(tmp_path, monkeypatch, base="n_sentences: 40\n", loop="eval_from: loop\n")
+    with pytest.raises(ParamError, match="eval_from.*nope"):
+        load_params("base", eval_from="nope")
+    with pytest.raises(ParamError, match="names this preset itself"):
+        load_params("loop")
+
+
+def test_eval_from_enters_the_fingerprint(tmp_path, monkeypatch, isolated_data):
+    _presets(tmp_path, monkeypatch, base="n_sentences: 40\nvoices: [espeak:en-us]\n",
+             grown="n_sentences: 80\nvoices: [espeak:en-us]\n")
+    plain = corpus._fingerprint(load_params("grown"))
+    nested = corpus._fingerprint(load_params("grown", eval_from="base"))
+    assert plain != nested
