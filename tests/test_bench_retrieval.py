@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from claspkit import bench_retrieval as BR
@@ -31,6 +32,9 @@ def test_tiny_run_scores_all_systems_on_the_same_gallery(tmp_path, monkeypatch):
         lo, hi = r["hits@1_ci"]
         assert 0 <= lo <= r["hits@1"] <= hi <= 1 and r["s_per_utt"] > 0
         assert (r["kind"] == "cascade") == ("val_mrr" not in r) and 0 < r.get("val_mrr", 1) <= 1
+        if r["kind"] != "cascade":
+            d, lo, hi = r["vs_cascade"]["hits@1"]
+            assert d == pytest.approx(r["hits@1"] - rows["cascade"]["hits@1"], abs=1e-4) and lo <= d <= hi
     assert rows["stats"]["fusion"] == "stats" and rows["paper"]["fusion"] != "stats"
     assert rows["cascade"]["speedup_vs_cascade"] == pytest.approx(1.0)
     saved = json.loads(out["path"].read_text())
@@ -42,6 +46,24 @@ def test_tiny_run_scores_all_systems_on_the_same_gallery(tmp_path, monkeypatch):
     assert [p["train_items"] for p in points] == [80, 320] and points[0]["n"] == rows["cascade"]["n"]
     assert points[1]["hits@1"] == rows["stats"]["hits@1"] and 0 < points[0]["val_mrr"] <= 1
     assert again["meta"]["scaling_head"] == "stats"
+
+
+def test_versus_is_the_paired_difference_with_discordant_counts():
+    eye = np.eye(4) + 0.01                       # every query ranks its gold first
+    worse = eye.copy()
+    worse[0, 1] = worse[1, 2] = 2.0              # queries 0 and 1 put another item first: rank 2
+    v = BR.versus(worse, eye, n_boot=200, seed=0)
+    assert v["hits@1"][0] == pytest.approx(-0.5) and v["mrr"][0] == pytest.approx((0.5 + 0.5) / -4)
+    lo, hi = v["hits@1"][1:]
+    assert -1 <= lo <= -0.5 <= hi <= 0
+    assert (v["only_this_first"], v["only_ref_first"]) == (0, 2)
+    assert BR.versus(eye, worse, n_boot=0)["hits@1"] == [0.5, None, None]
+    same = BR.versus(eye, eye, n_boot=50)
+    assert same["hits@1"] == [0.0, 0.0, 0.0] and same["only_this_first"] == same["only_ref_first"] == 0
+    with pytest.raises(Exception, match="same test items"):
+        BR.versus(eye, np.eye(3))
+    assert BR.versus_line("stats", v).startswith("stats: hits@1 -0.500 [") and "only for the cascade 2" in \
+        BR.versus_line("stats", v)
 
 
 def test_heads_are_checked_and_ordered_before_anything_trains():

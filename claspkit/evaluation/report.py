@@ -362,7 +362,12 @@ def beyond_paper(preset: str) -> str | None:
     scaled = meta.get("scaling_head", "attention")
     scaling = (f"\n\nData scaling of the {scaled} head (nested subsets of the training split, the same gallery), "
                "HITS@1: " + "; ".join(points) + ".") if points else ""
-    return head + "\n\n" + table + scaling
+    from claspkit.bench_retrieval import versus_line
+
+    paired = [versus_line(r["system"].split(" (")[0], r["vs_cascade"]) for r in payload["rows"] if "vs_cascade" in r]
+    versus = ("\n\nPaired with the cascade on the same queries (mean difference, 95% bootstrap CI over queries; "
+              "queries that only one of the two ranks first): " + "; ".join(paired) + ".") if paired else ""
+    return head + "\n\n" + table + versus + scaling
 
 
 def readme_results(preset: str) -> str:
