@@ -45,33 +45,44 @@ plus the manifest's ~200 bytes per file; the IVF-Flat adds ~1,550 bytes per segm
 vectors and an 8-byte id) and is held in RAM, while the exact path only memory-maps the vector file.
 
 Compressed index, from ``PQ_MIN_SEGMENTS`` (1M) on (``build_pq``): IVF-Flat's RAM copy (1.5 GB at 1M,
-15 GB at 10M) is what stops an index from outgrowing memory, so from 1M on the ANN file is an IVF-PQ
-whose 96-byte codes (one byte per 4 dims, residuals to 2 sqrt(n) spherical k-means lists, flat
-quantizer) plus 8-byte ids are all that is held in RAM; the top ``candidates`` rows it returns are
-re-ranked by their exact cosine against ``vectors.<g>.npy``, memory-mapped and read only at those rows
-(``exact_scores``), so hits carry exact scores. ``nprobe`` and ``candidates`` are calibrated together
-on ``ANN_PROBES`` probe queries drawn from the index (``calibrate_pq``: the cheapest pair by the cost
-model ``pq_cost`` whose recall@10 after re-ranking reaches ``ANN_TARGET_RECALL``) and stored with the
-measured recall; the lists and codebooks are reused while the index stays within 2x of the size they
-were trained at, and retrained beyond. Measured with ``python -m claspkit.bench_search --skip-exact
---skip-indexing --pq-sizes 1000000,10000000`` (50 held-out rows of the same distribution as queries,
-search only; the e5 query encoding, 17 ms median, comes on top; load ~1.4 on 2 cores): at 1M (2,000 lists)
-recall@10 0.954 after re-ranking (calibration 0.955), nprobe 64 and 64 candidates, 20.5 ms median /
-23.8 ms p95, built in 41 s, 120 bytes per segment in RAM and 1,656 on disk. At 10M (6,324 lists) the
-target is missed: the calibration ran into ``NPROBE_MAX`` (256, with 1,024 candidates) at recall 0.879,
-and the held-out queries got 0.832 at 167 ms median / 211 ms p95, no faster than the batched exact scan
-(191 ms per query) on these clustered, anisotropic vectors; built in 631 s (add 502 s), 117 bytes per
-segment in RAM, 1,653 on disk. Reaching 0.95 at 10M+ needs more lists than a flat quantizer scans cheaply,
-or a better partition than k-means over these vectors: not solved. Projection from the 10M bytes
-(arithmetic, not measured): 100M segments 11.6 GB RAM / 165 GB disk, 1B 116 GB / 1,652 GB.
-Choices, by measurement: 96-byte codes over 48 (at 1M, 4,000 lists: re-ranked recall 0.91 with PQ48 at
-nprobe 64 and 200 candidates, 0.98 with PQ96 at 100, where PQ96 was limited by the lists probed, not by
-the codes); no OPQ (its rotation training had not finished after 5 min at 1M on the 2 shared cores
-while plain PQ's took ~15 s, and re-ranking already removes the code error OPQ would reduce); a flat
-coarse quantizer, not HNSW (see ``train_pq``); 10 k-means iterations and single-threaded PQ
-training (see ``single_threaded_faiss``). The cost model's re-read cost (``RERANK_US``, 20 us per
-candidate) is an assumed SSD random read, for vectors that no longer fit the page cache (100M = 154 GB):
-this VM's disk did not show it (cold, the file evicted before each query, timed as warm).
+15 GB at 10M) is what stops an index from outgrowing memory, so from 1M on the ANN file is an IVF-PQ in
+FAISS's 4-bit fast-scan layout (kind ``ivf-pq4``): 48-byte codes (96 sub-quantizers of 4 bits, one per 4
+dims, over 2 sqrt(n) spherical k-means lists, flat quantizer) plus 8-byte ids are all that is held in RAM;
+the top ``candidates`` rows it returns are re-ranked by their exact cosine against ``vectors.<g>.npy``,
+memory-mapped and read only at those rows (``exact_scores``), so hits carry exact scores. ``nprobe`` and
+``candidates`` are calibrated together on ``ANN_PROBES`` probe queries drawn from the index
+(``calibrate_pq``: the cheapest pair by the cost model ``pq_cost`` whose recall@10 after re-ranking
+reaches ``ANN_TARGET_RECALL`` + ``PQ_RECALL_MARGIN``) and stored with the measured recall; the lists and
+codebooks are reused while the index stays within 2x of the size they were trained at, and retrained
+beyond. Measured with ``python -m claspkit.bench_search --skip-exact --skip-indexing --queries 200
+--pq-sizes 1000000,10000000`` (200 held-out rows of the same distribution as queries, search only; the e5
+query encoding, 24 ms median there, comes on top; 2 Intel cores with AVX-512 at load ~3.5, a feature
+extraction running beside it): at 1M (2,000 lists) recall@10 0.972 after re-ranking (calibration 0.971),
+nprobe 128 and 128 candidates, 1.7 ms median / 6.0 ms p95, built in 30 s, 73 bytes per segment in RAM
+and 1,609 on disk. At 10M (6,324 lists) recall@10 0.968 (calibration 0.966), nprobe 1,024 and 128
+candidates, 45.5 ms median / 88 ms p95 warm and 43 / 85 ms cold (the vector file evicted before each
+query), against 174 ms for the batched exact scan; built in 550 s (k-means 54 s, add 455 s), 70 bytes per
+segment in RAM and 1,606 on disk. Why fast scan: the 8-bit IVF-PQ it replaced (96-byte codes) scanned
+its codes at ~4 ns per byte, so at 10M it ran into ``NPROBE_MAX`` (then 256) at recall 0.879 (0.832
+held out, 167 ms median): recall at this size is limited by the lists probed, not by the codes, and the
+4-bit codes are looked up in SIMD registers at ~0.5 ns per byte (``SCAN_NS_PER_BYTE``: 78 MB of codes in
+44 ms at 10M), so four times the lists cost a quarter of the time (a one-off side-by-side at 1M, outside
+bench_search: nprobe 256, 256 candidates, 24 ms per query for 8-bit codes, 2.5 ms for fast scan, both at
+re-ranked recall 1.0 on 50 held-out rows). The
+margin: held-out recall came 0.01 under the calibration's at 1M in the first fast-scan run (0.942 against
+0.953), and the 10M calibration of (512 lists, 256 candidates) moved from 0.960 to 0.950 between two
+draws of the data. Projection (arithmetic, not measured): 100M segments 6.8 GB RAM / 160 GB disk, 1B
+68 GB / 1,604 GB. Latency does not project as kindly: the share of lists needed for 0.95 grew from 3-6%
+at 1M to 8-16% at 10M on these clustered, anisotropic vectors; if it reaches ~25% at 100M a query scans
+~1.2 GB of codes, ~0.6 s on these 2 cores (one thread per query), so the 100 ms target at 100M would need
+FAISS's per-query parallelism on many cores or a finer partition (more lists than a flat quantizer
+assigns cheaply). Other choices, by measurement: no OPQ (its rotation training had not finished after
+5 min at 1M on the 2 shared cores while plain PQ's took ~15 s, and re-ranking already removes the code
+error OPQ would reduce); a flat coarse quantizer, not HNSW (see ``train_pq``); 10 k-means iterations
+and single-threaded PQ training (see ``single_threaded_faiss``). The cost model's re-read cost
+(``RERANK_US``, 20 us per candidate) is an assumed SSD random read, for vectors that no longer fit the
+page cache (100M = 154 GB): this VM's disk did not show it (cold timed as warm). An index written with
+the 8-bit codes (kind ``ivf-pq``) still loads and searches; its next commit retrains it as ``ivf-pq4``.
 """
 from __future__ import annotations
 
@@ -100,7 +111,7 @@ __all__ = [
     "NPROBE_MAX", "RERANK_STEPS", "RERANK_MAX", "SCAN_NS_PER_BYTE", "RERANK_US",
     "ann_kind", "reusable", "pq_subquantizers", "set_nprobe", "train_pq", "exact_scores", "search_pq", "pq_cost",
     "calibrate_pq", "build_pq", "ANN_FILE", "read_ann", "single_threaded_faiss", "PQ_LISTS_PER_SQRT",
-    "pq_lists",
+    "pq_lists", "PQ_BITS", "PQ_KINDS", "ann_class", "PQ_RECALL_MARGIN",
 ]
 
 FORMAT = 1
@@ -110,14 +121,16 @@ ANN_TARGET_RECALL = 0.95
 ANN_PROBES = 200                # probe queries for the nprobe calibration
 TRAIN_PER_LIST = 20             # k-means sample per IVF list (FAISS suggests 39-256; 20 halves the 1M build)
 PQ_MIN_SEGMENTS = 1_000_000     # IVF-PQ + exact re-ranking from here on (IVF-Flat would hold 1.5 GB+ in RAM)
-PQ_DIMS_PER_BYTE = 4            # PQ code: one byte per 4 dims (96 bytes at dim 384, 1/16 of the float32 vector)
+PQ_DIMS_PER_BYTE = 4            # PQ sub-quantizers: one per 4 dims (96 at dim 384) ...
+PQ_BITS = 4                     # ... of 4 bits each, FAISS's fast-scan layout (48 bytes: 1/32 of the float32 row)
 PQ_TRAIN = 32768                # rows for the PQ codebooks (128 per code word)
 KMEANS_ITERATIONS = 10          # IVF-PQ's k-means (lists and codebooks; FAISS's default is 25, 2.5x the time)
 PQ_LISTS_PER_SQRT = 2           # IVF-PQ nlist = 2 sqrt(n): k-means costs nlist^2, a PQ row scans 16x cheaper
-NPROBE_MAX = 256                # calibration range of nprobe ...
+NPROBE_MAX = 4096               # calibration range of nprobe ...
 RERANK_STEPS = (16, 32, 64, 128, 256, 512, 1024)   # ... and of the re-ranked candidates
 RERANK_MAX = 1024
-SCAN_NS_PER_BYTE = 4.0          # cost model of the calibration (bench_search measures both)
+SCAN_NS_PER_BYTE = 0.5          # cost model of the calibration (fast scan, 10M rows: 78 MB of codes in 44 ms)
+PQ_RECALL_MARGIN = 0.01         # IVF-PQ calibrates to the target + this: held-out queries came ~0.01 under it
 RERANK_US = 20.0                # per candidate: one random 1.5 KB read when the vectors are not cached
 SEGMENT_DTYPE = np.dtype([("file", "<i4"), ("start_s", "<f4"), ("end_s", "<f4")])
 
@@ -263,7 +276,7 @@ class Index:
         if k == 0:
             return np.zeros((len(q), 0), np.int64), np.zeros((len(q), 0), np.float32)
         info = self.manifest.get("ann") or {}
-        if self.ann is not None and info.get("kind") == "ivf-pq":
+        if self.ann is not None and info.get("kind") in PQ_KINDS:
             return search_pq(self.ann, self.vectors, q, k, info["nprobe"], info["candidates"])
         if self.ann is not None:
             return search_ann(self.ann, q, k, info["nprobe"])
@@ -363,10 +376,28 @@ def build_ann(vectors: np.ndarray, seed: int = 0, previous=None, previous_info: 
 
 
 def ann_kind(n: int) -> str | None:
-    """What ``commit`` builds for ``n`` segments: nothing (exact search), IVF-Flat, or IVF-PQ (see module doc)."""
+    """What ``commit`` builds for ``n`` segments: nothing (exact search), IVF-Flat, or IVF-PQ (see module doc).
+
+    ``ivf-pq4`` is the 4-bit fast-scan IVF-PQ; ``ivf-pq`` (8-bit codes, built before it) still loads and
+    searches, and is retrained as ``ivf-pq4`` at its index's next commit.
+    """
     if n < ANN_MIN_SEGMENTS:
         return None
-    return "ivf-flat" if n < PQ_MIN_SEGMENTS else "ivf-pq"
+    return "ivf-flat" if n < PQ_MIN_SEGMENTS else "ivf-pq4"
+
+
+PQ_KINDS = ("ivf-pq", "ivf-pq4")
+
+
+def ann_class(kind: str):
+    """The FAISS class an ANN file of ``kind`` must hold."""
+    import faiss
+
+    classes = {"ivf-flat": faiss.IndexIVFFlat, "ivf-pq": faiss.IndexIVFPQ, "ivf-pq4": faiss.IndexIVFPQFastScan}
+    if kind not in classes:
+        raise ClaspkitError(f"unknown ANN kind {kind!r} in the index manifest (this claspkit reads "
+                            f"{', '.join(classes)}); rebuild the index with `claspkit index ... --rebuild`")
+    return classes[kind]
 
 
 def reusable(info: dict | None, kind: str, n: int, dim: int) -> bool:
@@ -378,7 +409,7 @@ def reusable(info: dict | None, kind: str, n: int, dim: int) -> bool:
 
 
 def pq_subquantizers(dim: int) -> int:
-    """Sub-quantizers (= code bytes) for ``dim``: one per ``PQ_DIMS_PER_BYTE`` dims, the largest divisor of dim."""
+    """Sub-quantizers (of ``PQ_BITS`` each) for ``dim``: one per ``PQ_DIMS_PER_BYTE`` dims, the largest divisor."""
     m = max(1, dim // PQ_DIMS_PER_BYTE)
     while dim % m:
         m -= 1
@@ -435,7 +466,7 @@ def train_pq(vectors: np.ndarray, seed: int = 0):
     kmeans.train(_sample(vectors, TRAIN_PER_LIST * nlist, rng))
     quantizer = faiss.IndexFlatIP(dim)
     quantizer.add(kmeans.centroids)
-    ann = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_subquantizers(dim), 8, faiss.METRIC_INNER_PRODUCT)
+    ann = faiss.IndexIVFPQFastScan(quantizer, dim, nlist, pq_subquantizers(dim), PQ_BITS, faiss.METRIC_INNER_PRODUCT)
     ann.own_fields = True
     quantizer.this.disown()                        # the IVF owns (and frees) its quantizer from now on
     ann.cp.seed = ann.pq.cp.seed = seed
@@ -486,13 +517,15 @@ def pq_cost(nprobe: int, candidates: int, rows_per_list: float, code_bytes: int)
 
 
 def calibrate_pq(ann, vectors: np.ndarray, probes: np.ndarray, exact: np.ndarray,
-                 ids: np.ndarray | None = None) -> dict:
-    """The cheapest (nprobe, candidates) by ``pq_cost`` whose recall@10 after re-ranking reaches the target.
+                 ids: np.ndarray | None = None, trace: list | None = None) -> dict:
+    """The cheapest (nprobe, candidates) by ``pq_cost`` whose recall@10 after re-ranking reaches the target
+    plus ``PQ_RECALL_MARGIN``.
 
     One search per nprobe (doubling up to ``NPROBE_MAX``) with ``RERANK_MAX`` candidates gives the recall
     for every smaller candidate count too (PQ's top-R is a prefix of its top-R_max). When no setting
     reaches the target, the best measured one is kept and its (lower) recall stored. ``ids``: the probes'
-    own rows (``calibration_probes``), left out of their results.
+    own rows (``calibration_probes``), left out of their results. ``trace`` (optional) receives every
+    setting measured, for benchmarks.
     """
     ivf = _ivf_of(ann)
     rows_per_list = ivf.ntotal / ivf.nlist
@@ -513,9 +546,11 @@ def calibrate_pq(ann, vectors: np.ndarray, probes: np.ndarray, exact: np.ndarray
             r = recall_at_k(got, exact)
             setting = {"nprobe": nprobe, "candidates": c, "recall_at_10": round(r, 4),
                        "cost": pq_cost(nprobe, c, rows_per_list, ivf.code_size)}
+            if trace is not None:
+                trace.append(setting)
             if best_recall is None or r > best_recall["recall_at_10"]:
                 best_recall = setting
-            if r >= ANN_TARGET_RECALL:
+            if r >= ANN_TARGET_RECALL + PQ_RECALL_MARGIN:
                 if best is None or setting["cost"] < best["cost"]:
                     best = setting
                 break                              # more candidates at this nprobe only cost more
@@ -535,16 +570,17 @@ class _Stopwatch:
 
 
 def build_pq(vectors: np.ndarray, seed: int = 0, previous=None, previous_info: dict | None = None,
-             timings: dict | None = None):
+             timings: dict | None = None, trace: list | None = None):
     """IVF-PQ over ``vectors`` with exact re-ranking, calibrated on probe queries; returns (faiss index, info).
 
     A previous generation's trained lists and codebooks are reused while the index stays within 2x of
     the size they were trained at (the rows are re-encoded, k-means and PQ training are skipped).
-    ``timings`` (optional) receives the seconds of each stage; they stay out of ``info`` (and the manifest).
+    ``timings`` (optional) receives the seconds of each stage and ``trace`` the calibration's measured settings;
+    both stay out of ``info`` (and the manifest).
     """
     n, dim = vectors.shape
     clock = _Stopwatch(timings)
-    if previous is not None and previous.d == dim and reusable(previous_info, "ivf-pq", n, dim):
+    if previous is not None and previous.d == dim and reusable(previous_info, "ivf-pq4", n, dim):
         ann, trained_on = previous, int(previous_info["trained_on"])
         ann.reset()                                # keep lists and codebooks, drop the old codes
     else:
@@ -556,10 +592,10 @@ def build_pq(vectors: np.ndarray, seed: int = 0, previous=None, previous_info: d
     exact = without_self(search_exact(vectors, probes, 11)[0], ids, 10)
     clock.lap("probes_exact")
     ivf = _ivf_of(ann)
-    setting = calibrate_pq(ann, vectors, probes, exact, ids)
+    setting = calibrate_pq(ann, vectors, probes, exact, ids, trace)
     clock.lap("calibrate")
     set_nprobe(ann, setting["nprobe"])             # the file stores the search state: same input, same bytes
-    return ann, {"kind": "ivf-pq", "nlist": int(ivf.nlist), "code_bytes": int(ivf.code_size), "dim": int(dim),
+    return ann, {"kind": "ivf-pq4", "nlist": int(ivf.nlist), "code_bytes": int(ivf.code_size), "dim": int(dim),
                  **setting, "probes": len(probes), "trained_on": trained_on}
 
 
@@ -642,7 +678,7 @@ def read_ann(root, manifest: dict):
     except RuntimeError as e:
         raise ClaspkitError(f"{display_path(path)} is not a readable FAISS index ({str(e).strip()[-200:]}); "
                             + _rerun_hint(root)) from e
-    want = faiss.IndexIVFPQ if info["kind"] == "ivf-pq" else faiss.IndexIVFFlat
+    want = ann_class(info["kind"])
     if not isinstance(ann, want) or ann.ntotal != manifest["n_segments"] or ann.d != manifest["identity"]["dim"]:
         raise ClaspkitError(f"{display_path(path)} does not match the manifest (a {type(ann).__name__} of "
                             f"{ann.ntotal} {ann.d}-d rows, expected {info['kind']} of {manifest['n_segments']} "
@@ -853,7 +889,7 @@ class IndexWriter:
         kind = ann_kind(n)
         if kind is None:
             return None
-        build = build_pq if kind == "ivf-pq" else build_ann
+        build = build_pq if kind in PQ_KINDS else build_ann
         prev = self.previous.manifest.get("ann") if self.previous is not None else None
         ann, info = build(vectors, previous=self._previous_ann(kind, n, dim), previous_info=prev)
         with atomic_path(self.root / ANN_FILE.format(g=gen), suffix=".faiss.tmp") as tmp:

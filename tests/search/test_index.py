@@ -260,8 +260,8 @@ def build_pq_index(root, audio, x, extra=None):
 
 
 def test_policy_exact_then_ivf_flat_then_ivf_pq(small_thresholds):
-    assert [ix.ann_kind(n) for n in (999, 1000, 1999, 2000, 10 ** 9)] == [None, "ivf-flat", "ivf-flat", "ivf-pq",
-                                                                          "ivf-pq"]
+    assert [ix.ann_kind(n) for n in (999, 1000, 1999, 2000, 10 ** 9)] == [None, "ivf-flat", "ivf-flat", "ivf-pq4",
+                                                                          "ivf-pq4"]
     assert ix.pq_subquantizers(384) == 96 and ix.pq_subquantizers(32) == 8 and ix.pq_subquantizers(30) == 6
 
 
@@ -272,8 +272,8 @@ def test_compressed_index_reaches_the_recall_target_with_exact_scores(folders, s
     x, held_out = np.split(clustered(4060), [4000])               # queries: new rows of the same clusters
     idx = build_pq_index(root, audio, x)
     info = idx.manifest["ann"]
-    assert info["kind"] == "ivf-pq" and isinstance(idx.ann, faiss.IndexIVFPQ)
-    assert info["recall_at_10"] >= ix.ANN_TARGET_RECALL and info["code_bytes"] == 8
+    assert info["kind"] == "ivf-pq4" and isinstance(idx.ann, faiss.IndexIVFPQFastScan)
+    assert info["recall_at_10"] >= ix.ANN_TARGET_RECALL and info["code_bytes"] == 4     # 8 sub-quantizers x 4 bits
     assert info["bytes"] == (root / "ivf.1.faiss").stat().st_size
     assert info["bytes"] < 4000 * PQ_DIM * 4 / 2                 # codes, not a second copy of the vectors
     q = held_out
@@ -382,7 +382,7 @@ def test_missing_or_corrupt_ann_file_is_named_and_a_rerun_repairs_it(folders, sm
     ann_file = root / "ivf.1.faiss"
     good = ann_file.read_bytes()
     ann_file.unlink()
-    with pytest.raises(DataMissingError, match=r"missing its ivf-pq file ivf\.1\.faiss.*again.*no --rebuild"):
+    with pytest.raises(DataMissingError, match=r"missing its ivf-pq4 file ivf\.1\.faiss.*again.*no --rebuild"):
         load_index(root)
     ann_file.write_bytes(good[:len(good) // 2])
     with pytest.raises(ClaspkitError, match=r"ivf\.1\.faiss has [\d,]+ bytes, the manifest says"):
@@ -398,7 +398,39 @@ def test_missing_or_corrupt_ann_file_is_named_and_a_rerun_repairs_it(folders, sm
         load_index(root)
     ann_file.unlink()
     idx = build_pq_index(root, audio, x)                            # the writer re-trains from the stored vectors
-    assert idx.manifest["ann"]["kind"] == "ivf-pq" and idx.ann.ntotal == 4000
+    assert idx.manifest["ann"]["kind"] == "ivf-pq4" and idx.ann.ntotal == 4000
+
+
+def test_old_8_bit_ivf_pq_index_still_searches_and_is_retrained_as_fast_scan(folders, small_thresholds):
+    import faiss
+
+    audio, root = folders
+    x = clustered(4400, seed=9)
+    build_pq_index(root, audio, x[:4000])
+    manifest = json.loads((root / "index.json").read_text())
+    quantizer = faiss.IndexFlatIP(PQ_DIM)                          # what the 8-bit builder wrote before fast scan
+    old = faiss.IndexIVFPQ(quantizer, PQ_DIM, 64, 8, 8, faiss.METRIC_INNER_PRODUCT)
+    old.pq.cp.min_points_per_centroid = old.cp.min_points_per_centroid = 1
+    old.train(x[:4000])
+    old.add(x[:4000])
+    old.nprobe = 64
+    faiss.write_index(old, str(root / "ivf.1.faiss"))
+    manifest["ann"].update(kind="ivf-pq", nlist=64, nprobe=64, candidates=100,
+                           bytes=(root / "ivf.1.faiss").stat().st_size)
+    (root / "index.json").write_text(json.dumps(manifest))
+    idx = load_index(root)
+    assert type(idx.ann) is faiss.IndexIVFPQ
+    got, scores = idx.search_vectors(x[:20], 10)
+    exact, exact_scores = search_exact(x[:4000], x[:20], 10)
+    assert ix.recall_at_k(got, exact) >= 0.9 and scores[:, 0] == pytest.approx(1.0, abs=1e-5)   # exact re-ranking
+    grown = build_pq_index(root, audio, x[:4000], {"c.wav": ("c" * 64, x[4000:])})
+    assert grown.manifest["ann"]["kind"] == "ivf-pq4" and isinstance(grown.ann, faiss.IndexIVFPQFastScan)
+    assert grown.manifest["ann"]["trained_on"] == 4400                # another codec: trained afresh, not reused
+    manifest = json.loads((root / "index.json").read_text())
+    manifest["ann"]["kind"] = "ivf-hnsw"
+    (root / "index.json").write_text(json.dumps(manifest))
+    with pytest.raises(ClaspkitError, match="unknown ANN kind 'ivf-hnsw'.*--rebuild"):
+        load_index(root)
 
 
 def test_old_ivf_flat_index_loads_and_grows_into_ivf_pq(folders, monkeypatch):
@@ -415,7 +447,7 @@ def test_old_ivf_flat_index_loads_and_grows_into_ivf_pq(folders, monkeypatch):
     assert old.manifest["ann"]["kind"] == "ivf-flat" and old.search(x[5], k=1)[0].score == pytest.approx(1, abs=1e-5)
     monkeypatch.setattr(ix, "PQ_MIN_SEGMENTS", 6000)
     idx = build_pq_index(root, audio, x[:4000], {"c.wav": ("c" * 64, x[4000:7000])})
-    assert idx.manifest["ann"]["kind"] == "ivf-pq" and idx.manifest["ann"]["trained_on"] == 7000
+    assert idx.manifest["ann"]["kind"] == "ivf-pq4" and idx.manifest["ann"]["trained_on"] == 7000
 
 
 def test_compressed_benchmark_row_and_projection(tmp_path):
@@ -423,10 +455,10 @@ def test_compressed_benchmark_row_and_projection(tmp_path):
 
     row = bench_compressed(3000, PQ_DIM, [0.001] * 8, tmp_path)
     assert not (tmp_path / "vectors.npy").exists()                  # the memory-mapped vectors are deleted
-    assert row["recall@10"] >= 0.8 and row["code_bytes"] == 8 and row["per_row_bytes"] == 16
+    assert row["recall@10"] >= 0.8 and row["code_bytes"] == 4 and row["per_row_bytes"] == 12
     assert row["disk_bytes_per_segment"] > PQ_DIM * 4 > row["ram_bytes_per_segment"]
     assert row["total_warm_ms"][0] >= row["warm_ms"][0]
     p = projection(row, 100_000_000)
     assert p["nlist"] == 20_000
-    assert p["ram_gb"] == pytest.approx((100_000_000 * (16 + 12) + 20_000 * row["per_list_bytes"]) / 1e9)
+    assert p["ram_gb"] == pytest.approx((100_000_000 * (12 + 12) + 20_000 * row["per_list_bytes"]) / 1e9)
     assert p["disk_gb"] == pytest.approx(p["ram_gb"] + 100_000_000 * PQ_DIM * 4 / 1e9)
