@@ -25,7 +25,8 @@ import yaml
 
 from claspkit.errors import ClaspkitError, ParamError, choices_hint
 
-__all__ = ["METRICS", "HEADS", "cascade_similarity", "versus", "versus_line", "run", "quality_table", "speed_table", "format_rows", "main"]
+__all__ = ["METRICS", "HEADS", "cascade_similarity", "versus", "versus_line", "run", "quality_table", "speed_table",
+           "format_rows", "main"]
 
 METRICS = ("hits@1", "mrr")
 # The CLASP heads a run can score, in the order of its table.

@@ -267,8 +267,8 @@ def bench_compressed(n: int, dim: int, enc_s: list[float], work: Path) -> dict:
             "total_cold_ms": _stats([a + b for a, b in zip(enc_s, cold)]),
             "ram_bytes_per_segment": round(ann_bytes / n + table, 1),
             "disk_bytes_per_segment": round(4 * dim + table + ann_bytes / n, 1),
-            "calibration": trace, "per_row_bytes": int(ivf.code_size + 8), "per_list_bytes": round((ann_bytes - n * (ivf.code_size + 8))
-                                                                              / ivf.nlist, 1),
+            "calibration": trace, "per_row_bytes": int(ivf.code_size + 8),
+            "per_list_bytes": round((ann_bytes - n * (ivf.code_size + 8)) / ivf.nlist, 1),
         }
     finally:
         x = None
