@@ -351,7 +351,8 @@ def beyond_paper(preset: str) -> str | None:
     frame_heads = [r["system"].split(" (")[0].removeprefix("CLASP ") for r in payload["rows"]
                    if r.get("fusion") in BEYOND_FUSIONS]
     heads = " and ".join(f"the {h} head" for h in frame_heads) or "the heads"
-    head = (f"Beyond the paper: {heads} over the speech frames beside the paper's best head and the "
+    beside = "the paper's best head and the " if any(r.get("kind") == "paper" for r in payload["rows"]) else "the "
+    head = (f"Beyond the paper: {heads} over the speech frames beside {beside}"
             f"cascade, on the same full test gallery (speech -> text) in one run of `python -m claspkit.bench_retrieval"
             f"` ({meta.get('speech_backbone', '?')} -> {meta.get('text_backbone', '?')}; 95% bootstrap CIs; speed "
             f"measured on {meta.get('n_timing', '?')} utterances, waveform to searched vector).")

@@ -178,6 +178,7 @@ def test_attention_head_is_beyond_the_paper_not_matched_to_its_rows(runs):
             in block)
     assert "whisper-base -> muse-multilingual" in block and "24 utterances" in block
     assert "Beyond the paper: the attention head and the stats head over the speech frames" in block
+    assert "frames beside the cascade, on the same full test gallery" in block   # no paper-head row in this run
     assert "HITS@1: 1,200 pairs 0.500 [0.900, 0.960]; 2,400 pairs 0.930 [0.900, 0.960]." in block
     assert ("queries that only one of the two ranks first): CLASP stats: hits@1 +0.030 [+0.010, +0.050], mrr +0.030 "
             "[+0.020, +0.040]; first only for CLASP stats 14, only for the cascade 5." in block)
