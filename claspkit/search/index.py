@@ -44,45 +44,44 @@ Memory: 1,548 bytes per segment (1,536 for a 384-d float32 vector, 12 for its ro
 plus the manifest's ~200 bytes per file; the IVF-Flat adds ~1,550 bytes per segment (its own copy of the
 vectors and an 8-byte id) and is held in RAM, while the exact path only memory-maps the vector file.
 
-Compressed index, from ``PQ_MIN_SEGMENTS`` (1M) on (``build_pq``): IVF-Flat's RAM copy (1.5 GB at 1M,
-15 GB at 10M) is what stops an index from outgrowing memory, so from 1M on the ANN file is an IVF-PQ in
-FAISS's 4-bit fast-scan layout (kind ``ivf-pq4``): 48-byte codes (96 sub-quantizers of 4 bits, one per 4
-dims, over 2 sqrt(n) spherical k-means lists, flat quantizer) plus 8-byte ids are all that is held in RAM;
-the top ``candidates`` rows it returns are re-ranked by their exact cosine against ``vectors.<g>.npy``,
+Compressed index, from ``PQ_MIN_SEGMENTS`` (1M) on (``build_pq``): IVF-Flat's RAM copy (1.5 GB at 1M, 15 GB
+at 10M) is what stops an index from outgrowing memory, so from 1M on the ANN file is an IVF-PQ in FAISS's
+4-bit fast-scan layout (kind ``ivf-pq4``): 48-byte codes (96 sub-quantizers of 4 bits, one per 4 dims, over
+2 sqrt(n) spherical k-means lists, flat quantizer) plus 8-byte ids are all that is held in RAM; the top
+``candidates`` rows it returns are re-ranked by their exact cosine against ``vectors.<g>.npy``,
 memory-mapped and read only at those rows (``exact_scores``), so hits carry exact scores. ``nprobe`` and
 ``candidates`` are calibrated together on ``ANN_PROBES`` probe queries drawn from the index
-(``calibrate_pq``: the cheapest pair by the cost model ``pq_cost`` whose recall@10 after re-ranking
-reaches ``ANN_TARGET_RECALL`` + ``PQ_RECALL_MARGIN``) and stored with the measured recall; the lists and
-codebooks are reused while the index stays within 2x of the size they were trained at, and retrained
-beyond. Measured with ``python -m claspkit.bench_search --skip-exact --skip-indexing --queries 200
---pq-sizes 1000000,10000000`` (200 held-out rows of the same distribution as queries, search only; the e5
-query encoding, 24 ms median there, comes on top; 2 Intel cores with AVX-512 at load ~3.5, a feature
-extraction running beside it): at 1M (2,000 lists) recall@10 0.972 after re-ranking (calibration 0.971),
-nprobe 128 and 128 candidates, 1.7 ms median / 6.0 ms p95, built in 30 s, 73 bytes per segment in RAM
-and 1,609 on disk. At 10M (6,324 lists) recall@10 0.968 (calibration 0.966), nprobe 1,024 and 128
-candidates, 45.5 ms median / 88 ms p95 warm and 43 / 85 ms cold (the vector file evicted before each
-query), against 174 ms for the batched exact scan; built in 550 s (k-means 54 s, add 455 s), 70 bytes per
-segment in RAM and 1,606 on disk. Why fast scan: the 8-bit IVF-PQ it replaced (96-byte codes) scanned
-its codes at ~4 ns per byte, so at 10M it ran into ``NPROBE_MAX`` (then 256) at recall 0.879 (0.832
-held out, 167 ms median): recall at this size is limited by the lists probed, not by the codes, and the
-4-bit codes are looked up in SIMD registers at ~0.5 ns per byte (``SCAN_NS_PER_BYTE``: 78 MB of codes in
-44 ms at 10M), so four times the lists cost a quarter of the time (a one-off side-by-side at 1M, outside
-bench_search: nprobe 256, 256 candidates, 24 ms per query for 8-bit codes, 2.5 ms for fast scan, both at
-re-ranked recall 1.0 on 50 held-out rows). The
-margin: held-out recall came 0.01 under the calibration's at 1M in the first fast-scan run (0.942 against
-0.953), and the 10M calibration of (512 lists, 256 candidates) moved from 0.960 to 0.950 between two
-draws of the data. Projection (arithmetic, not measured): 100M segments 6.8 GB RAM / 160 GB disk, 1B
-68 GB / 1,604 GB. Latency does not project as kindly: the share of lists needed for 0.95 grew from 3-6%
-at 1M to 8-16% at 10M on these clustered, anisotropic vectors; if it reaches ~25% at 100M a query scans
-~1.2 GB of codes, ~0.6 s on these 2 cores (one thread per query), so the 100 ms target at 100M would need
-FAISS's per-query parallelism on many cores or a finer partition (more lists than a flat quantizer
-assigns cheaply). Other choices, by measurement: no OPQ (its rotation training had not finished after
-5 min at 1M on the 2 shared cores while plain PQ's took ~15 s, and re-ranking already removes the code
-error OPQ would reduce); a flat coarse quantizer, not HNSW (see ``train_pq``); 10 k-means iterations
-and single-threaded PQ training (see ``single_threaded_faiss``). The cost model's re-read cost
-(``RERANK_US``, 20 us per candidate) is an assumed SSD random read, for vectors that no longer fit the
-page cache (100M = 154 GB): this VM's disk did not show it (cold timed as warm). An index written with
-the 8-bit codes (kind ``ivf-pq``) still loads and searches; its next commit retrains it as ``ivf-pq4``.
+(``calibrate_pq``: the cheapest pair by the cost model ``pq_cost`` whose recall@10 after re-ranking reaches
+``ANN_TARGET_RECALL`` + ``PQ_RECALL_MARGIN``) and stored with the measured recall; the lists and codebooks
+are reused while the index stays within 2x of the size they were trained at, and retrained beyond. Measured
+with ``python -m claspkit.bench_search --skip-exact --skip-indexing --queries 200 --pq-sizes
+1000000,10000000`` (200 held-out rows of the same distribution as queries, search only; the e5 query
+encoding, 24 ms median there, comes on top; 2 Intel cores with AVX-512 at load ~3.5, a feature extraction
+running beside it): at 1M (2,000 lists) recall@10 0.972 after re-ranking (calibration 0.971), nprobe 128 and
+128 candidates, 1.7 ms median / 6.0 ms p95, built in 30 s, 73 bytes per segment in RAM and 1,609 on disk. At
+10M (6,324 lists) recall@10 0.968 (calibration 0.966), nprobe 1,024 and 128 candidates, 45.5 ms median / 88
+ms p95 warm and 43 / 85 ms cold (the vector file evicted before each query), against 174 ms for the batched
+exact scan; built in 550 s (k-means 54 s, add 455 s), 70 bytes per segment in RAM and 1,606 on disk. Why
+fast scan: the 8-bit IVF-PQ it replaced (96-byte codes) scanned its codes at ~4 ns per byte, so at 10M it
+ran into ``NPROBE_MAX`` (then 256) at recall 0.879 (0.832 held out, 167 ms median): recall at this size is
+limited by the lists probed, not by the codes, and the 4-bit codes are looked up in SIMD registers at ~0.5
+ns per byte (``SCAN_NS_PER_BYTE``: 78 MB of codes in 44 ms at 10M), so four times the lists cost a quarter
+of the time (a one-off side-by-side at 1M, outside bench_search: nprobe 256, 256 candidates, 24 ms per query
+for 8-bit codes, 2.5 ms for fast scan, both at re-ranked recall 1.0 on 50 held-out rows). The margin:
+held-out recall came 0.01 under the calibration's at 1M in the first fast-scan run (0.942 against 0.953),
+and the 10M calibration of (512 lists, 256 candidates) moved from 0.960 to 0.950 between two draws of the
+data. Projection (arithmetic, not measured): 100M segments 6.8 GB RAM / 160 GB disk, 1B 68 GB / 1,604 GB.
+Latency does not project as kindly: the share of lists needed for 0.95 grew from 3-6% at 1M to 8-16% at 10M
+on these clustered, anisotropic vectors; if it reaches ~25% at 100M a query scans ~1.2 GB of codes, ~0.6 s
+on these 2 cores (one thread per query), so the 100 ms target at 100M would need FAISS's per-query
+parallelism on many cores or a finer partition (more lists than a flat quantizer assigns cheaply). Other
+choices, by measurement: no OPQ (its rotation training had not finished after 5 min at 1M on the 2 shared
+cores while plain PQ's took ~15 s, and re-ranking already removes the code error OPQ would reduce); a flat
+coarse quantizer, not HNSW (see ``train_pq``); 10 k-means iterations and single-threaded PQ training (see
+``single_threaded_faiss``). The cost model's re-read cost (``RERANK_US``, 20 us per candidate) is an assumed
+SSD random read, for vectors that no longer fit the page cache (100M = 154 GB): this VM's disk did not show
+it (cold timed as warm). An index written with the 8-bit codes (kind ``ivf-pq``) still loads and searches;
+its next commit retrains it as ``ivf-pq4``.
 """
 from __future__ import annotations
 
@@ -107,7 +106,7 @@ __all__ = [
     "SEGMENT_DTYPE", "identity_key", "describe_model", "normalize_rows", "Hit", "Index", "EXACT_BLOCK",
     "search_exact", "search_ann", "build_ann", "probe_queries", "calibration_probes", "without_self",
     "recall_at_k", "read_index_manifest",
-    "load_index", "IndexWriter", "PQ_MIN_SEGMENTS", "PQ_DIMS_PER_BYTE", "PQ_TRAIN", "KMEANS_ITERATIONS",
+    "load_index", "IndexWriter", "PQ_MIN_SEGMENTS", "PQ_DIMS_PER_SUBQUANTIZER", "PQ_TRAIN", "KMEANS_ITERATIONS",
     "NPROBE_MAX", "RERANK_STEPS", "RERANK_MAX", "SCAN_NS_PER_BYTE", "RERANK_US",
     "ann_kind", "reusable", "pq_subquantizers", "set_nprobe", "train_pq", "exact_scores", "search_pq", "pq_cost",
     "calibrate_pq", "build_pq", "ANN_FILE", "read_ann", "single_threaded_faiss", "PQ_LISTS_PER_SQRT",
@@ -121,11 +120,11 @@ ANN_TARGET_RECALL = 0.95
 ANN_PROBES = 200                # probe queries for the nprobe calibration
 TRAIN_PER_LIST = 20             # k-means sample per IVF list (FAISS suggests 39-256; 20 halves the 1M build)
 PQ_MIN_SEGMENTS = 1_000_000     # IVF-PQ + exact re-ranking from here on (IVF-Flat would hold 1.5 GB+ in RAM)
-PQ_DIMS_PER_BYTE = 4            # PQ sub-quantizers: one per 4 dims (96 at dim 384) ...
+PQ_DIMS_PER_SUBQUANTIZER = 4    # PQ sub-quantizers: one per 4 dims (96 at dim 384) ...
 PQ_BITS = 4                     # ... of 4 bits each, FAISS's fast-scan layout (48 bytes: 1/32 of the float32 row)
 PQ_TRAIN = 32768                # rows for the PQ codebooks (128 per code word)
 KMEANS_ITERATIONS = 10          # IVF-PQ's k-means (lists and codebooks; FAISS's default is 25, 2.5x the time)
-PQ_LISTS_PER_SQRT = 2           # IVF-PQ nlist = 2 sqrt(n): k-means costs nlist^2, a PQ row scans 16x cheaper
+PQ_LISTS_PER_SQRT = 2           # IVF-PQ nlist = 2 sqrt(n): k-means costs nlist^2, a PQ row scans 32x cheaper
 NPROBE_MAX = 4096               # calibration range of nprobe ...
 RERANK_STEPS = (16, 32, 64, 128, 256, 512, 1024)   # ... and of the re-ranked candidates
 RERANK_MAX = 1024
@@ -409,8 +408,8 @@ def reusable(info: dict | None, kind: str, n: int, dim: int) -> bool:
 
 
 def pq_subquantizers(dim: int) -> int:
-    """Sub-quantizers (of ``PQ_BITS`` each) for ``dim``: one per ``PQ_DIMS_PER_BYTE`` dims, the largest divisor."""
-    m = max(1, dim // PQ_DIMS_PER_BYTE)
+    """Sub-quantizers (of ``PQ_BITS`` each) for ``dim``: one per ``PQ_DIMS_PER_SUBQUANTIZER`` dims (a divisor)."""
+    m = max(1, dim // PQ_DIMS_PER_SUBQUANTIZER)
     while dim % m:
         m -= 1
     return m
@@ -454,8 +453,8 @@ def train_pq(vectors: np.ndarray, seed: int = 0):
     scan 16x cheaper than float32 rows), k-means on ``TRAIN_PER_LIST`` sampled rows per list. The
     quantizer stays flat: an HNSW graph over these (close, anisotropic) centroids put only 68% of rows
     in their nearest list at a beam of 16 and 94% at 256, while being slower than the BLAS scan, and
-    the misplaced rows cost recall (0.60 at 10M). The PQ codebooks (``pq_subquantizers(dim)`` bytes per
-    code, 8 bits each) are trained on ``PQ_TRAIN`` rows.
+    the misplaced rows cost recall (0.60 at 10M). The PQ codebooks (``pq_subquantizers(dim)`` sub-quantizers
+    of ``PQ_BITS`` each, FAISS's fast-scan layout) are trained on ``PQ_TRAIN`` rows.
     """
     import faiss
 
