@@ -25,8 +25,7 @@ import yaml
 
 from claspkit.errors import ClaspkitError, ParamError, choices_hint
 
-__all__ = ["METRICS", "HEADS", "cascade_similarity", "versus", "versus_line", "run", "quality_table", "speed_table",
-           "format_rows", "main"]
+__all__ = ["METRICS", "HEADS", "cascade_similarity", "run", "quality_table", "speed_table", "format_rows", "main"]
 
 METRICS = ("hits@1", "mrr")
 # The CLASP heads a run can score, in the order of its table.
@@ -40,28 +39,6 @@ def _quality(P, system: str, sim: np.ndarray, **fields) -> dict:
                                    seed=P.seed)
     return {"system": system, **fields, "n": rep["n"], **{m: rep[m] for m in METRICS},
             **{f"{m}_ci": rep[f"{m}_ci"] for m in METRICS}}
-
-
-def versus(sim: np.ndarray, sim_ref: np.ndarray, n_boot: int = 1000, seed: int = 42) -> dict:
-    """A system against a reference on the same queries: per-query differences, not two separate CIs.
-
-    Both answer every query, so the paired difference (queries resampled jointly) has a much tighter CI than
-    the two systems' own intervals suggest; the HITS@1 discordant counts say how many queries only one of the
-    two ranks first. ``{metric: [mean difference, lo, hi]}`` (lo, hi None when ``n_boot`` is 0) and the counts.
-    """
-    from claspkit.evaluation import metrics
-
-    mine, ref = metrics.ranks(sim), metrics.ranks(sim_ref)
-    if mine.shape != ref.shape:
-        raise ParamError(f"versus: {len(mine)} queries against {len(ref)}; score both on the same test items")
-    out: dict = {}
-    for m, value in (("hits@1", lambda r: (r <= 1).astype(np.float64)), ("mrr", lambda r: 1.0 / r)):
-        d = value(mine) - value(ref)
-        lo, hi = metrics.bootstrap_ci(d, n=n_boot, seed=seed) if n_boot else (None, None)
-        out[m] = [round(float(d.mean()), 4)] + [None if x is None else round(float(x), 4) for x in (lo, hi)]
-    out["only_this_first"] = int(((mine <= 1) & (ref > 1)).sum())
-    out["only_ref_first"] = int(((ref <= 1) & (mine > 1)).sum())
-    return out
 
 
 def cascade_similarity(P, stage, asr_model, text_encoder, progress: bool = True) -> tuple[np.ndarray, float]:
@@ -103,7 +80,7 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
     from claspkit import pipeline
     from claspkit.config import load_params
     from claspkit.encoders.backbones import create_backbone
-    from claspkit.evaluation import asr
+    from claspkit.evaluation import asr, metrics
     from claspkit.model.clasp import CLASP
     from claspkit.evaluation.results import write_stage
 
@@ -142,7 +119,7 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
         rows.append(_quality(P, label, sim, kind=key, fusion=st.P.fusion, branches=st.P.branches,
                              best_epoch=st.trained.best_epoch, epochs_run=len(st.trained.history),
                              val_mrr=round(pipeline.validation_mrr(st.trained, st.data["val"]), 4),
-                             vs_cascade=versus(sim, sim_cascade, P.bootstrap, P.seed)))
+                             vs_cascade=metrics.versus(sim, sim_cascade, P.bootstrap, P.seed)))
     rows.append(_quality(P, f"ASR cascade ({P.asr_backbone})", sim_cascade, kind="cascade", wer=round(wer, 4)))
     scaling_rows = []
     for n in sorted(set(scaling)):
@@ -193,16 +170,6 @@ def speed_table(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([{"system": r["system"], "s/utt": round(r["s_per_utt"], 3),
                           "x faster than cascade": round(r["speedup_vs_cascade"], 2)} for r in rows]
                         ).set_index("system")
-
-
-def versus_line(name: str, v: dict) -> str:
-    """One line of a ``versus`` result, e.g. for the README and the CLI."""
-    def diff(m):
-        d, lo, hi = v[m]
-        return f"{m} {d:+.3f}" + ("" if lo is None else f" [{lo:+.3f}, {hi:+.3f}]")
-
-    return (f"{name}: {diff('hits@1')}, {diff('mrr')}; first only for {name} {v['only_this_first']}, "
-            f"only for the cascade {v['only_ref_first']}")
 
 
 def format_rows(rows: list[dict]) -> str:
@@ -256,11 +223,13 @@ def main(argv=None) -> int:
     print(format_rows(out["rows"]))
     print("validation MRR (full validation gallery: what a recipe is chosen by, never the test split): "
           + "; ".join(f"{r['kind']} {r['val_mrr']:.3f}" for r in out["rows"] if "val_mrr" in r))
+    from claspkit.evaluation import report
+
     print("paired with the cascade on the same queries (difference, 95% bootstrap CI over queries; queries only "
           "one of the two ranks first):")
     for r in out["rows"]:
         if "vs_cascade" in r:
-            print("  " + versus_line(r["kind"], r["vs_cascade"]))
+            print("  " + report.versus_line(r["kind"], r["vs_cascade"]))
     if out["rows_scaling"]:
         print(f"\ndata scaling of the {args.scaling_head} head (same test gallery):")
         print(quality_table(out["rows_scaling"]).to_string())

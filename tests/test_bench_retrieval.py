@@ -1,6 +1,5 @@
 import json
 
-import numpy as np
 import pytest
 
 from claspkit import bench_retrieval as BR
@@ -48,24 +47,6 @@ def test_tiny_run_scores_all_systems_on_the_same_gallery(tmp_path, monkeypatch):
     assert again["meta"]["scaling_head"] == "stats"
 
 
-def test_versus_is_the_paired_difference_with_discordant_counts():
-    eye = np.eye(4) + 0.01                       # every query ranks its gold first
-    worse = eye.copy()
-    worse[0, 1] = worse[1, 2] = 2.0              # queries 0 and 1 put another item first: rank 2
-    v = BR.versus(worse, eye, n_boot=200, seed=0)
-    assert v["hits@1"][0] == pytest.approx(-0.5) and v["mrr"][0] == pytest.approx((0.5 + 0.5) / -4)
-    lo, hi = v["hits@1"][1:]
-    assert -1 <= lo <= -0.5 <= hi <= 0
-    assert (v["only_this_first"], v["only_ref_first"]) == (0, 2)
-    assert BR.versus(eye, worse, n_boot=0)["hits@1"] == [0.5, None, None]
-    same = BR.versus(eye, eye, n_boot=50)
-    assert same["hits@1"] == [0.0, 0.0, 0.0] and same["only_this_first"] == same["only_ref_first"] == 0
-    with pytest.raises(Exception, match="same test items"):
-        BR.versus(eye, np.eye(3))
-    assert BR.versus_line("stats", v).startswith("stats: hits@1 -0.500 [") and "only for the cascade 2" in \
-        BR.versus_line("stats", v)
-
-
 def test_heads_are_checked_and_ordered_before_anything_trains():
     assert BR._heads(["stats", "paper", "stats"]) == ("paper", "stats")
     assert BR._training_order(("paper", "stats")) == ["stats", "paper"]  # the frames pass fills the mean cache
@@ -76,3 +57,21 @@ def test_heads_are_checked_and_ordered_before_anything_trains():
     with pytest.raises(Exception, match="frame head"):
         BR.run("tiny", heads=("paper",), scaling=[10], progress=False)
     assert BR.main(["--preset", "tiny", "--heads", "gating"]) == 2
+
+
+def test_main_prints_the_table_and_the_paired_lines(monkeypatch, capsys, tmp_path):
+    ci = {"hits@1_ci": [0.8, 0.9], "mrr_ci": [0.85, 0.95]}
+    rows = [{"system": "CLASP stats (x)", "kind": "stats", "n": 10, "hits@1": 0.9, "mrr": 0.92, **ci, "val_mrr": 0.9,
+             "s_per_utt": 0.1, "speedup_vs_cascade": 8.0,
+             "vs_cascade": {"hits@1": [0.1, -0.1, 0.3], "mrr": [0.02, 0.0, 0.05], "only_this_first": 3,
+                            "only_ref_first": 2}},
+            {"system": "ASR cascade (w)", "kind": "cascade", "n": 10, "hits@1": 0.8, "mrr": 0.9, **ci,
+             "s_per_utt": 0.8, "speedup_vs_cascade": 1.0}]
+    fake = {"rows": rows, "rows_scaling": [], "path": tmp_path / "r.json",
+            "meta": {"speech_backbone": "s", "text_backbone": "t", "n_timing": 4}}
+    monkeypatch.setattr(BR, "run", lambda *a, **k: fake)
+    assert BR.main(["--preset", "tiny", "--heads", "stats"]) == 0
+    out = capsys.readouterr().out
+    assert "validation MRR" in out and "stats 0.900" in out
+    assert "stats: hits@1 +0.100 [-0.100, +0.300], mrr +0.020 [+0.000, +0.050]; first only for stats 3, only for " \
+           "the cascade 2" in out

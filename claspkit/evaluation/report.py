@@ -51,7 +51,7 @@ from claspkit.evaluation.results import read_all, results_dir
 __all__ = [
     "METRICS", "SPEECH_ROLE", "TEXT_ROLE", "FUSION_ROLE", "BEYOND_FUSIONS", "BRANCH_ROLE", "LOSS_ROLE",
     "LANG_ROLE", "PAPER_DIRECTION", "stage_number", "paper_system", "table2", "markdown_table",
-    "table2_markdown", "paper_view", "stage_table", "write_table2", "efficiency_summary", "beyond_paper",
+    "table2_markdown", "paper_view", "stage_table", "write_table2", "efficiency_summary", "versus_line", "beyond_paper",
     "readme_results", "ROBUSTNESS_SECTIONS", "robustness_markdown",
 ]
 
@@ -334,6 +334,17 @@ def efficiency_summary(preset: str) -> str | None:
             f"about {c['speed_gain']:.0%} faster.")
 
 
+def versus_line(name: str, v: dict) -> str:
+    """One line of a ``versus`` result, e.g. for the README and the CLI."""
+    def diff(m):
+        d, lo, hi = v[m]
+        return f"{m} {d:+.3f}" + ("" if lo is None else f" [{lo:+.3f}, {hi:+.3f}]")
+
+    return (f"{name}: {diff('hits@1')}, {diff('mrr')}; first only for {name} {v['only_this_first']}, "
+            f"only for the cascade {v['only_ref_first']}")
+
+
+
 def beyond_paper(preset: str) -> str | None:
     """The 'beyond the paper' block: the CLASP heads and the cascade on one full gallery, in one run
     (``results/retrieval_bench.json``, written by ``python -m claspkit.bench_retrieval``), as Markdown."""
@@ -363,8 +374,6 @@ def beyond_paper(preset: str) -> str | None:
     scaled = meta.get("scaling_head", "attention")
     scaling = (f"\n\nData scaling of the {scaled} head (nested subsets of the training split, the same gallery), "
                "HITS@1: " + "; ".join(points) + ".") if points else ""
-    from claspkit.bench_retrieval import versus_line
-
     paired = [versus_line(r["system"].split(" (")[0], r["vs_cascade"]) for r in payload["rows"] if "vs_cascade" in r]
     versus = ("\n\nPaired with the cascade on the same queries (mean difference, 95% bootstrap CI over queries; "
               "queries that only one of the two ranks first): " + "; ".join(paired) + ".") if paired else ""

@@ -4,7 +4,8 @@ from sklearn.metrics import f1_score
 
 from claspkit.errors import ParamError
 from claspkit.evaluation.metrics import (bootstrap_ci, candidate_sets, candidates_protocol, cosine_matrix, dedupe,
-                              full_gallery, macro_f1, ranks, retrieval_report)
+                              full_gallery, macro_f1, ranks, retrieval_report, versus)
+from claspkit.evaluation.report import versus_line
 
 # Hand example. Row 0 has a tie with its gold (0.9 at col 2); row 1's gold is beaten by 0.8.
 SIM = np.array([[0.9, 0.2, 0.9],
@@ -147,3 +148,21 @@ def test_large_gallery_is_fast_and_float32_safe():
     sim = rng.normal(size=(3000, 3000)).astype(np.float32)
     row = retrieval_report(sim, n_boot=50)
     assert row["n"] == 3000 and 0 <= row["macro_f1"] <= 1
+
+
+def test_versus_is_the_paired_difference_with_discordant_counts():
+    eye = np.eye(4) + 0.01                       # every query ranks its gold first
+    worse = eye.copy()
+    worse[0, 1] = worse[1, 2] = 2.0              # queries 0 and 1 put another item first: rank 2
+    v = versus(worse, eye, n_boot=200, seed=0)
+    assert v["hits@1"][0] == pytest.approx(-0.5) and v["mrr"][0] == pytest.approx((0.5 + 0.5) / -4)
+    lo, hi = v["hits@1"][1:]
+    assert -1 <= lo <= -0.5 <= hi <= 0
+    assert (v["only_this_first"], v["only_ref_first"]) == (0, 2)
+    assert versus(eye, worse, n_boot=0)["hits@1"] == [0.5, None, None]
+    same = versus(eye, eye, n_boot=50)
+    assert same["hits@1"] == [0.0, 0.0, 0.0] and same["only_this_first"] == same["only_ref_first"] == 0
+    with pytest.raises(Exception, match="same test items"):
+        versus(eye, np.eye(3))
+    assert versus_line("stats", v).startswith("stats: hits@1 -0.500 [") and "only for the cascade 2" in \
+        versus_line("stats", v)
