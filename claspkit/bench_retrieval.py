@@ -52,6 +52,22 @@ def cascade_similarity(P, stage, asr_model, text_encoder, progress: bool = True)
     return pipeline.similarity(emb, test.arrays["text"]), asr.wer(test.texts, transcripts)
 
 
+def _test_similarity(stage) -> np.ndarray:
+    """A trained head's test speech x test text cosines (the full gallery)."""
+    from claspkit import pipeline
+
+    test = stage.data["test"]
+    return pipeline.similarity(pipeline.speech_embeddings(stage.trained, test), test.arrays["text"])
+
+
+def _training(stage) -> dict:
+    """What a result row records of a head's training: its budget used and its validation MRR."""
+    from claspkit import pipeline
+
+    return {"best_epoch": stage.trained.best_epoch, "epochs_run": len(stage.trained.history),
+            "val_mrr": round(pipeline.validation_mrr(stage.trained, stage.data["val"]), 4)}
+
+
 def _heads(heads) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(heads))
     unknown = [h for h in chosen if h not in HEADS]
@@ -114,23 +130,16 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
     systems = {h: (labels[h](stages[h]), stages[h]) for h in heads}
     rows = []
     for key, (label, st) in systems.items():
-        sim = pipeline.similarity(pipeline.speech_embeddings(st.trained, st.data["test"]),
-                                  st.data["test"].arrays["text"])
-        rows.append(_quality(P, label, sim, kind=key, fusion=st.P.fusion, branches=st.P.branches,
-                             best_epoch=st.trained.best_epoch, epochs_run=len(st.trained.history),
-                             val_mrr=round(pipeline.validation_mrr(st.trained, st.data["val"]), 4),
+        sim = _test_similarity(st)
+        rows.append(_quality(P, label, sim, kind=key, fusion=st.P.fusion, branches=st.P.branches, **_training(st),
                              vs_cascade=metrics.versus(sim, sim_cascade, P.bootstrap, P.seed)))
     rows.append(_quality(P, f"ASR cascade ({P.asr_backbone})", sim_cascade, kind="cascade", wer=round(wer, 4)))
     scaling_rows = []
     for n in sorted(set(scaling)):
         st = pipeline.frame_stage(P, scaling_head, "contrastive", progress=progress, train_items=int(n),
                                   **frame_knobs[scaling_head])
-        sim = pipeline.similarity(pipeline.speech_embeddings(st.trained, st.data["test"]),
-                                  st.data["test"].arrays["text"])
-        scaling_rows.append(_quality(P, f"{scaling_head}, {n} training pairs", sim, kind="scaling",
-                                     train_items=int(n), best_epoch=st.trained.best_epoch,
-                                     epochs_run=len(st.trained.history),
-                                     val_mrr=round(pipeline.validation_mrr(st.trained, st.data["val"]), 4)))
+        scaling_rows.append(_quality(P, f"{scaling_head}, {n} training pairs", _test_similarity(st), kind="scaling",
+                                     train_items=int(n), **_training(st)))
     if scaling:
         full = stages[scaling_head]
         scaling_rows.append({**rows[heads.index(scaling_head)],
