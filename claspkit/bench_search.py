@@ -39,7 +39,7 @@ from claspkit.search.index import (
 )
 
 __all__ = [
-    "QUERIES", "LECTURE", "load_average", "synthetic_vectors", "encode_times", "bench_queries",
+    "QUERIES", "LECTURE", "load_average", "synthetic_vectors", "synthetic_chunks", "encode_times", "bench_queries",
     "held_out", "synthesize_lectures", "bench_indexing", "evict_from_cache", "bench_compressed", "projection", "main",
 ]
 
@@ -84,20 +84,28 @@ def synthetic_vectors(n: int, dim: int, seed: int = 0, cluster: int = 200, chunk
     spaces are anisotropic like this), rows of one cluster ~0.7. Harder for IVF than isotropic clusters.
     ``out`` (e.g. a memory-mapped file) receives the rows chunk by chunk, so 10M rows need no 15 GB of RAM.
     """
+    out = np.empty((n, dim), np.float32) if out is None else out
+    if out.shape != (n, dim) or out.dtype != np.float32:
+        raise ClaspkitError(f"synthetic_vectors: out must be float32 of shape {(n, dim)}, got {out.dtype} {out.shape}")
+    a = 0
+    for rows in synthetic_chunks(n, dim, seed, cluster, chunk):
+        out[a:a + len(rows)] = rows
+        a += len(rows)
+    return out
+
+
+def synthetic_chunks(n: int, dim: int, seed: int = 0, cluster: int = 200, chunk: int = 65536):
+    """``synthetic_vectors``' rows, ``chunk`` at a time, for indexes bigger than memory or disk."""
     rng = np.random.default_rng(seed)
     mean = rng.standard_normal(dim).astype(np.float32)
     mean /= np.linalg.norm(mean)
     centers = rng.standard_normal((max(1, n // cluster), dim), dtype=np.float32)
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
-    out = np.empty((n, dim), np.float32) if out is None else out
-    if out.shape != (n, dim) or out.dtype != np.float32:
-        raise ClaspkitError(f"synthetic_vectors: out must be float32 of shape {(n, dim)}, got {out.dtype} {out.shape}")
     for a in range(0, n, chunk):
         m = min(chunk, n - a)
         noise = rng.standard_normal((m, dim), dtype=np.float32) / np.sqrt(dim, dtype=np.float32)
         rows = 0.7 * mean + 0.5 * centers[rng.integers(0, len(centers), m)] + 0.6 * noise
-        out[a:a + m] = rows / np.linalg.norm(rows, axis=1, keepdims=True)
-    return out
+        yield rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
 def _stats(seconds: list[float]) -> tuple[float, float]:

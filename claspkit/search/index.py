@@ -105,11 +105,12 @@ __all__ = [
     "FORMAT", "MANIFEST", "ANN_MIN_SEGMENTS", "ANN_TARGET_RECALL", "ANN_PROBES", "TRAIN_PER_LIST",
     "SEGMENT_DTYPE", "identity_key", "describe_model", "normalize_rows", "Hit", "Index", "EXACT_BLOCK",
     "search_exact", "search_ann", "build_ann", "probe_queries", "calibration_probes", "without_self",
-    "recall_at_k", "read_index_manifest",
+    "recall_at_k", "read_index_manifest", "top_k",
     "load_index", "IndexWriter", "PQ_MIN_SEGMENTS", "PQ_DIMS_PER_SUBQUANTIZER", "PQ_TRAIN", "KMEANS_ITERATIONS",
     "NPROBE_MAX", "RERANK_STEPS", "RERANK_MAX", "SCAN_NS_PER_BYTE", "RERANK_US",
     "ann_kind", "reusable", "pq_subquantizers", "set_nprobe", "train_pq", "exact_scores", "search_pq", "pq_cost",
-    "calibrate_pq", "build_pq", "ANN_FILE", "read_ann", "single_threaded_faiss", "PQ_LISTS_PER_SQRT",
+    "calibrate_pq", "build_pq", "pq_candidates", "PQ_SEARCH_IMPLEM", "ANN_FILE", "read_ann", "single_threaded_faiss",
+    "PQ_LISTS_PER_SQRT",
     "pq_lists", "PQ_BITS", "PQ_KINDS", "ann_class", "PQ_RECALL_MARGIN",
 ]
 
@@ -129,6 +130,7 @@ NPROBE_MAX = 4096               # calibration range of nprobe ...
 RERANK_STEPS = (16, 32, 64, 128, 256, 512, 1024)   # ... and of the re-ranked candidates
 RERANK_MAX = 1024
 SCAN_NS_PER_BYTE = 0.5          # cost model of the calibration (fast scan, 10M rows: 78 MB of codes in 44 ms)
+PQ_SEARCH_IMPLEM = 14           # FAISS fast scan parallel over (query, list) pairs: one query on every core
 PQ_RECALL_MARGIN = 0.01         # IVF-PQ calibrates to the target + this: held-out queries came ~0.01 under it
 RERANK_US = 20.0                # per candidate: one random 1.5 KB read when the vectors are not cached
 SEGMENT_DTYPE = np.dtype([("file", "<i4"), ("start_s", "<f4"), ("end_s", "<f4")])
@@ -297,7 +299,7 @@ class Index:
         return self.hits(rows[0], scores[0])
 
 
-def _top_k(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k columns of each row of ``scores``, highest first, ties broken by row number (deterministic)."""
     if k < scores.shape[1]:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
@@ -318,11 +320,11 @@ def search_exact(vectors: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray
         block = np.asarray(vectors[lo:lo + EXACT_BLOCK])
         scores = np.asarray(q @ block.T, dtype=np.float32)
         rows = np.broadcast_to(np.arange(lo, lo + len(block), dtype=np.int64), scores.shape)
-        r, s = _top_k(scores, rows, k)
+        r, s = top_k(scores, rows, k)
         best_rows.append(r)
         best_scores.append(s)
     rows, scores = np.concatenate(best_rows, axis=1), np.concatenate(best_scores, axis=1)
-    return _top_k(scores, rows, k) if len(best_rows) > 1 else (rows, scores)
+    return top_k(scores, rows, k) if len(best_rows) > 1 else (rows, scores)
 
 
 def search_ann(ann, q: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
@@ -446,7 +448,7 @@ def _sample(vectors: np.ndarray, m: int, rng) -> np.ndarray:
     return np.asarray(vectors[np.sort(rng.choice(n, min(n, m), replace=False))], np.float32)
 
 
-def train_pq(vectors: np.ndarray, seed: int = 0):
+def train_pq(vectors: np.ndarray, seed: int = 0, nlist: int | None = None):
     """An empty, trained IVF-PQ: spherical k-means lists (exact, flat quantizer), residual PQ codebooks.
 
     ``nlist = PQ_LISTS_PER_SQRT sqrt(n)`` (half IVF-Flat's: the k-means costs nlist^2 and a list's PQ rows
@@ -459,7 +461,7 @@ def train_pq(vectors: np.ndarray, seed: int = 0):
     import faiss
 
     n, dim = vectors.shape
-    nlist = pq_lists(n)
+    nlist = nlist or pq_lists(n)               # given: ``vectors`` are a sample of a bigger index (benchmarks)
     rng = np.random.default_rng(seed)
     kmeans = faiss.Kmeans(dim, nlist, niter=KMEANS_ITERATIONS, seed=seed, spherical=True, min_points_per_centroid=1)
     kmeans.train(_sample(vectors, TRAIN_PER_LIST * nlist, rng))
@@ -501,13 +503,36 @@ def exact_scores(vectors: np.ndarray, q: np.ndarray, rows: np.ndarray) -> np.nda
     return out
 
 
+def pq_candidates(ann, q: np.ndarray, count: int, nprobe: int, keep: int = 1) -> np.ndarray:
+    """Rows of the ``count`` best PQ scores of each query (-1 padded), best first, ties by row number.
+
+    A fast-scan index searches one query on every core (``PQ_SEARCH_IMPLEM``), and its threads break ties
+    among equal (16-bit) scores in the order they meet: rows tied with the last score are dropped, so the
+    candidates, and any prefix of them, are the same on every run. Unless fewer than ``keep`` rows would be
+    left (more than ``count`` identical segments): then any of them is as right as another.
+    """
+    import faiss
+
+    ivf = faiss.downcast_index(_ivf_of(ann))
+    if isinstance(ivf, faiss.IndexIVFFastScan):
+        ivf.implem = PQ_SEARCH_IMPLEM
+    ivf.nprobe = int(nprobe)
+    scores, rows = ann.search(np.ascontiguousarray(q, dtype=np.float32), int(count))
+    rows = rows.astype(np.int64)
+    if isinstance(ivf, faiss.IndexIVFFastScan):
+        tied = scores <= scores[:, -1:]            # a padded tail scores -FLT_MAX and is -1 already
+        tied &= ((~tied & (rows >= 0)).sum(axis=1) >= keep)[:, None]
+        rows[tied] = -1
+    scores = np.where(rows >= 0, scores, -np.inf)
+    order = np.lexsort((np.where(rows >= 0, rows, np.iinfo(np.int64).max), -scores), axis=1)
+    return np.take_along_axis(rows, order, axis=1)
+
+
 def search_pq(ann, vectors: np.ndarray, q: np.ndarray, k: int, nprobe: int,
               candidates: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k by exact cosine among the ``candidates`` best rows of the PQ index (approximate scores)."""
-    set_nprobe(ann, nprobe)
-    _, rows = ann.search(np.ascontiguousarray(q, dtype=np.float32), max(int(k), int(candidates)))
-    rows = rows.astype(np.int64)
-    return _top_k(exact_scores(vectors, q, rows), rows, k)
+    rows = pq_candidates(ann, q, max(int(k), int(candidates)), nprobe, keep=k)
+    return top_k(exact_scores(vectors, q, rows), rows, k)
 
 
 def pq_cost(nprobe: int, candidates: int, rows_per_list: float, code_bytes: int) -> float:
@@ -534,14 +559,12 @@ def calibrate_pq(ann, vectors: np.ndarray, probes: np.ndarray, exact: np.ndarray
     for nprobe in nprobes:
         if best is not None and pq_cost(nprobe, steps[0], rows_per_list, ivf.code_size) >= best["cost"]:
             break                                  # scanning alone would already cost more
-        set_nprobe(ann, nprobe)
-        _, rows = ann.search(probes, RERANK_MAX)
-        rows = rows.astype(np.int64)
+        rows = pq_candidates(ann, probes, RERANK_MAX, nprobe)
         if ids is not None:
             rows[rows == ids[:, None]] = -1        # leave-one-out: a probe's own row is no neighbour
         scores = exact_scores(vectors, probes, rows)
         for c in steps:
-            got, _ = _top_k(scores[:, :c], rows[:, :c], exact.shape[1])
+            got, _ = top_k(scores[:, :c], rows[:, :c], exact.shape[1])
             r = recall_at_k(got, exact)
             setting = {"nprobe": nprobe, "candidates": c, "recall_at_10": round(r, 4),
                        "cost": pq_cost(nprobe, c, rows_per_list, ivf.code_size)}
