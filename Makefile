@@ -65,6 +65,7 @@ test: data
 bench: data
 	$(PY) -m claspkit.bench_backbones --preset tiny
 	$(PY) -m claspkit.bench_search --quick
+	$(PY) -m claspkit.bench_pq_scaling --sizes 300000,1000000
 	$(PY) -m claspkit.bench_ray --minutes 4
 	$(PY) -m claspkit.bench_retrieval --preset $(PRESET)
 

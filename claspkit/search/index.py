@@ -109,7 +109,8 @@ __all__ = [
     "load_index", "IndexWriter", "PQ_MIN_SEGMENTS", "PQ_DIMS_PER_SUBQUANTIZER", "PQ_TRAIN", "KMEANS_ITERATIONS",
     "NPROBE_MAX", "RERANK_STEPS", "RERANK_MAX", "SCAN_NS_PER_BYTE", "RERANK_US",
     "ann_kind", "reusable", "pq_subquantizers", "set_nprobe", "train_pq", "exact_scores", "search_pq", "pq_cost",
-    "calibrate_pq", "build_pq", "pq_candidates", "PQ_SEARCH_IMPLEM", "ANN_FILE", "read_ann", "single_threaded_faiss",
+    "calibrate_pq", "build_pq", "pq_candidates", "PQ_SEARCH_IMPLEM", "PARALLEL_SCAN_MS",
+    "scanned_rows", "parallel_scan", "ANN_FILE", "read_ann", "single_threaded_faiss",
     "PQ_LISTS_PER_SQRT",
     "pq_lists", "PQ_BITS", "PQ_KINDS", "ann_class", "PQ_RECALL_MARGIN",
 ]
@@ -129,8 +130,9 @@ PQ_LISTS_PER_SQRT = 2           # IVF-PQ nlist = 2 sqrt(n): k-means costs nlist^
 NPROBE_MAX = 4096               # calibration range of nprobe ...
 RERANK_STEPS = (16, 32, 64, 128, 256, 512, 1024)   # ... and of the re-ranked candidates
 RERANK_MAX = 1024
-SCAN_NS_PER_BYTE = 0.5          # cost model of the calibration (fast scan, 10M rows: 78 MB of codes in 44 ms)
-PQ_SEARCH_IMPLEM = 14           # FAISS fast scan parallel over (query, list) pairs: one query on every core
+SCAN_NS_PER_BYTE = 0.12         # cost model, one core (bench_pq_scaling, 30M rows: 1.1 GB of codes in 127 ms)
+PQ_SEARCH_IMPLEM = 14           # FAISS fast scan parallel over (query, list) pairs: one query on every core ...
+PARALLEL_SCAN_MS = 10.0         # ... when its scan would take this long on one (``parallel_scan``)
 PQ_RECALL_MARGIN = 0.01         # IVF-PQ calibrates to the target + this: held-out queries came ~0.01 under it
 RERANK_US = 20.0                # per candidate: one random 1.5 KB read when the vectors are not cached
 SEGMENT_DTYPE = np.dtype([("file", "<i4"), ("start_s", "<f4"), ("end_s", "<f4")])
@@ -503,23 +505,49 @@ def exact_scores(vectors: np.ndarray, q: np.ndarray, rows: np.ndarray) -> np.nda
     return out
 
 
-def pq_candidates(ann, q: np.ndarray, count: int, nprobe: int, keep: int = 1) -> np.ndarray:
+def scanned_rows(ann, q: np.ndarray, nprobe: int) -> np.ndarray:
+    """Rows in each query's ``nprobe`` lists: what its PQ scan reads. Lists differ in size (k-means on these
+    anisotropic vectors puts 5x the mean in the lists near the common direction) and queries land in the
+    big ones more often, so ``nprobe`` times the mean list under-counts ~4x."""
+    import faiss
+
+    ivf = _ivf_of(ann)
+    if isinstance(ann, faiss.IndexPreTransform):
+        q = ann.apply_chain(len(q), np.ascontiguousarray(q, dtype=np.float32))
+    sizes = np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)], np.int64)
+    _, lists = ivf.quantizer.search(np.ascontiguousarray(q, dtype=np.float32), int(nprobe))
+    return np.where(lists >= 0, sizes[np.maximum(lists, 0)], 0).sum(axis=1)
+
+
+def parallel_scan(ivf, nprobe: int) -> bool:
+    """Whether one query's scan is long enough (``PARALLEL_SCAN_MS`` by the cost model, its rows estimated from the
+    lists' imbalance) to search it on every core: a short one on 2 busy cores waits for time slices (1M, nprobe
+    128, one CPU-bound process beside it: 1.7 ms on one thread, 4.4 ms median and 31 ms p95 on two)."""
+    rows = min(ivf.ntotal, nprobe * ivf.ntotal / max(1, ivf.nlist) * ivf.invlists.imbalance_factor())
+    return pq_cost(rows, 0, ivf.code_size) >= PARALLEL_SCAN_MS
+
+
+def pq_candidates(ann, q: np.ndarray, count: int, nprobe: int, keep: int = 1,
+                  parallel: bool | None = None) -> np.ndarray:
     """Rows of the ``count`` best PQ scores of each query (-1 padded), best first, ties by row number.
 
-    A fast-scan index searches one query on every core (``PQ_SEARCH_IMPLEM``), and its threads break ties
-    among equal (16-bit) scores in the order they meet: rows tied with the last score are dropped, so the
-    candidates, and any prefix of them, are the same on every run. Unless fewer than ``keep`` rows would be
-    left (more than ``count`` identical segments): then any of them is as right as another.
+    A long fast scan runs one query on every core (``PQ_SEARCH_IMPLEM``; ``parallel`` None: when
+    ``parallel_scan`` says so, benchmarks force it either way), and its
+    threads break ties among equal (16-bit) scores in the order they meet: rows tied with the last score are
+    dropped, so the candidates, and any prefix of them, are the same on every run and thread count. Unless
+    fewer than ``keep`` rows would be left (more than ``count`` identical segments): then any of them is as
+    right as another.
     """
     import faiss
 
     ivf = faiss.downcast_index(_ivf_of(ann))
-    if isinstance(ivf, faiss.IndexIVFFastScan):
-        ivf.implem = PQ_SEARCH_IMPLEM
     ivf.nprobe = int(nprobe)
+    fast = isinstance(ivf, faiss.IndexIVFFastScan)
+    if fast:
+        ivf.implem = PQ_SEARCH_IMPLEM if (parallel_scan(ivf, nprobe) if parallel is None else parallel) else 0
     scores, rows = ann.search(np.ascontiguousarray(q, dtype=np.float32), int(count))
     rows = rows.astype(np.int64)
-    if isinstance(ivf, faiss.IndexIVFFastScan):
+    if fast:
         tied = scores <= scores[:, -1:]            # a padded tail scores -FLT_MAX and is -1 already
         tied &= ((~tied & (rows >= 0)).sum(axis=1) >= keep)[:, None]
         rows[tied] = -1
@@ -535,9 +563,9 @@ def search_pq(ann, vectors: np.ndarray, q: np.ndarray, k: int, nprobe: int,
     return top_k(exact_scores(vectors, q, rows), rows, k)
 
 
-def pq_cost(nprobe: int, candidates: int, rows_per_list: float, code_bytes: int) -> float:
-    """Modelled single-query cost in ms (constants measured by bench_search): code scan plus re-reading candidates."""
-    return nprobe * rows_per_list * code_bytes * SCAN_NS_PER_BYTE * 1e-6 + candidates * RERANK_US * 1e-3
+def pq_cost(rows: float, candidates: int, code_bytes: int) -> float:
+    """Modelled single-query cost in ms on one core: scanning ``rows`` codes plus re-reading the candidates."""
+    return rows * code_bytes * SCAN_NS_PER_BYTE * 1e-6 + candidates * RERANK_US * 1e-3
 
 
 def calibrate_pq(ann, vectors: np.ndarray, probes: np.ndarray, exact: np.ndarray,
@@ -552,12 +580,12 @@ def calibrate_pq(ann, vectors: np.ndarray, probes: np.ndarray, exact: np.ndarray
     setting measured, for benchmarks.
     """
     ivf = _ivf_of(ann)
-    rows_per_list = ivf.ntotal / ivf.nlist
     nprobes = sorted({min(ivf.nlist, 2 ** i) for i in range(int(np.log2(NPROBE_MAX)) + 1)})
     steps = [c for c in RERANK_STEPS if c <= RERANK_MAX]
     best, best_recall = None, None
     for nprobe in nprobes:
-        if best is not None and pq_cost(nprobe, steps[0], rows_per_list, ivf.code_size) >= best["cost"]:
+        scan = float(scanned_rows(ann, probes, nprobe).mean())
+        if best is not None and pq_cost(scan, steps[0], ivf.code_size) >= best["cost"]:
             break                                  # scanning alone would already cost more
         rows = pq_candidates(ann, probes, RERANK_MAX, nprobe)
         if ids is not None:
@@ -567,7 +595,7 @@ def calibrate_pq(ann, vectors: np.ndarray, probes: np.ndarray, exact: np.ndarray
             got, _ = top_k(scores[:, :c], rows[:, :c], exact.shape[1])
             r = recall_at_k(got, exact)
             setting = {"nprobe": nprobe, "candidates": c, "recall_at_10": round(r, 4),
-                       "cost": pq_cost(nprobe, c, rows_per_list, ivf.code_size)}
+                       "share": round(scan / ivf.ntotal, 4), "cost": pq_cost(scan, c, ivf.code_size)}
             if trace is not None:
                 trace.append(setting)
             if best_recall is None or r > best_recall["recall_at_10"]:

@@ -480,13 +480,13 @@ def test_pq_candidates_are_the_same_on_one_thread_and_on_all(monkeypatch):
     threads = faiss.omp_get_max_threads()
     try:
         faiss.omp_set_num_threads(1)
-        one = ix.pq_candidates(ann, q, 64, 8)
+        one = ix.pq_candidates(ann, q, 64, 8, parallel=False)
         faiss.omp_set_num_threads(2)
-        alone = np.vstack([ix.pq_candidates(ann, q[i:i + 1], 64, 8) for i in range(len(q))])
-        batch = ix.pq_candidates(ann, q, 64, 8)
+        alone = np.vstack([ix.pq_candidates(ann, q[i:i + 1], 64, 8, parallel=True) for i in range(len(q))])
+        assert faiss.downcast_index(ix._ivf_of(ann)).implem == ix.PQ_SEARCH_IMPLEM
+        batch = ix.pq_candidates(ann, q, 64, 8, parallel=True)
     finally:
         faiss.omp_set_num_threads(threads)
-    assert faiss.downcast_index(ix._ivf_of(ann)).implem == ix.PQ_SEARCH_IMPLEM
     np.testing.assert_array_equal(one, alone)
     np.testing.assert_array_equal(one, batch)
     assert (one >= 0).sum(axis=1).min() >= 48                  # only the tied tail is dropped
@@ -501,3 +501,32 @@ def test_pq_candidates_keep_k_rows_among_many_identical_segments():
     assert (rows >= 0).sum() >= 10
     rows, scores = ix.search_pq(ann, x, x[:1], 10, 4, 16)
     assert (rows >= 0).all() and np.allclose(scores, 1.0, atol=1e-5)
+
+
+def test_only_a_long_scan_runs_on_every_core(monkeypatch):
+    import faiss
+
+    ann = _pq_over(clustered(6000))
+    ivf = faiss.downcast_index(ix._ivf_of(ann))
+    imbalance = ivf.invlists.imbalance_factor()
+    assert imbalance > 1.0                                          # the rule counts the big lists' extra rows
+    rows = 8 * ivf.ntotal / ivf.nlist * imbalance
+    monkeypatch.setattr(ix, "PARALLEL_SCAN_MS", ix.pq_cost(rows, 0, ivf.code_size) * 1.01)
+    assert not ix.parallel_scan(ivf, 8) and ix.parallel_scan(ivf, 16)
+    ix.pq_candidates(ann, clustered(3, seed=1), 16, 8)
+    assert ivf.implem == 0
+    ix.pq_candidates(ann, clustered(3, seed=1), 16, 16)
+    assert ivf.implem == ix.PQ_SEARCH_IMPLEM
+    assert ix.parallel_scan(ivf, ivf.nlist) == (ix.pq_cost(ivf.ntotal, 0, ivf.code_size) >= ix.PARALLEL_SCAN_MS)
+
+
+def test_scanned_rows_count_the_probed_lists():
+    import faiss
+
+    ann = _pq_over(clustered(6000))
+    ivf = faiss.extract_index_ivf(ann)
+    q = clustered(20, seed=1)
+    sizes = [ivf.invlists.list_size(i) for i in range(ivf.nlist)]
+    _, lists = ivf.quantizer.search(q, 3)
+    np.testing.assert_array_equal(ix.scanned_rows(ann, q, 3), [sum(sizes[j] for j in row) for row in lists])
+    assert (ix.scanned_rows(ann, q, ivf.nlist) == ivf.ntotal).all()
