@@ -18,7 +18,7 @@ export MPLBACKEND := Agg
 help:
 	@echo "make reproduce [PRESET=tiny|small|medium|large|full|paper] run notebooks 01-09, regenerate figures/"
 	@echo "make test                                     unit tests + nbval on the committed notebooks"
-	@echo "make bench [PRESET=...]                       print backbone, search, Ray-engine and retrieval benchmark figures"
+	@echo "make bench [PRESET=...]                       print backbone, search, PQ-scaling, Ray-engine and retrieval benchmark figures"
 	@echo "make notebooks                                re-execute the committed notebooks (tiny) in place"
 
 $(STAMP): pyproject.toml requirements.lock

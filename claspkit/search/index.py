@@ -56,26 +56,49 @@ memory-mapped and read only at those rows (``exact_scores``), so hits carry exac
 are reused while the index stays within 2x of the size they were trained at, and retrained beyond. Measured
 with ``python -m claspkit.bench_search --skip-exact --skip-indexing --queries 200 --pq-sizes
 1000000,10000000`` (200 held-out rows of the same distribution as queries, search only; the e5 query
-encoding, 24 ms median there, comes on top; 2 Intel cores with AVX-512 at load ~3.5, a feature extraction
-running beside it): at 1M (2,000 lists) recall@10 0.972 after re-ranking (calibration 0.971), nprobe 128 and
-128 candidates, 1.7 ms median / 6.0 ms p95, built in 30 s, 73 bytes per segment in RAM and 1,609 on disk. At
-10M (6,324 lists) recall@10 0.968 (calibration 0.966), nprobe 1,024 and 128 candidates, 45.5 ms median / 88
-ms p95 warm and 43 / 85 ms cold (the vector file evicted before each query), against 174 ms for the batched
-exact scan; built in 550 s (k-means 54 s, add 455 s), 70 bytes per segment in RAM and 1,606 on disk. Why
-fast scan: the 8-bit IVF-PQ it replaced (96-byte codes) scanned its codes at ~4 ns per byte, so at 10M it
-ran into ``NPROBE_MAX`` (then 256) at recall 0.879 (0.832 held out, 167 ms median): recall at this size is
-limited by the lists probed, not by the codes, and the 4-bit codes are looked up in SIMD registers at ~0.5
-ns per byte (``SCAN_NS_PER_BYTE``: 78 MB of codes in 44 ms at 10M), so four times the lists cost a quarter
-of the time (a one-off side-by-side at 1M, outside bench_search: nprobe 256, 256 candidates, 24 ms per query
-for 8-bit codes, 2.5 ms for fast scan, both at re-ranked recall 1.0 on 50 held-out rows). The margin:
-held-out recall came 0.01 under the calibration's at 1M in the first fast-scan run (0.942 against 0.953),
-and the 10M calibration of (512 lists, 256 candidates) moved from 0.960 to 0.950 between two draws of the
-data. Projection (arithmetic, not measured): 100M segments 6.8 GB RAM / 160 GB disk, 1B 68 GB / 1,604 GB.
-Latency does not project as kindly: the share of lists needed for 0.95 grew from 3-6% at 1M to 8-16% at 10M
-on these clustered, anisotropic vectors; if it reaches ~25% at 100M a query scans ~1.2 GB of codes, ~0.6 s
-on these 2 cores (one thread per query), so the 100 ms target at 100M would need FAISS's per-query
-parallelism on many cores or a finer partition (more lists than a flat quantizer assigns cheaply). Other
-choices, by measurement: no OPQ (its rotation training had not finished after 5 min at 1M on the 2 shared
+encoding, 9.8 ms median there, comes on top; 2 idle Intel cores with AVX-512): at 1M (2,000 lists) recall@10
+0.969 after re-ranking (calibration 0.971), nprobe 128 and 128 candidates, 2.0 ms median / 2.3 ms p95 (one
+thread: see ``parallel_scan``), built in 17 s, 73 bytes per segment in RAM and 1,609 on disk. At 10M (6,324
+lists) recall@10 0.968 (calibration 0.966), nprobe 1,024 and 128 candidates, 23.6 ms median / 25.1 ms p95
+warm and 24.2 / 26.5 ms cold (the vector file evicted before each query), on both cores, against 94 ms for
+the batched exact scan; built in 266 s (k-means 25 s, add 215 s), 70 bytes per segment in RAM and 1,606 on
+disk. (On one thread per query, the session before, under load ~3.5: 45.5 ms median.) Why
+fast scan: the 8-bit IVF-PQ it replaced (96-byte codes) ran into ``NPROBE_MAX`` (then 256) at 10M at recall
+0.879 (0.832 held out, 167 ms median); 4-bit codes are looked up in SIMD registers, ~0.12 ns per byte of
+codes on one core (``SCAN_NS_PER_BYTE``, measured by ``claspkit.bench_pq_scaling`` at 30M), so it affords
+the lists recall needs (a one-off side-by-side at 1M: 24 ms per query for 8-bit codes, 2.5 ms for fast
+scan, both at re-ranked recall 1.0). The margin: held-out recall came 0.01 under the calibration's at 1M in
+the first fast-scan run (0.942 against 0.953), and a 10M calibration point moved from 0.960 to 0.950
+between two draws of the data.
+
+The lists are uneven: k-means on these anisotropic vectors makes the lists near their common direction
+several times the mean (FAISS's imbalance factor 5.7 at 1M), and queries land in those more often, so a
+query reads far more rows than nprobe times the mean list (``scanned_rows``, which the cost model counts on
+the probe queries). Centring the vectors before k-means balanced the lists (1.07) but found no more
+neighbours per row read (1M, one-off), so it is not done. A long scan runs on every core (FAISS fast scan's
+``implem`` 14, parallel over query x list pairs; ``parallel_scan``): at 10M and nprobe 1,024, 43.9 ms on one
+thread and 23.5 ms on two; with one CPU-bound process beside it 42.9 and 32.0 ms, with two 72.8 and 71.5 ms.
+A short scan stays on one thread, since on busy cores it waits for time slices (1M, nprobe 128, one busy
+process: 1.7 ms on one thread, 4.4 ms median and 31 ms p95 on two). Threads break ties among equal 16-bit
+scores in any order, so ``pq_candidates`` cuts the candidates before a tie: results are the same on every run
+and thread count (tested).
+
+Scaling (``python -m claspkit.bench_pq_scaling --sizes 1000000,3000000,10000000,30000000``: the codes only,
+in RAM; 200 held-out queries, 50 timed one at a time; 2 idle Intel cores): the share of the rows a query
+must scan for recall@10 0.96 after re-ranking 128 candidates was 0.36 / 0.59 / 0.59 / 0.76 at 1M / 3M / 10M
+/ 30M, and 0.26 / 0.45 / 0.47 / 0.50 re-ranking 256. On these vectors the partition prunes little, and the
+scan grows almost in proportion to the index: at 30M the PQ search of one query took 127 / 82 ms on one core
+(128 / 256 re-ranked) and 67 / 44 ms on two (95% parallel efficiency). Projection (arithmetic from those
+figures): 100M segments take 6.8 GB of RAM and 160 GB of disk; re-ranking 256, with the share fitted as
+~n^0.04, a query scans ~2.5 GB of codes: ~290 ms on one core, ~150 ms on these two, under 100 ms from 4 cores
+at the measured efficiency (re-ranking 128: share 0.82, 460 ms on one core, 5 cores). 1B segments take 68 GB
+of RAM and 1.6 TB of disk, and a query scans ~28 GB of codes (3.2 s on one core): at 100 ms that is ~280 GB/s
+of memory bandwidth, past one machine, so an index that size should be sharded. Real embeddings are not
+easier at small scale: at 39K rows and ~25 rows per list, text queries against the CLASP speech embeddings of
+the ``xlarge`` corpus needed 8% of the rows for recall 0.94, where these synthetic vectors needed 0.6% for 0.99
+(one-off).
+
+Other choices, by measurement: no OPQ (its rotation training had not finished after 5 min at 1M on the 2 shared
 cores while plain PQ's took ~15 s, and re-ranking already removes the code error OPQ would reduce); a flat
 coarse quantizer, not HNSW (see ``train_pq``); 10 k-means iterations and single-threaded PQ training (see
 ``single_threaded_faiss``). The cost model's re-read cost (``RERANK_US``, 20 us per candidate) is an assumed
