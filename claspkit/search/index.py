@@ -62,8 +62,8 @@ thread: see ``parallel_scan``), built in 17 s, 73 bytes per segment in RAM and 1
 lists) recall@10 0.968 (calibration 0.966), nprobe 1,024 and 128 candidates, 23.6 ms median / 25.1 ms p95
 warm and 24.2 / 26.5 ms cold (the vector file evicted before each query), on both cores, against 94 ms for
 the batched exact scan; built in 266 s (k-means 25 s, add 215 s), 70 bytes per segment in RAM and 1,606 on
-disk. (On one thread per query, the session before, under load ~3.5: 45.5 ms median.) Why
-fast scan: the 8-bit IVF-PQ it replaced (96-byte codes) ran into ``NPROBE_MAX`` (then 256) at 10M at recall
+disk (45.5 ms median before, on one thread per query and under load ~3.5). Why fast scan: the 8-bit
+IVF-PQ it replaced (96-byte codes) ran into ``NPROBE_MAX`` (then 256) at 10M at recall
 0.879 (0.832 held out, 167 ms median); 4-bit codes are looked up in SIMD registers, ~0.12 ns per byte of
 codes on one core (``SCAN_NS_PER_BYTE``, measured by ``claspkit.bench_pq_scaling`` at 30M), so it affords
 the lists recall needs (a one-off side-by-side at 1M: 24 ms per query for 8-bit codes, 2.5 ms for fast
@@ -554,12 +554,11 @@ def pq_candidates(ann, q: np.ndarray, count: int, nprobe: int, keep: int = 1,
                   parallel: bool | None = None) -> np.ndarray:
     """Rows of the ``count`` best PQ scores of each query (-1 padded), best first, ties by row number.
 
-    A long fast scan runs one query on every core (``PQ_SEARCH_IMPLEM``; ``parallel`` None: when
-    ``parallel_scan`` says so, benchmarks force it either way), and its
-    threads break ties among equal (16-bit) scores in the order they meet: rows tied with the last score are
-    dropped, so the candidates, and any prefix of them, are the same on every run and thread count. Unless
-    fewer than ``keep`` rows would be left (more than ``count`` identical segments): then any of them is as
-    right as another.
+    A long fast scan runs one query on every core (``PQ_SEARCH_IMPLEM``, when ``parallel_scan`` says so, or
+    as ``parallel`` forces it), and its threads break ties among equal (16-bit) scores in the order they
+    meet: rows tied with the last score are dropped, so the candidates, and any prefix of them, are the same
+    on every run and thread count. Unless fewer than ``keep`` rows would be left (more than ``count``
+    identical segments): then any of them is as right as another.
     """
     import faiss
 
