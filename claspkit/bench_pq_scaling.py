@@ -25,20 +25,16 @@ import time
 
 import numpy as np
 
-from claspkit.bench_search import _stats, load_average, synthetic_chunks
+from claspkit.bench_search import latency_ms, load_average, synthetic_chunks
 from claspkit.search.index import (
-    ANN_TARGET_RECALL, NPROBE_MAX, PQ_RECALL_MARGIN, PQ_TRAIN, TRAIN_PER_LIST, pq_candidates, pq_lists, scanned_rows,
-    search_exact, top_k, train_pq,
+    ANN_TARGET_RECALL, NPROBE_MAX, PQ_RECALL_MARGIN, PQ_TRAIN, TRAIN_PER_LIST, pq_candidates, pq_lists, recall_at_k,
+    scanned_rows, search_exact, top_k, train_pq,
 )
 
 __all__ = ["CANDIDATES", "scan_scaling", "needed_share", "project", "main"]
 
 CANDIDATES = (128, 256)     # re-ranked candidates measured (the index calibrates among 16..1024)
 TARGET_MS = 100.0           # what a 100M-segment search should take (search only): the projection's yardstick
-
-
-def _candidate_recall(rows: np.ndarray, exact: np.ndarray) -> float:
-    return float(np.mean([len(set(r[r >= 0]) & set(e)) / len(e) for r, e in zip(rows, exact)]))
 
 
 def _build(n: int, dim: int, queries: int, seed: int):
@@ -105,8 +101,8 @@ def scan_scaling(n: int, dim: int = 384, queries: int = 200, timed: int = 50, se
         rows = pq_candidates(ann, q, max(CANDIDATES), nprobe)
         one, many = _time_one(ann, q[:timed], nprobe, 1), _time_one(ann, q[:timed], nprobe, cores)
         grid.append({"nprobe": nprobe, "share": float(scanned_rows(ann, q, nprobe).mean() / n),
-                     **{f"recall@{c}": _candidate_recall(rows[:, :c], exact) for c in CANDIDATES},
-                     "ms_1": _stats(one)[0], "ms_all": _stats(many)[0]})
+                     **{f"recall@{c}": recall_at_k(rows[:, :c], exact) for c in CANDIDATES},
+                     "ms_1": latency_ms(one)[0], "ms_all": latency_ms(many)[0]})
         if reached:
             break
         reached = grid[-1][f"recall@{CANDIDATES[0]}"] >= target

@@ -39,7 +39,8 @@ from claspkit.search.index import (
 )
 
 __all__ = [
-    "QUERIES", "LECTURE", "load_average", "synthetic_vectors", "synthetic_chunks", "encode_times", "bench_queries",
+    "QUERIES", "LECTURE", "load_average", "latency_ms", "synthetic_vectors", "synthetic_chunks", "encode_times",
+    "bench_queries",
     "held_out", "synthesize_lectures", "bench_indexing", "evict_from_cache", "bench_compressed", "projection", "main",
 ]
 
@@ -108,7 +109,8 @@ def synthetic_chunks(n: int, dim: int, seed: int = 0, cluster: int = 200, chunk:
         yield rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def _stats(seconds: list[float]) -> tuple[float, float]:
+def latency_ms(seconds: list[float]) -> tuple[float, float]:
+    """(median, p95) in ms."""
     ms = np.asarray(seconds) * 1e3
     return float(np.median(ms)), float(np.percentile(ms, 95))
 
@@ -164,7 +166,7 @@ def bench_queries(sizes: list[int], dim: int, enc_s: list[float]) -> list[dict]:
                 t1 = time.perf_counter()
                 search_one(q[None])
                 search_t.append(time.perf_counter() - t1)
-            return _stats(search_t), _stats([a + b for a, b in zip(enc_s, search_t)])
+            return latency_ms(search_t), latency_ms([a + b for a, b in zip(enc_s, search_t)])
 
         table = 4 * 3
         base = {"segments": n, "dim": dim, "synth_s": round(gen_s, 1)}
@@ -270,9 +272,9 @@ def bench_compressed(n: int, dim: int, enc_s: list[float], work: Path) -> dict:
             "exact_ms_per_query": round(exact_s * 1e3, 1), **{k: info[k] for k in (
                 "nlist", "code_bytes", "nprobe", "candidates", "recall_at_10", "trained_on")},
             "recall@10": recall_at_k(got, exact), "perturbed_recall@10": stress_recall,
-            "warm_ms": _stats(warm), "cold_ms": _stats(cold),
-            "pq_only_ms": _stats(scan), "total_warm_ms": _stats([a + b for a, b in zip(enc_s, warm)]),
-            "total_cold_ms": _stats([a + b for a, b in zip(enc_s, cold)]),
+            "warm_ms": latency_ms(warm), "cold_ms": latency_ms(cold),
+            "pq_only_ms": latency_ms(scan), "total_warm_ms": latency_ms([a + b for a, b in zip(enc_s, warm)]),
+            "total_cold_ms": latency_ms([a + b for a, b in zip(enc_s, cold)]),
             "ram_bytes_per_segment": round(ann_bytes / n + table, 1),
             "disk_bytes_per_segment": round(4 * dim + table + ann_bytes / n, 1),
             "calibration": trace, "per_row_bytes": int(ivf.code_size + 8),
@@ -466,9 +468,9 @@ def main(argv=None) -> int:
         note = f"note: the index dim {args.dim} differs from the text encoder's {encoder.dim}"
     enc_s = encode_times(encoder, [QUERIES[i % len(QUERIES)] for i in range(n_queries)])
     if encoder is not None:
-        med, p95 = _stats(enc_s)
+        med, p95 = latency_ms(enc_s)
         print(f"\ntext encoding ({TEXT}, one query at a time, 5 languages): median {med:.1f} ms, p95 {p95:.1f} ms")
-    result = {"load_average": load_average(), "cpus": os.cpu_count(), "encode_ms": _stats(enc_s)}
+    result = {"load_average": load_average(), "cpus": os.cpu_count(), "encode_ms": latency_ms(enc_s)}
     t0 = time.perf_counter()
     if not args.skip_exact:
         rows = bench_queries(sizes, args.dim, enc_s)
