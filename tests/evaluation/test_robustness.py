@@ -298,3 +298,23 @@ def test_augmented_stage_doubles_training_and_leaves_val_and_test(fake_run):
     assert aug.trained.name == "stage3-contrastive-augmented" and not np.array_equal(
         train.arrays["speech"][:24], train.arrays["speech"][24:])
     assert R.augmented_stage(stage).trained.reused
+
+
+def test_augmented_stage_takes_a_channel_recipe_from_the_call_or_the_params(fake_run):
+    from claspkit import pipeline
+    from claspkit.data.augment.recipe import Recipe
+
+    _, stage, _, _ = fake_run
+    spec = ["room", "telephone"]
+    aug = R.augmented_stage(stage, channels=spec)
+    assert aug.trained.name == f"stage3-contrastive-channels-{Recipe.parse(spec).digest(stage.P.seed)}"
+    train = aug.data["train"]
+    assert len(train) == 2 * len(stage.data["train"]) and train.ids[24].endswith("+augmented")
+    plain = R.augmented_stage(stage)
+    assert not np.array_equal(plain.data["train"].arrays["speech"][24:], train.arrays["speech"][24:])
+    from_params = pipeline.Stage3(pipeline.with_overrides(stage.P, robust_channels=spec), stage.manifest,
+                                  stage.data, stage.trained, stage.chosen_by)
+    again = R.augmented_stage(from_params)
+    assert again.trained.name == aug.trained.name and again.trained.reused
+    with pytest.raises(ParamError, match="put the ranges in the channel recipe"):
+        R.augmented_stage(stage, channels=spec, snr_range=(0, 5))
