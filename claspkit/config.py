@@ -109,7 +109,8 @@ SCHEMA: dict[str, Knob] = {
                              "outputs averaged (one vector per utterance; training costs this many times more)", int,
                           minimum=1),
     "frame_mask_time": Knob(0, "frame heads: SpecAugment-style time masks on the training frames, each up to this "
-                               "many steps (0 = off; train time only, seeded per epoch)", int, minimum=0),
+                               "many steps (0 = off; train time only, seeded per epoch; paper heads ignore it)", int,
+                            minimum=0),
     "frame_mask_channels": Knob(0, "frame heads: channel masks on the training frames, each up to this many feature "
                                    "channels (0 = off)", int, minimum=0),
     "frame_masks": Knob(2, "frame heads: time masks and channel masks per item when masking is on", int, minimum=1),

@@ -102,12 +102,8 @@ def training_config(config: dict) -> dict:
     if config.get("fusion") == "stats":
         used += tuple(k for k in STATS_OPTIONAL if config.get(k, STATS_DEFAULTS[k]) != STATS_DEFAULTS[k])
     used += ("length_batches",) if frame_keys and config.get("length_batches") else ()
-    if config.get("frame_mask_time") or config.get("frame_mask_channels"):
-        if not frame_keys:
-            raise ParamError(f"frame masking acts on frame features, and fusion={config.get('fusion')!r} reads one "
-                             "pooled vector per clip; use fusion='attention' or 'stats', or set frame_mask_time and "
-                             "frame_mask_channels to 0")
-        used += MASK_KEYS
+    # masking acts on frames: like length_batches, a preset's masks leave the paper heads (one pooled vector) alone
+    used += MASK_KEYS if frame_keys and (config.get("frame_mask_time") or config.get("frame_mask_channels")) else ()
     for k in used:
         v = config.get(k, SCHEMA[k].default)
         if SCHEMA[k].kind in (float, (float, type(None))) and isinstance(v, int) and not isinstance(v, bool):
