@@ -9,7 +9,7 @@ import soundfile as sf
 
 from claspkit.data.augment import codecs, copies, masking, noise, recipe as R, rooms
 from claspkit.errors import AudioError, ParamError
-from fakes import SR, tone
+from fakes import SR, tone, tone_files
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -199,13 +199,7 @@ def test_apply_recipe_needs_a_babble_source_and_passes_silence_errors_on():
 # ------------------------------------------------------------------ cached copies
 @pytest.fixture
 def clips(tmp_path):
-    paths = []
-    for i in range(5):
-        p = tmp_path / "clean" / f"c{i}.wav"
-        p.parent.mkdir(exist_ok=True)
-        sf.write(p, tone(0.4 + 0.1 * i, 180 + 40 * i, i), SR, subtype="PCM_16")
-        paths.append(p)
-    return paths
+    return tone_files(tmp_path / "clean", 5)
 
 
 REAL = {**R.RECIPES["real"], "noise": {"talkers": 2}}

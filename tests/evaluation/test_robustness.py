@@ -9,7 +9,7 @@ import soundfile as sf
 
 from claspkit.evaluation import robustness as R
 from claspkit.errors import AudioError, ParamError
-from fakes import SR, fake_factory, fake_manifest, tone
+from fakes import SR, fake_factory, fake_manifest, tone, tone_files
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -55,13 +55,7 @@ def test_babble_never_uses_the_excluded_clip_and_needs_enough_talkers():
 # ------------------------------------------------------------------ derived audio
 @pytest.fixture
 def clips(tmp_path):
-    paths = []
-    for i in range(6):
-        p = tmp_path / "clean" / f"c{i}.wav"
-        p.parent.mkdir(exist_ok=True)
-        sf.write(p, tone(0.5 + 0.1 * i, 180 + 40 * i, i), SR, subtype="PCM_16")
-        paths.append(p)
-    return paths
+    return tone_files(tmp_path / "clean", 6)
 
 
 def test_noisy_versions_are_deterministic_order_free_and_resumable(clips, tmp_path):
