@@ -7,35 +7,17 @@ IPython's ``Audio`` embeds 16-bit PCM as base64 (~43 KB per second at 16 kHz), w
 from __future__ import annotations
 
 import base64
-import io
 
 import numpy as np
 
 from claspkit.constants import SAMPLE_RATE
+from claspkit.data.augment.codecs import encode_audio
 from claspkit.errors import ParamError
 
-__all__ = ["PREVIEW_BITRATE", "PREVIEW_SECONDS", "encode_mp3", "audio_preview"]
+__all__ = ["PREVIEW_KBPS", "PREVIEW_SECONDS", "audio_preview"]
 
-PREVIEW_BITRATE = 16_000
+PREVIEW_KBPS = 16
 PREVIEW_SECONDS = 6.0
-
-
-def encode_mp3(wave: np.ndarray, sr: int = SAMPLE_RATE, bitrate: int = PREVIEW_BITRATE) -> bytes:
-    """Mono float waveform (-1..1) -> MP3 bytes, with PyAV's bundled LAME (no system FFmpeg needed)."""
-    import av
-
-    x = np.asarray(wave, dtype=np.float32).reshape(1, -1)
-    if x.size == 0:
-        raise ParamError("encode_mp3: the waveform is empty; nothing to preview")
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp3") as out:
-        stream = out.add_stream("libmp3lame", rate=sr)
-        stream.layout, stream.bit_rate = "mono", bitrate
-        frame = av.AudioFrame.from_ndarray(np.clip(x, -1, 1), format="flt", layout="mono")
-        frame.sample_rate = sr
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            out.mux(packet)
-    return buf.getvalue()
 
 
 def audio_preview(wave: np.ndarray, sr: int = SAMPLE_RATE, start_s: float = 0.0, end_s: float | None = None,
@@ -45,5 +27,7 @@ def audio_preview(wave: np.ndarray, sr: int = SAMPLE_RATE, start_s: float = 0.0,
 
     stop = start_s + max_seconds if end_s is None else min(end_s, start_s + max_seconds)
     clip = np.asarray(wave)[int(start_s * sr):int(stop * sr)]
-    data = base64.b64encode(encode_mp3(clip, sr)).decode("ascii")
+    if clip.size == 0:
+        raise ParamError(f"audio_preview: {start_s}-{stop} s is empty in a {len(wave) / sr:.1f} s waveform")
+    data = base64.b64encode(encode_audio(clip, "mp3", PREVIEW_KBPS, sr)).decode("ascii")
     return HTML(f'<audio controls preload="none" src="data:audio/mpeg;base64,{data}"></audio>')

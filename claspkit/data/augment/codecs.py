@@ -22,7 +22,7 @@ from claspkit.constants import SAMPLE_RATE
 from claspkit.data.augment.base import as_signal
 from claspkit.errors import AudioError, ParamError
 
-__all__ = ["PHONE_RATE", "MU", "G722_DELAY", "CODECS", "telephone", "mu_law", "codec_roundtrip"]
+__all__ = ["PHONE_RATE", "MU", "G722_DELAY", "CODECS", "telephone", "mu_law", "encode_audio", "codec_roundtrip"]
 
 PHONE_RATE = 8000
 MU = 255                         # G.711 mu-law
@@ -89,7 +89,9 @@ def mu_law(x: np.ndarray, highpass_hz: float = 300.0, sr: int = SAMPLE_RATE) -> 
     return _narrowband(x, highpass_hz, sr, "the mu-law channel's input", inner=_mu_law_8bit)
 
 
-def _encode(x: np.ndarray, codec: str, kbps: int, sr: int) -> bytes:
+def encode_audio(x: np.ndarray, codec: str, kbps: int, sr: int = SAMPLE_RATE) -> bytes:
+    """Mono float waveform -> the bytes of a ``codec`` file (PyAV's bundled FFmpeg, one thread: the same bytes
+    on every machine)."""
     import av
 
     encoder, container, _ = CODECS[codec]
@@ -137,7 +139,7 @@ def codec_roundtrip(x: np.ndarray, codec: str, kbps: int | None = None, sr: int 
     x = as_signal(x, f"the {codec} channel's input")
     delay = G722_DELAY if codec == "g722" else 0
     try:
-        y = _decode(_encode(np.pad(x, (0, delay)), codec, int(kbps), sr), sr)[delay:]
+        y = _decode(encode_audio(np.pad(x, (0, delay)), codec, int(kbps), sr), sr)[delay:]
     except av.FFmpegError as e:
         raise AudioError(f"the {codec} round-trip failed in FFmpeg: {e}") from e
     if abs(len(y) - len(x)) > sr // 50:
