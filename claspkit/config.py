@@ -142,8 +142,8 @@ SCHEMA: dict[str, Knob] = {
                                   "telephone, mu_law, g722, mp3, opus) or a dict of them with ranges "
                                   "(claspkit.data.augment.recipe); None = the speed-and-noise copies",
                             (str, list, dict, type(None))),
-    "held_out_voice": Knob(None, "TTS voice left out of training for the unseen-voice test (None = the last "
-                                 "of `voices`)", (str, type(None))),
+    "held_out_voice": Knob(None, "TTS voice left out of training for the unseen-voice test, or every voice of one "
+                                 "engine as <engine>:* (None = the last of `voices`)", (str, type(None))),
     "robust_real_items": Knob(None, "real English prompts scored (None = all sentence-like ones)",
                               (int, type(None)), minimum=5),
     "robust_languages": Knob(["fr", "es", "it", "ru"], "languages of the real parallel speech", list),
@@ -262,9 +262,11 @@ def _check_robustness(values: dict) -> None:
             Recipe.parse(values["robust_channels"])
         except ParamError as e:
             raise ParamError(f"parameter robust_channels: {e}") from None
-    held = values["held_out_voice"]
-    if held is not None and held not in values["voices"]:
-        raise ParamError(f"parameter held_out_voice: {choices_hint(held, values['voices'])} (one of `voices`)")
+    held, voices = values["held_out_voice"], values["voices"]
+    engines = sorted({v.split(":", 1)[0] + ":*" for v in voices if ":" in v})
+    if held is not None and held not in voices + engines:
+        raise ParamError(f"parameter held_out_voice: {choices_hint(held, voices + engines)} (one of `voices`, or "
+                         "<engine>:* for all of one engine's)")
 
 
 def describe() -> str:

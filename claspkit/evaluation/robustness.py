@@ -216,18 +216,30 @@ def _voices(stage) -> pd.Series:
     return stage.manifest.set_index("id")["voice"]
 
 
+def _held_out_matcher(held: str):
+    """A test on voice names: ``held`` itself, or every voice of one engine written ``<engine>:*`` (the
+    unseen-engine test: a whole synthesizer, not only one of its voices, stays out of training)."""
+    if held.endswith(":*"):
+        return lambda v: v.startswith(held[:-1])
+    return lambda v: v == held
+
+
 def voice_items(stage, split: str, voice: str, keep: bool = True) -> np.ndarray:
-    """Indices of ``stage.data[split]`` spoken by ``voice`` (or, with ``keep=False``, by any other)."""
+    """Indices of ``stage.data[split]`` spoken by ``voice`` (a voice, or ``<engine>:*`` for all of an engine's
+    voices), or, with ``keep=False``, by any other."""
     by_id = _voices(stage)
     known = sorted(set(by_id))
-    if voice not in known:
-        raise ParamError(f"voice {choices_hint(voice, known)} (the corpus's voices)")
-    is_voice = np.array([by_id[i] == voice for i in stage.data[split].ids], dtype=bool)
+    valid = known + sorted({v.split(":", 1)[0] + ":*" for v in known if ":" in v})
+    if voice not in valid:
+        raise ParamError(f"voice {choices_hint(voice, valid)} (the corpus's voices, or <engine>:* for all of one "
+                         "engine's)")
+    held = _held_out_matcher(voice)
+    is_voice = np.array([held(by_id[i]) for i in stage.data[split].ids], dtype=bool)
     return np.flatnonzero(is_voice if keep else ~is_voice)
 
 
 def unseen_voice_heads(stage, voice: str, progress: bool = False) -> dict:
-    """Label -> Stage3: the head trained on every voice, one trained without ``voice`` (train and
+    """Label -> Stage3: the head trained on every voice, one trained without ``voice`` (or ``<engine>:*``; train and
     validation), and a control trained on as many training pairs drawn from all voices (same
     validation items as the held-out head), so the drop from the control isolates the unseen voice."""
     from claspkit import pipeline
@@ -238,7 +250,7 @@ def unseen_voice_heads(stage, voice: str, progress: bool = False) -> dict:
     if not len(without) or not len(val):
         raise ParamError(f"holding out {voice} leaves no training or validation items: use a corpus with "
                          "more than one voice")
-    slug = voice.replace(":", "-")
+    slug = voice.replace(":*", "-engine").replace(":", "-")
     base = stage.trained.name
     held = pipeline.fit(stage.P, {"train": without, "val": val, "test": data["test"]}, f"{base}-without-{slug}",
                         progress=progress)

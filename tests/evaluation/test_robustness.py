@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from claspkit.config import load_params
 from claspkit.evaluation import robustness as R
 from claspkit.errors import AudioError, ParamError
 from fakes import SR, fake_factory, fake_manifest, tone, tone_files
@@ -167,6 +168,22 @@ def test_unseen_voice_heads_leave_the_voice_out_and_match_the_control_size(fake_
                                                          if voice[x] == "v1"]
     with pytest.raises(ParamError, match="'v3' is not one of"):
         R.voice_items(stage, "test", "v3")
+
+
+def test_a_whole_engine_can_be_held_out(fake_run):
+    _, stage, _, _ = fake_run
+    engine_of = {"v1": "flite:slt", "v2": "pico:en-US"}
+    stage.manifest = stage.manifest.assign(voice=stage.manifest["voice"].map(engine_of))
+    voice = stage.manifest.set_index("id")["voice"]
+    held = R.voice_items(stage, "train", "pico:*")
+    assert len(held) and {voice[stage.data["train"].ids[i]] for i in held} == {"pico:en-US"}
+    assert len(R.voice_items(stage, "train", "pico:*", keep=False)) == len(stage.data["train"]) - len(held)
+    with pytest.raises(ParamError, match="flite:\\*"):
+        R.voice_items(stage, "train", "espeak:*")
+    P = load_params("tiny", voices=["flite:slt", "pico:en-US"], held_out_voice="pico:*")
+    assert P.held_out_voice == "pico:*"
+    with pytest.raises(ParamError, match="<engine>:"):
+        load_params("tiny", voices=["flite:slt", "pico:en-US"], held_out_voice="rhvoice:*")
 
 
 # ------------------------------------------------------------------ long recordings
