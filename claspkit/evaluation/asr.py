@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
-import unicodedata
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from claspkit.data.spoken import spoken_form
 from claspkit.errors import BackboneError, DataMissingError, ParamError
 from claspkit.paths import atomic_write_text, data_dir, sha256_file
 
@@ -32,31 +31,16 @@ __all__ = [
 # Word error rate
 # --------------------------------------------------------------------------------------------
 
-_SPACE = re.compile(r"\s+")
-
 
 def normalize_for_wer(text: str) -> str:
-    """The WER normaliser, applied to references and hypotheses alike.
-
-    1. Unicode NFKC and lower-case (so full-width forms and case never count as errors);
-    2. dashes and hyphens (Unicode category Pd) become spaces, so 'well-being' == 'well being';
-    3. every other punctuation character (Unicode categories P*) is deleted, so "don't" == 'dont'
-       and 'end.' == 'end' (Unicode files '%' under punctuation too); symbols ($, +, =) and digits
-       are kept as they are;
-    4. runs of whitespace collapse to one space, and the ends are stripped.
+    """The WER normaliser, applied to references and hypotheses alike: the text as it is heard
+    (``claspkit.data.spoken.spoken_form``: NFKC, lower-case, dashes to spaces, other punctuation deleted,
+    whitespace collapsed), the same rule that keeps spoken twins out of different corpus splits.
 
     It does not spell out numbers ('5' vs 'five' still counts as an error), as Whisper-style
     normalisers do; the WER of a system that writes digits for spoken numbers is a little higher.
     """
-    text = unicodedata.normalize("NFKC", str(text)).lower()
-    out = []
-    for ch in text:
-        cat = unicodedata.category(ch)
-        if cat == "Pd":
-            out.append(" ")
-        elif not cat.startswith("P"):
-            out.append(ch)
-    return _SPACE.sub(" ", "".join(out)).strip()
+    return spoken_form(text)
 
 
 def edit_counts(ref: Sequence[str], hyp: Sequence[str]) -> tuple[int, int, int]:
