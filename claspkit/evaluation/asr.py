@@ -23,8 +23,8 @@ from claspkit.paths import atomic_write_text, data_dir, sha256_file
 
 __all__ = [
     "normalize_for_wer", "edit_counts", "wer_details", "wer", "default_transcript_root", "TranscriptCache",
-    "transcribe_all", "cascade_embeddings", "encoder_bytes", "fusion_bytes", "STAGE_NAMES", "measure_pipelines",
-    "efficiency_rows",
+    "transcribe_all", "cascade_embeddings", "embed_transcripts", "encoder_bytes", "fusion_bytes", "STAGE_NAMES",
+    "measure_pipelines", "efficiency_rows",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -201,16 +201,25 @@ def cascade_embeddings(asr, text_encoder, paths: Sequence, batch: int = 8, progr
                        loader: Callable | None = None, text_cache=None) -> tuple[list[str], np.ndarray]:
     """The cascade's gallery: transcripts and their embeddings by the frozen text encoder.
 
-    Returns ``(transcripts, embeddings)`` with embeddings float32 (n, text_dim), row i for path i.
-    Transcripts are embedded through the feature cache (``text_cache``: None = the default
-    ``data/features``, False = none, or a folder), like every other text. An empty transcript (the
-    ASR heard no words) is embedded as the empty string: that is what a real cascade would index,
-    and its rank shows the failure honestly.
+    Returns ``(transcripts, embeddings)`` with embeddings float32 (n, text_dim), row i for path i, from
+    :func:`embed_transcripts` (``text_cache``: None = the default ``data/features``, False = none, or a folder).
+    """
+    transcripts = transcribe_all(asr, paths, batch=batch, progress=progress, language=language,
+                                 cache=cache, loader=loader)
+    return transcripts, embed_transcripts(text_encoder, transcripts, text_cache=text_cache, progress=progress)
+
+
+def embed_transcripts(text_encoder, transcripts: Sequence[str], text_cache=None, progress: bool = True) -> np.ndarray:
+    """Transcripts embedded as the cascade indexes them: float32 (n, text_dim), row i for transcript i.
+
+    Through the feature cache (``text_cache``: None = the default ``data/features``, False = none, or a folder),
+    like every other text. An empty transcript (the ASR heard no words) is embedded as the empty string: that is
+    what a real cascade would index, and its rank shows the failure honestly (the feature cache refuses empty
+    texts, so those few go straight to the encoder).
     """
     from claspkit.encoders.features import extract_text
 
-    transcripts = transcribe_all(asr, paths, batch=batch, progress=progress, language=language,
-                                 cache=cache, loader=loader)
+    transcripts = [str(t) for t in transcripts]
     filled = [i for i, t in enumerate(transcripts) if t.strip()]
     empty = [i for i, t in enumerate(transcripts) if not t.strip()]
     parts = {}
@@ -225,7 +234,7 @@ def cascade_embeddings(asr, text_encoder, paths: Sequence, batch: int = 8, progr
         emb[filled] = parts["filled"]
     if empty:
         emb[empty] = parts["empty"]
-    return transcripts, emb
+    return emb
 
 
 def _encode_texts(text_encoder, texts: list[str], batch: int = 64) -> np.ndarray:
