@@ -290,7 +290,8 @@ def measure_pipelines(model, asr, waves: Sequence[np.ndarray], batch_size: int =
     weight_mb, seconds (wall), s_per_utt, n), "stages": DataFrame (pipeline, stage, seconds, s_per_utt, share
     of the pipeline's summed stage time; CLASP's concurrent branches can add up to more than its wall time),
     "size_ratio": cascade bytes / CLASP bytes, "speed_ratio": cascade s / CLASP s,
-    "time_saved": 1 - CLASP s / cascade s}``.
+    "time_saved": 1 - CLASP s / cascade s, "batch_seconds": {pipeline kind: wall seconds of each batch},
+    "batch_sizes": utterances in each batch}`` (the per-batch times give a spread, not only a total).
 
     ``others`` (name -> CLASP) are more heads timed in the same alternation, each batch right after
     ``model``'s: they get one ``summary`` row each (``kind`` = their name, wall time only), so several
@@ -313,6 +314,7 @@ def measure_pipelines(model, asr, waves: Sequence[np.ndarray], batch_size: int =
     if {"clasp", "cascade"} & set(others):
         raise ParamError("others: 'clasp' and 'cascade' name the two main pipelines; give the extra heads other names")
     wall = {"clasp": 0.0, "cascade": 0.0, **{name: 0.0 for name in others}}
+    per_batch = {name: [] for name in wall}
     clasp_t = {STAGE_NAMES[r]: 0.0 for r in (*model.encoders, "fusion")}
     casc_t = {"ASR": 0.0, "text encoder": 0.0}
 
@@ -320,7 +322,8 @@ def measure_pipelines(model, asr, waves: Sequence[np.ndarray], batch_size: int =
         t, t0 = {}, time.perf_counter()
         model.encode_waves(ws, batch_size=len(ws), timings=t)
         if timed:
-            wall["clasp"] += time.perf_counter() - t0
+            per_batch["clasp"].append(time.perf_counter() - t0)
+            wall["clasp"] += per_batch["clasp"][-1]
             for role, seconds in t.items():
                 clasp_t[STAGE_NAMES[role]] += seconds
 
@@ -334,12 +337,14 @@ def measure_pipelines(model, asr, waves: Sequence[np.ndarray], batch_size: int =
             casc_t["ASR"] += t1 - t0
             casc_t["text encoder"] += t2 - t1
             wall["cascade"] += t2 - t0
+            per_batch["cascade"].append(t2 - t0)
 
     def other_batch(name, ws, timed):
         t0 = time.perf_counter()
         others[name].encode_waves(ws, batch_size=len(ws))
         if timed:
-            wall[name] += time.perf_counter() - t0
+            per_batch[name].append(time.perf_counter() - t0)
+            wall[name] += per_batch[name][-1]
 
     if warmup:
         clasp_batch(waves[:1], False)
@@ -376,6 +381,8 @@ def measure_pipelines(model, asr, waves: Sequence[np.ndarray], batch_size: int =
         "size_ratio": casc_bytes / clasp_bytes if clasp_bytes else float("inf"),
         "speed_ratio": casc_s / clasp_s if clasp_s > 0 else float("inf"),
         "time_saved": 1 - clasp_s / casc_s if casc_s > 0 else float("nan"),
+        "batch_seconds": per_batch,
+        "batch_sizes": [len(ws) for ws in batches],
     }
 
 
