@@ -28,6 +28,8 @@ _API = {
     "validate_manifest": "manifest",
     "SPLITS": "splits",
     "stratified_split": "splits",
+    "straddling_twins": "splits",
+    "spoken_form": "spoken",
     "get_synthesizer": "tts",
     "list_voices": "tts",
     "check_voice": "tts",

@@ -375,7 +375,7 @@ def long_search(S: Systems, stage, truth: pd.DataFrame, index_dir, tolerance_s: 
 
     Returns (rows, facts): ``facts`` has the segment count and the share of prompts that some segment
     matches within ``tolerance_s`` at both edges (the segmenter's accuracy, whatever the model)."""
-    from claspkit.evaluation import metrics
+    from claspkit.evaluation import asr, metrics
     from claspkit.encoders.features import extract_text
     from claspkit.search.index import load_index
     from claspkit.search.query import build_index, text_encoder
@@ -401,9 +401,9 @@ def long_search(S: Systems, stage, truth: pd.DataFrame, index_dir, tolerance_s: 
 
     audio = {f: load_audio(folder / f) for f in sorted(set(files))}
     waves = [audio[f][int(round(s0 * SAMPLE_RATE)):int(round(s1 * SAMPLE_RATE))] for f, (s0, s1) in zip(files, spans)]
-    transcripts = [t for a in range(0, len(waves), 8) for t in S.asr.transcribe(waves[a:a + 8], language="en")]
-    seg = np.asarray(extract_text(S.text_encoder, [t.strip() or " " for t in transcripts], progress=False),
-                     dtype=np.float32)
+    transcripts = [t.strip() for a in range(0, len(waves), 8)
+                   for t in S.asr.transcribe(waves[a:a + 8], language="en")]
+    seg = asr.embed_transcripts(S.text_encoder, transcripts, progress=False)
     q_text = np.asarray(extract_text(S.text_encoder, texts, progress=False), dtype=np.float32)
     systems[f"ASR cascade ({S.asr_name}, same segments)"] = seg @ q_text.T
     rows = []

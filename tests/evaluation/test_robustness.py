@@ -202,6 +202,54 @@ def test_long_recordings_know_their_exact_boundaries(clips, tmp_path):
         R.long_recordings(prompts, per_file=0)
 
 
+def test_long_search_scores_a_segment_the_asr_heard_nothing_in(fake_run, clips, tmp_path, monkeypatch):
+    """Notebook 09 crashed here: an empty transcript became " ", which text encoding refuses. It is embedded
+    as the cascade embeds one (``asr.embed_transcripts``: the empty string) and ranks as it ranks."""
+    import dataclasses
+
+    from claspkit.search import index as I, query as Q
+    from fakes import FakeText
+
+    S, stage, _, _ = fake_run
+    prompts = pd.DataFrame({"id": [f"p{i}" for i in range(4)], "text": [f"sentence {i}" for i in range(4)],
+                            "path": [str(p) for p in clips[:4]]})
+    truth = R.long_recordings(prompts, per_file=2, pause_s=0.5, out_dir=tmp_path / "derived")
+    files = sorted(set(truth["file"]))
+
+    class Recording(FakeText):  # unit vectors: a text matches itself best
+        cache_id = "fake-text/unit-v1"
+
+        def __init__(self):
+            self.seen = []
+
+        def encode(self, texts):
+            self.seen += list(texts)
+            x = super().encode(texts)
+            return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    class SegmentIndex:  # one segment per prompt, at its exact boundaries
+        _paths, file_of_row = files, [files.index(f) for f in truth["file"]]
+        start_s, end_s = truth["start_s"].tolist(), truth["end_s"].tolist()
+        vectors = Recording().encode(list(truth["text"]))
+
+        def __len__(self):
+            return len(truth)
+
+    class Deaf:
+        def transcribe(self, waves, language=None):
+            return ["" if i == 0 else f"sentence {i} " for i in range(len(waves))]
+
+    monkeypatch.setattr(Q, "build_index", lambda *a, **k: None)
+    monkeypatch.setattr(I, "load_index", lambda d: SegmentIndex())
+    monkeypatch.setattr(Q, "text_encoder", lambda idx: Recording())
+    text = Recording()
+    rows, facts = R.long_search(dataclasses.replace(S, asr=Deaf(), text_encoder=text), stage, truth, tmp_path / "ix")
+    clasp, cascade = rows
+    assert "" in text.seen and cascade["kind"] == "cascade" and cascade["n"] == 4 and facts["segments"] == 4
+    assert clasp["hits@1"] == 1.0
+    assert 0.75 <= cascade["hits@1"] <= 1  # the three heard segments are found; the deaf one ranks as it may
+
+
 def test_long_scores_count_rank_hit_and_timestamps():
     truth = pd.DataFrame({"start_s": [1.0, 5.0, 9.0], "end_s": [3.0, 7.0, 10.0]})
     spans = np.array([[1.2, 3.4], [4.0, 7.1], [8.0, 9.0]])
