@@ -387,7 +387,7 @@ def beyond_paper(preset: str) -> str | None:
 
 
 def readme_results(preset: str) -> str:
-    """The README's results block: ours (paper) for every Table 2 row, generated, not typed."""
+    """The results block (docs/reproduction.md): ours (paper) for every Table 2 row, generated, not typed."""
     df = paper_view(table2(preset))
     header = ["stage", "ours", "paper row", "protocol", "HITS@1", "MRR", "meanR", "Macro-F1"]
     rows = []
@@ -456,7 +456,7 @@ def _facts_text(facts: dict | None) -> str | None:
 
 
 def robustness_markdown(preset: str) -> str | None:
-    """The README's 'Robustness and real speech' tables, from ``results/robustness.json`` (notebook 09)."""
+    """The robustness tables (docs/robustness.md), from ``results/robustness.json`` (notebook 09)."""
     payload = read_all(preset).get("robustness")
     if not payload or not payload.get("rows"):
         return None

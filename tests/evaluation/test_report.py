@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from claspkit.evaluation import paper, report
-from claspkit.errors import DataMissingError
+from claspkit.errors import ClaspkitError, DataMissingError
 from claspkit.evaluation.results import write_stage
 
 
@@ -204,3 +204,11 @@ def test_attention_head_is_beyond_the_paper_not_matched_to_its_rows(runs):
     assert readme.main(["--params"]) == 0
     text = (runs / "README.md").read_text()
     assert describe().strip() in text and "stale" not in text and "\nkept\n" in text
+    # a block is regenerated on whichever docs page holds it; with none, the error names where to add it
+    (runs / "README.md").write_text("intro, no blocks\n")
+    (runs / "docs").mkdir()
+    (runs / "docs" / "parameters.md").write_text("# Parameters\n<!-- params:start -->\nstale\n<!-- params:end -->\n")
+    assert readme.main(["--params"]) == 0
+    assert describe().strip() in (runs / "docs" / "parameters.md").read_text()
+    with pytest.raises(ClaspkitError, match="docs/\\*.md; add the markers"):
+        readme.update_bench("t")
