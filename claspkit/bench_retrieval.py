@@ -96,7 +96,7 @@ def _one_text_space(cascade: str, heads: dict) -> str:
     if other:
         h, t = next(iter(other.items()))
         raise ParamError(f"the {h} head maps speech into the {t} text space but the cascade embeds its transcripts "
-                         f"with {cascade} (the best Stage-2 text backbone): scores across two text spaces compare the "
+                         f"with {cascade} (Stage 3's text backbone): scores across two text spaces compare the "
                          f"spaces, not the systems. Drop text_backbone={t} from the {h} head's knobs (--{h} / {h}=), "
                          f"or run notebook 03's Stage 2 with {t} so the best pair uses it")
     return cascade
@@ -176,7 +176,7 @@ def run(preset="small", n_timing: int = N_TIMING, attention: dict | None = None,
         P = pipeline.with_overrides(preset, **(overrides or {}))
     t0 = time.perf_counter()
     frame_knobs = {"attention": attention or {}, "stats": stats or {}}
-    shared = pipeline.best_stage2(P)["text_backbone"]
+    shared = pipeline.stage3_config(P)["text_backbone"]
     _one_text_space(shared, {h: frame_knobs.get(h, {}).get("text_backbone", shared) for h in heads})  # before training
     stages = {h: (pipeline.stage3(P, "contrastive", progress=progress) if h == "paper" else
                   pipeline.frame_stage(P, h, "contrastive", progress=progress, **frame_knobs[h]))

@@ -91,6 +91,27 @@ def test_a_head_in_another_text_space_than_the_cascade_is_refused_before_trainin
     assert BR._one_text_space("e5", {"paper": "e5", "stats": "e5"}) == "e5"
 
 
+def test_the_cascade_uses_stage3s_text_space_when_a_preset_fixes_stage3(tmp_path, monkeypatch):
+    """tiny fixes Stage 3 (e5); a Stage-2 result that prefers muse must not pull the cascade into muse's space."""
+    from claspkit import pipeline
+    from claspkit.evaluation import results
+
+    monkeypatch.setenv("CLASPKIT_RUNS", str(tmp_path / "runs"))
+    results.write_stage("tiny", "stage2", [{"system": "m", "speech_backbone": "whisper-tiny.en", "fusion": "concat",
+                                            "text_backbone": "muse-multilingual", "val_mrr": 0.9}])
+
+    class Trained(Exception):
+        pass
+
+    def training(*a, **k):
+        raise Trained
+
+    monkeypatch.setattr(pipeline, "frame_stage", training)
+    monkeypatch.setattr(pipeline, "stage3", training)
+    with pytest.raises(Trained):                                    # past the text-space check, into training
+        BR.run("tiny", heads=("paper", "attention"), progress=False)
+
+
 def test_timing_sample_is_seeded_random_and_takes_all_of_a_small_split():
     picked = BR._timing_sample(1000, 100, seed=42)
     assert len(set(picked)) == 100 and picked == BR._timing_sample(1000, 100, seed=42)
