@@ -44,6 +44,7 @@ from claspkit.constants import SAMPLE_RATE
 from claspkit.errors import BackboneError, ClaspkitError, ParamError
 from claspkit.paths import atomic_path, atomic_write_text, display_path
 from claspkit.search.index import identity_key, normalize_rows
+from claspkit.search.manifest import read_manifest
 
 __all__ = ["FOLDER", "FORMAT", "MANIFEST", "ROW_DTYPE", "SPAN_TOLERANCE_S", "TranscribeSummary", "TranscriptStore",
            "TranscriptWriter", "open_transcripts", "transcript_identity", "transcribe_index", "create_asr"]
@@ -123,18 +124,7 @@ class TranscriptStore:
 
 
 def _read_manifest(folder: Path) -> dict | None:
-    path = folder / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ClaspkitError(f"{display_path(path)} is not a readable transcript manifest ({e}); "
-                            "re-index with `claspkit index ... --transcribe`") from e
-    if manifest.get("format") != FORMAT:
-        raise ClaspkitError(f"{display_path(path)} has transcript format {manifest.get('format')!r}, this claspkit "
-                            f"reads {FORMAT}; re-index with `claspkit index ... --transcribe`")
-    return manifest
+    return read_manifest(folder / MANIFEST, "transcript", FORMAT, "re-index with `claspkit index ... --transcribe`")
 
 
 def open_transcripts(index_root) -> TranscriptStore | None:
