@@ -14,7 +14,8 @@
 Boundaries (``refine``): a transcribed hit spans its words, from the first word's start to the last word's end,
 padded by ``WORD_PAD_S`` (the VAD's own pad) and kept inside the segment. An untranscribed hit is cut again by the
 VAD at a finer setting (``FINE_VAD``: no merging, 0.1 s pauses, 0.05 s pad) on its own audio, and spans the speech
-found there; this costs one VAD pass over each shown hit at query time and nothing at indexing time.
+found there; this costs a VAD pass over the first and last ``EDGE_S`` of each shown hit at query time (the file
+read by seeking where libsndfile can) and nothing at indexing time.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import numpy as np
 from claspkit.errors import ClaspkitError, ParamError, choices_hint
 from claspkit.search.index import Hit, normalize_rows, top_k
 
-__all__ = ["RANKS", "RRF_K", "HYBRID_CANDIDATES", "WORD_PAD_S", "FINE_VAD", "RankedHit", "hybrid_weight",
+__all__ = ["RANKS", "RRF_K", "HYBRID_CANDIDATES", "WORD_PAD_S", "FINE_VAD", "EDGE_S", "RankedHit", "hybrid_weight",
            "default_rank", "check_rank", "fuse_ranks", "rank_rows", "word_bounds", "vad_bounds", "ranked_hits",
            "transcripts_of", "search_ranked", "clear_cache"]
 
@@ -38,6 +39,7 @@ RRF_K = 60
 HYBRID_CANDIDATES = 1000
 WORD_PAD_S = 0.1
 FINE_VAD = {"pad_s": 0.05, "min_pause_s": 0.1, "min_s": 0.0, "merge_gap_s": 0.0}
+EDGE_S = 2.0                    # the finer cut reads this much at each end of a hit
 WEIGHT_FILE = "hybrid_weight.json"
 
 
@@ -164,22 +166,29 @@ def _read_span(path: Path, start_s: float, end_s: float) -> tuple[np.ndarray, fl
         return audio[int(start_s * SAMPLE_RATE):int(np.ceil(end_s * SAMPLE_RATE))], start_s
 
 
-def vad_bounds(path: Path | None, start_s: float, end_s: float) -> tuple[float, float]:
-    """The speech inside a segment by a finer VAD cut (``FINE_VAD``); the segment's edges when it finds none
-    or the file cannot be read now."""
+def _speech(path: Path, start_s: float, end_s: float) -> list[tuple[float, float]]:
+    """Speech regions of ``path`` between two times by the finer VAD cut, in the file's time."""
     from claspkit.constants import SAMPLE_RATE
     from claspkit.search.segment import segment
 
+    audio, t0 = _read_span(path, start_s, end_s)
+    return [(t0 + s, t0 + e) for s, e in segment(audio, SAMPLE_RATE, **FINE_VAD)] if len(audio) else []
+
+
+def vad_bounds(path: Path | None, start_s: float, end_s: float) -> tuple[float, float]:
+    """The speech inside a segment by a finer VAD cut (``FINE_VAD``) of its first and last ``EDGE_S`` (only the
+    edges move, so only they are read); the segment's own edge where it finds no speech or cannot read the file."""
     if path is None:
         return start_s, end_s
     try:
-        audio, t0 = _read_span(path, start_s, end_s)
-        spans = segment(audio, SAMPLE_RATE, **FINE_VAD) if len(audio) else []
+        if end_s - start_s <= 2 * EDGE_S:
+            head = tail = _speech(path, start_s, end_s)
+        else:
+            head, tail = _speech(path, start_s, start_s + EDGE_S), _speech(path, end_s - EDGE_S, end_s)
     except (ClaspkitError, OSError, ValueError, RuntimeError):
         return start_s, end_s
-    if not spans:
-        return start_s, end_s
-    lo, hi = max(start_s, t0 + spans[0][0]), min(end_s, t0 + spans[-1][1])
+    lo = max(start_s, head[0][0]) if head else start_s
+    hi = min(end_s, tail[-1][1]) if tail else end_s
     return (round(lo, 3), round(hi, 3)) if hi > lo else (start_s, end_s)
 
 

@@ -217,6 +217,8 @@ def test_finer_vad_cut_narrows_an_untranscribed_segment(tmp_path, voice):
     end = 3.0 + len(voice[0]) / SR
     lo, hi = R.vad_bounds(path, 0.5, end - 0.5)                     # a segment with 1 s of silence each side
     assert 1.3 < lo < 1.8 and end - 1.9 < hi < end - 1.3
+    assert end - 1.0 > 2 * R.EDGE_S > end - 2.2                    # only its edges were read, then all of it:
+    assert R.vad_bounds(path, 1.1, end - 1.1) == pytest.approx((lo, hi), abs=0.1)      # the same speech
     assert R.vad_bounds(None, 0.5, 2.0) == (0.5, 2.0)               # the file is not found: the segment's edges
     assert R.vad_bounds(tmp_path / "gone.wav", 0.5, 2.0) == (0.5, 2.0)
     flac = tmp_path / "talk.m4a"
