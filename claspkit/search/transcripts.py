@@ -180,7 +180,7 @@ class TranscriptWriter:
     def stage(self, sha256: str, spans, texts: list[str], words: list, vectors: np.ndarray) -> None:
         lines = b"".join(_entry_line(t, w) for t, w in zip(texts, words))
         vectors = normalize_rows(vectors) if len(vectors) else np.zeros((0, self.dim), np.float32)
-        if vectors.shape[1] != self.dim or len(vectors) != len(texts) != len(spans):
+        if vectors.shape[1] != self.dim or not len(vectors) == len(texts) == len(words) == len(spans):
             raise ClaspkitError(f"{len(vectors)} {vectors.shape[1]}-d transcript vectors for {len(spans)} segments; "
                                 f"the index's text encoder gives {self.dim}-d vectors: this is a bug, report it")
         self.work.mkdir(parents=True, exist_ok=True)

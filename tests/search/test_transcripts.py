@@ -193,6 +193,15 @@ def test_hybrid_weight_file_names_the_validation_data_that_chose_it():
     assert chosen["by_weight"][f"{info['clasp_weight']:g}"]["mrr"] == best
 
 
+def test_staging_refuses_rows_that_do_not_match_the_segments(tmp_path):
+    tw = TranscriptWriter(tmp_path / "idx", {"asr": "a", "text": "t"}, 16)
+    spans = np.array([[0, 1], [2, 3]], np.float32)
+    with pytest.raises(ClaspkitError, match="transcript vectors for 2 segments"):
+        tw.stage("sha", spans, ["a", "b"], [[], []], np.eye(16, dtype=np.float32)[:1])
+    with pytest.raises(ClaspkitError, match="for 2 segments"):
+        tw.stage("sha", spans, ["a"], [[]], np.eye(16, dtype=np.float32)[:1])
+
+
 def test_rank_errors_name_the_fix(tmp_path):
     idx, store, row_map = _constructed(tmp_path)
     with pytest.raises(ParamError, match="rank must be one of"):
