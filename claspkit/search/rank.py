@@ -93,8 +93,8 @@ def check_rank(rank: str, covered: np.ndarray | None, index_root) -> None:
     missing = int(np.sum(covered < 0))
     if missing:
         raise ClaspkitError(f"--rank {rank} needs a transcript for every segment, and {missing} of {len(covered)} "
-                            f"segments of {display_path(index_root)} have none (files added or changed since the "
-                            f"last --transcribe run); {fix}")
+                            f"segments of {display_path(index_root)} have none (files added or changed, or the index "
+                            f"rebuilt with another text encoder, since the last --transcribe run); {fix}")
 
 
 def _ranks_of(order: np.ndarray, n: int, missing: int) -> np.ndarray:

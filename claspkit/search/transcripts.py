@@ -109,8 +109,14 @@ class TranscriptStore:
         return [json.loads(line.decode("utf-8")) for line in self.lines(trows)]
 
     def align(self, index) -> np.ndarray:
-        """Per index row, its transcript row, or -1 where the store has none for that file's content and spans."""
+        """Per index row, its transcript row, or -1 where the store has none for that file's content and spans
+        (every row, when the store's vectors come from another text encoder than the index's)."""
         out = np.full(len(index), -1, np.int64)
+        text = self.identity.get("text", {})
+        model = index.identity.get("model", {})
+        if (text.get("name"), text.get("cache_id")) != (model.get("backbones", {}).get("text"),
+                                                          model.get("cache_ids", {}).get("text")):
+            return out
         for f in index.manifest["files"]:
             n = f["n_segments"]
             t = self.by_sha.get(f["sha256"])

@@ -136,14 +136,14 @@ def test_cli_prints_the_transcript_and_json_carries_the_words(library, ckpt, fak
 def _constructed(tmp_path):
     """4 segments of one file; CLASP row r is e_r, its transcript's vector e_(4+r), so a query's first four
     components set the CLASP order and the next four the transcript order, independently."""
-    identity = {"model": {"checkpoint_sha256": "x", "backbones": {"text": "t"}, "cache_ids": {"text": "t"}},
+    identity = {"model": {"checkpoint_sha256": "x", "backbones": {"text": "t"}, "cache_ids": {"text": "t/v1"}},
                 "segmentation": "s", "dim": 16}
     spans = np.array([[0, 1], [2, 3], [4, 5], [6, 7]], np.float32)
     eye = np.eye(16, dtype=np.float32)
     with IndexWriter(tmp_path / "idx", identity, tmp_path) as w:
         w.stage("sha", eye[:4], spans, 8.0)
         w.commit([{"path": "f.wav", "sha256": "sha", "size": 1, "mtime_ns": 1, "duration_s": 8.0}])
-    tw = TranscriptWriter(tmp_path / "idx", {"asr": "a", "text": "t"}, 16)
+    tw = TranscriptWriter(tmp_path / "idx", {"asr": "a", "text": {"name": "t", "cache_id": "t/v1"}}, 16)
     tw.stage("sha", spans, [f"t{r}" for r in range(4)], [[] for _ in range(4)], eye[4:8])
     tw.commit(["sha"])
     idx = load_index(tmp_path / "idx")
@@ -209,6 +209,10 @@ def test_rank_errors_name_the_fix(tmp_path):
     with pytest.raises(ClaspkitError, match="has none; re-index"):
         R.check_rank("transcript", None, idx.root)
     assert R.default_rank(row_map) == "hybrid" and R.default_rank(None) == "clasp"
+    idx.manifest["identity"]["model"]["cache_ids"]["text"] = "t/v2"     # rebuilt with another text encoder
+    assert (store.align(idx) == -1).all()
+    with pytest.raises(ClaspkitError, match="4 of 4 segments .* another text encoder"):
+        R.check_rank("hybrid", store.align(idx), idx.root)
     assert R.default_rank(np.array([0, -1])) == "clasp"
 
 
