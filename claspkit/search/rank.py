@@ -3,13 +3,13 @@
 * ``clasp``: cosine between the query's text embedding and the CLASP speech vectors (``Index.search_vectors``).
 * ``transcript``: cosine between the query's and the stored transcripts' embeddings by the same text encoder
   (``claspkit.search.transcripts``): the transcribe-then-search cascade, on the index's own segments.
-* ``hybrid``: weighted reciprocal-rank fusion, ``w / (RRF_K + rank_clasp) + (1 - w) / (RRF_K + rank_transcript)``.
-  Ranks, not cosines, are fused because the two cosines live on different scales (speech-to-text against
-  text-to-text). ``RRF_K`` = 60 is the constant of Cormack et al. (2009). CLASP's rank is taken among its top
-  ``HYBRID_CANDIDATES`` rows (those beyond count as rank ``HYBRID_CANDIDATES + 1``), so an ANN index is never
-  scanned in full; the transcripts are scored exactly. The weight ``w`` is read from ``hybrid_weight.json`` next to
-  this module, written by ``claspkit.evaluation.hybrid.choose_hybrid_weight`` on validation recordings only (the
-  file names the data that chose it).
+* ``hybrid``: weighted reciprocal-rank fusion, ``(RRF_K + 1) * (w / (RRF_K + rank_clasp) + (1 - w) / (RRF_K +
+  rank_transcript))`` (so first in both scores 1.0). Ranks, not cosines, are fused because the two cosines live on
+  different scales (speech-to-text against text-to-text). ``RRF_K`` = 60 is the constant of Cormack et al. (2009).
+  CLASP's rank is taken among its top ``HYBRID_CANDIDATES`` rows (those beyond count as rank ``HYBRID_CANDIDATES +
+  1``), so an ANN index is never scanned in full; the transcripts are scored exactly. The weight ``w`` is read from
+  ``hybrid_weight.json`` next to this module, written by ``claspkit.evaluation.transcript_search.choose_hybrid_weight``
+  on validation recordings only (the file names the data that chose it).
 
 Boundaries (``refine``): a transcribed hit spans its words, from the first word's start to the last word's end,
 padded by ``WORD_PAD_S`` (the VAD's own pad) and kept inside the segment. An untranscribed hit is cut again by the
@@ -68,7 +68,8 @@ def hybrid_weight() -> dict:
     info = json.loads(text)
     if not 0.0 <= float(info["clasp_weight"]) <= 1.0 or int(info["rrf_k"]) != RRF_K:
         raise ClaspkitError(f"claspkit/search/{WEIGHT_FILE} holds weight {info['clasp_weight']!r} and rrf_k "
-                            f"{info['rrf_k']!r}; regenerate it with claspkit.evaluation.hybrid.choose_hybrid_weight")
+                            f"{info['rrf_k']!r}; regenerate it with "
+                            "claspkit.evaluation.transcript_search.choose_hybrid_weight")
     return info
 
 
@@ -105,8 +106,9 @@ def _ranks_of(order: np.ndarray, n: int, missing: int) -> np.ndarray:
 
 
 def fuse_ranks(rank_a: np.ndarray, rank_b: np.ndarray, weight_a: float, k: int = RRF_K) -> np.ndarray:
-    """Weighted reciprocal-rank fusion of two rankings of the same rows (1-based ranks)."""
-    return weight_a / (k + rank_a) + (1.0 - weight_a) / (k + rank_b)
+    """Weighted reciprocal-rank fusion of two rankings of the same rows (1-based ranks), scaled by ``k + 1`` so that
+    first in both is 1.0 (raw RRF scores differ in the third decimal, which a printed score would hide)."""
+    return (k + 1) * (weight_a / (k + rank_a) + (1.0 - weight_a) / (k + rank_b))
 
 
 def _transcript_scores(index, store, row_map: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -170,7 +170,7 @@ def test_each_rank_mode_and_hybrid_beats_both_on_a_constructed_case(tmp_path):
     assert R.rank_rows(idx, q0, 4, "clasp")[0].tolist() == [0, 2, 1, 3]
     assert R.rank_rows(idx, q0, 4, "transcript", store, row_map)[0].tolist() == [1, 0, 2, 3]
     rows, scores = R.rank_rows(idx, q0, 4, "hybrid", store, row_map, weight=0.5)
-    assert rows[0] == 0 and scores[0] == pytest.approx(0.5 / 61 + 0.5 / 62)
+    assert rows[0] == 0 and scores[0] == pytest.approx(61 * (0.5 / 61 + 0.5 / 62))
     assert R.rank_rows(idx, q0, 4, "hybrid", store, row_map, weight=0.0)[0].tolist() == [1, 0, 2, 3]
     assert R.rank_rows(idx, q0, 4, "hybrid", store, row_map, weight=1.0)[0].tolist() == [0, 2, 1, 3]
 
