@@ -72,6 +72,9 @@ SCHEMA: dict[str, Knob] = {
                                     list),
     "stage2_text_backbones": Knob(["e5-small-multilingual", "muse-multilingual"],
                                   "stage-2 grid: text encoders (paper: labse, xlmr-paraphrase)", list),
+    "stage3": Knob(None, "Stage 3's configuration as {speech_backbone, text_backbone, fusion} (None = the Stage-2 one "
+                         "with the best validation MRR; tiny fixes it: on 40 validation items the choice is a near tie "
+                         "that CPU kinds can flip, which changed every later notebook)", (dict, type(None))),
     "stage2_attention": Knob(True, "stage-2 grid: also train the attention head (frames, beyond the paper) on every "
                                    "backbone pair; never chosen for Stage 3, never matched to a paper row", bool),
     # --- fusion and training (notebooks 03, 04)
@@ -108,6 +111,12 @@ SCHEMA: dict[str, Knob] = {
     "stats_members": Knob(1, "stats head: an ensemble of this many MLPs, each trained on its own loss, their unit "
                              "outputs averaged (one vector per utterance; training costs this many times more)", int,
                           minimum=1),
+    "frame_mask_time": Knob(0, "frame heads: SpecAugment-style time masks on the training frames, each up to this "
+                               "many steps (0 = off; train time only, seeded per epoch; paper heads ignore it)", int,
+                            minimum=0),
+    "frame_mask_channels": Knob(0, "frame heads: channel masks on the training frames, each up to this many feature "
+                                   "channels (0 = off)", int, minimum=0),
+    "frame_masks": Knob(2, "frame heads: time masks and channel masks per item when masking is on", int, minimum=1),
     "length_batches": Knob(False, "frame heads: draw each training batch among items of similar length "
                                   "(pads less, so an epoch costs less; the batch order stays seeded)", bool),
     # --- evaluation
@@ -128,8 +137,13 @@ SCHEMA: dict[str, Knob] = {
     "robust_snrs": Knob([20, 10, 5, 0], "signal-to-noise ratios of the sweep, dB", list),
     "robust_augment": Knob(True, "also train the paper head with one speed-perturbed (0.9/1/1.1), noisy (white or "
                                  "babble, 0-20 dB) copy of each training clip and score it beside the others", bool),
-    "held_out_voice": Knob(None, "TTS voice left out of training for the unseen-voice test (None = the last "
-                                 "of `voices`)", (str, type(None))),
+    "robust_channels": Knob(None, "channel recipe of the augmented head's copies instead of speed + noise: a name "
+                                  "(rooms, phone, codecs, real), a list of channels (speed, room, noise, gain, "
+                                  "telephone, mu_law, g722, mp3, opus) or a dict of them with ranges "
+                                  "(claspkit.data.augment.recipe); None = the speed-and-noise copies",
+                            (str, list, dict, type(None))),
+    "held_out_voice": Knob(None, "TTS voice left out of training for the unseen-voice test, or every voice of one "
+                                 "engine as <engine>:* (None = the last of `voices`)", (str, type(None))),
     "robust_real_items": Knob(None, "real English prompts scored (None = all sentence-like ones)",
                               (int, type(None)), minimum=5),
     "robust_languages": Knob(["fr", "es", "it", "ru"], "languages of the real parallel speech", list),
@@ -203,6 +217,10 @@ def load_params(preset: str = "tiny", overrides: dict | None = None, **kw) -> Pa
         for name in values[f"stage2_{role}_backbones"]:
             check_backbone(role, name)
     check_backbone("speech", values["multilingual_speech_backbone"])
+    if values["stage3"] is not None:
+        _check_stage3(values["stage3"])
+        for role in ("speech", "text"):
+            check_backbone(role, values["stage3"][f"{role}_backbone"])
     _check_robustness(values)
     if values["attention_dim"] % values["attention_heads"]:
         raise ParamError(f"attention_dim ({values['attention_dim']}) must be divisible by attention_heads "
@@ -217,9 +235,20 @@ def load_params(preset: str = "tiny", overrides: dict | None = None, **kw) -> Pa
     return Params(values)
 
 
+STAGE3_KEYS = ("speech_backbone", "text_backbone", "fusion")
+
+
+def _check_stage3(stage3: dict) -> None:
+    if sorted(stage3) != sorted(STAGE3_KEYS):
+        raise ParamError(f"parameter stage3 must name exactly {', '.join(STAGE3_KEYS)}, got {sorted(stage3)}")
+    if stage3["fusion"] not in PAPER_FUSIONS:
+        raise ParamError(f"parameter stage3: fusion {choices_hint(stage3['fusion'], PAPER_FUSIONS)} (a paper head)")
+
+
 def _check_robustness(values: dict) -> None:
     from claspkit.data.asterisk import VOICES
-    from claspkit.evaluation.robustness import NOISE_KINDS
+    from claspkit.data.augment.noise import NOISE_KINDS
+    from claspkit.data.augment.recipe import Recipe
 
     for key, valid in (("robust_noises", NOISE_KINDS), ("robust_languages", tuple(VOICES))):
         for v in values[key]:
@@ -228,9 +257,16 @@ def _check_robustness(values: dict) -> None:
     snrs = values["robust_snrs"]
     if not snrs or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in snrs):
         raise ParamError(f"parameter robust_snrs must be a non-empty list of numbers (dB), got {snrs!r}")
-    held = values["held_out_voice"]
-    if held is not None and held not in values["voices"]:
-        raise ParamError(f"parameter held_out_voice: {choices_hint(held, values['voices'])} (one of `voices`)")
+    if values["robust_channels"] is not None:
+        try:
+            Recipe.parse(values["robust_channels"])
+        except ParamError as e:
+            raise ParamError(f"parameter robust_channels: {e}") from None
+    held, voices = values["held_out_voice"], values["voices"]
+    engines = sorted({v.split(":", 1)[0] + ":*" for v in voices if ":" in v})
+    if held is not None and held not in voices + engines:
+        raise ParamError(f"parameter held_out_voice: {choices_hint(held, voices + engines)} (one of `voices`, or "
+                         "<engine>:* for all of one engine's)")
 
 
 def describe() -> str:

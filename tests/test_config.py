@@ -118,13 +118,23 @@ def test_the_code_meets_its_ruff_config():
 
 
 def test_the_readme_parameter_reference_is_the_schema():
-    """The README's params block is generated (``python -m claspkit.readme``); this catches a knob added
-    without regenerating it."""
+    """The params block (docs/parameters.md) is generated (``python -m claspkit.readme``); this catches a knob
+    added without regenerating it."""
     import re
     from pathlib import Path
 
     from claspkit.config import describe
 
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    text = (Path(__file__).resolve().parent.parent / "docs" / "parameters.md").read_text()
     block = re.search(r"<!-- params:start -->\n(.*?)\n<!-- params:end -->", text, re.S)
     assert block and block.group(1).strip() == describe().strip(), "run `python -m claspkit.readme --params`"
+
+
+def test_the_channel_recipe_knob_is_off_by_default_and_checked_at_load():
+    assert load_params("tiny").robust_channels is None
+    assert load_params("tiny", robust_channels=["room", "mp3"]).robust_channels == ["room", "mp3"]
+    assert load_params("tiny", robust_channels={"room": {"rt60_s": [0.3, 0.5]}}).robust_channels
+    with pytest.raises(ParamError, match="parameter robust_channels: unknown channel 'echo' is not one of: g722"):
+        load_params("tiny", robust_channels=["echo"])
+    with pytest.raises(ParamError, match="robust_channels: unknown channel recipe 'studio'"):
+        load_params("tiny", robust_channels="studio")

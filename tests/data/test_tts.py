@@ -90,8 +90,8 @@ def test_unknown_voice_lists_the_valid_ones():
         tts.check_voice("espeak:en-us?speed=3")
     with pytest.raises(ParamError, match=r"\[80, 450\]"):
         tts.check_voice("espeak:en-us?rate=9000")
-    with pytest.raises(ParamError, match="espeak, espeak-system, piper"):
-        tts.check_voice("festival:en")
+    with pytest.raises(ParamError, match="espeak, espeak-system, festival, flite, mbrola, pico, piper, rhvoice"):
+        tts.check_voice("marytts:en")
     assert "espeak:en-us" in tts.list_voices() and "espeak:en-gb+f2" in tts.list_voices()
 
 
