@@ -1,7 +1,7 @@
 """The ``claspkit`` command: index a folder of recordings, search it with text, list backbones and knobs.
 
-    claspkit index AUDIO_DIR --model CHECKPOINT --out INDEX [--rebuild] [--engine ray [--address ADDR]] [--json]
-    claspkit search INDEX "query text" [--lang fr] [-k 10] [--json]
+    claspkit index AUDIO_DIR --model CHECKPOINT --out INDEX [--transcribe [ASR]] [--rebuild] [--engine ray] [--json]
+    claspkit search INDEX "query text" [--lang fr] [-k 10] [--rank clasp|transcript|hybrid] [--json]
     claspkit embed AUDIO_DIR --model CHECKPOINT --out vectors.parquet [--segment] [--json]
     claspkit backbones [--role speech|image|text|asr]
     claspkit params
@@ -17,8 +17,10 @@ import json
 import sys
 
 from claspkit import __version__
-from claspkit.config import ENGINES, IMAGE_RUNTIMES
+from claspkit.config import ENGINES, IMAGE_RUNTIMES, SCHEMA
 from claspkit.errors import ClaspkitError
+
+RANKS = ("clasp", "transcript", "hybrid")      # claspkit.search.rank.RANKS, without importing numpy for --help
 
 __all__ = ["fmt_time", "hits_table", "build_parser", "main"]
 
@@ -33,11 +35,19 @@ def fmt_time(seconds: float) -> str:
 
 
 def hits_table(hits) -> str:
+    """One line per hit; a transcribed hit's transcript on the line below it."""
     rows = [("rank", "score", "time", "file")]
     rows += [(str(i), f"{h.score:.3f}", f"{fmt_time(h.start_s)}-{fmt_time(h.end_s)}", h.file)
              for i, h in enumerate(hits, 1)]
     widths = [max(len(r[c]) for r in rows) for c in range(3)]
-    return "\n".join(f"{r[0]:>{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}" for r in rows)
+    lines = [f"{r[0]:>{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}" for r in rows]
+    out = lines[:1]
+    for line, h in zip(lines[1:], hits):
+        out.append(line)
+        transcript = getattr(h, "transcript", None)
+        if transcript is not None:
+            out.append(" " * (widths[0] + 2) + f'"{transcript["text"]}"')
+    return "\n".join(out)
 
 
 def _cmd_index(args) -> int:
@@ -45,7 +55,8 @@ def _cmd_index(args) -> int:
 
     summary = build_index(args.audio_dir, args.model, args.out, progress=not args.quiet and not args.json,
                           rebuild=args.rebuild, batch_size=args.batch_size, image_runtime=args.image_runtime,
-                          engine=args.engine, address=args.address, workers=args.workers)
+                          engine=args.engine, address=args.address, workers=args.workers,
+                          transcribe=args.transcribe, asr_language=args.asr_language)
     print(json.dumps(summary.as_dict(), indent=1) if args.json else summary)
     return 0
 
@@ -67,9 +78,10 @@ def _cmd_embed(args) -> int:
 def _cmd_search(args) -> int:
     from claspkit.search.query import search
 
-    hits = search(args.index, args.query, k=args.k, lang=args.lang)
+    hits = search(args.index, args.query, k=args.k, lang=args.lang, rank=args.rank, refine=not args.no_refine)
     if args.json:
         payload = {"query": args.query, "lang": args.lang, "k": args.k,
+                   "rank": hits[0].rank_mode if hits else args.rank,
                    "hits": [{"rank": i, **h.as_dict()} for i, h in enumerate(hits, 1)]}
         print(json.dumps(payload, ensure_ascii=False, indent=1))
     elif not hits:
@@ -133,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --engine ray: a running cluster (HOST:6379 or auto; default: a local Ray instance)")
     q.add_argument("--workers", type=_positive_int, default=None,
                    help="with --engine ray: actors per backbone (default: the cluster's CPUs shared out)")
+    q.add_argument("--transcribe", nargs="?", const=SCHEMA["asr_backbone"].default, default=None, metavar="ASR",
+                   help="also store each segment's transcript with word times, and its text embedding, for "
+                        "`search --rank transcript|hybrid` (ASR: whisper-tiny.en, the default, or whisper-base); "
+                        "resumable, and a re-run transcribes only what is missing")
+    q.add_argument("--asr-language", default=None, metavar="LANG",
+                   help="with --transcribe: the language spoken (default en; auto detects it; whisper-base only)")
     q.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=_cmd_index)
@@ -143,7 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("query", metavar="QUERY")
     s.add_argument("-k", type=_positive_int, default=10, help="number of hits (default 10)")
     s.add_argument("--lang", default=None, help="language code of the query, recorded in --json output (e.g. fr)")
-    s.add_argument("--json", action="store_true", help="print hits as JSON")
+    s.add_argument("--rank", choices=RANKS, default=None,
+                   help="rank by the CLASP vectors, by the stored transcripts, or by both fused (default: hybrid "
+                        "when the index was built with --transcribe, else clasp)")
+    s.add_argument("--no-refine", action="store_true",
+                   help="print the segments' own edges (default: narrowed to the hit's words, or a finer VAD cut)")
+    s.add_argument("--json", action="store_true", help="print hits as JSON (with the transcript: text and words)")
     s.set_defaults(func=_cmd_search)
 
     e = sub.add_parser("embed", help="write one CLASP vector per file (or per speech segment) to Parquet",

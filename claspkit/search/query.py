@@ -82,6 +82,7 @@ class BuildSummary:
     audio_seconds: float = 0.0      # embedded in this run
     wall_seconds: float = 0.0
     timings: dict = field(default_factory=dict)   # seconds per stage: hash, decode, vad, speech, image, fusion, commit
+    transcripts: object = None      # a TranscribeSummary when run with transcribe=
 
     @property
     def rtf(self) -> float:
@@ -89,8 +90,9 @@ class BuildSummary:
         return self.audio_seconds / busy if busy > 0 else 0.0
 
     def as_dict(self) -> dict:
-        d = {k: v for k, v in self.__dict__.items() if k != "index"}
-        return {"index": display_path(self.index), **d, "rtf": round(self.rtf, 2)}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("index", "transcripts")}
+        extra = {"transcripts": self.transcripts.as_dict()} if self.transcripts is not None else {}
+        return {"index": display_path(self.index), **d, "rtf": round(self.rtf, 2), **extra}
 
     def __str__(self) -> str:
         lines = [f"index {display_path(self.index)}: {self.files_indexed} files, {self.segments} segments",
@@ -99,6 +101,7 @@ class BuildSummary:
                  f"{self.files_reused} reused (content already indexed), {self.files_resumed} resumed, "
                  f"{self.files_removed} removed, {len(self.skipped)} skipped"]
         lines += [f"  skipped {s['path']}: {s['reason']}" for s in self.skipped]
+        lines += [str(self.transcripts)] if self.transcripts is not None else []
         return "\n".join(lines)
 
 
@@ -144,11 +147,14 @@ def stage_embedded(writer, group: list, vecs: np.ndarray, summary, how: dict) ->
 def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuild: bool = False,
                 batch_size: int = 16, segment_params: SegmentParams | None = None,
                 image_runtime: str = "onnx", engine: str = "local", address: str | None = None,
-                workers: int | None = None) -> BuildSummary:
+                workers: int | None = None, transcribe: str | None = None,
+                asr_language: str | None = None) -> BuildSummary:
     """Index every audio file under ``audio_dir`` into the folder ``out``; see the module docstring.
 
     ``engine="ray"`` runs decoding, the VAD and the backbones on Ray (``claspkit.engine``; ``address`` of a
-    running cluster, ``workers`` actors per backbone) and writes the same index, byte for byte."""
+    running cluster, ``workers`` actors per backbone) and writes the same index, byte for byte.
+    ``transcribe`` (an ASR backbone name) then stores every segment's transcript that the index lacks
+    (``claspkit.search.transcripts``, here on this machine, under the same lock)."""
     from claspkit.engine import check_address, check_engine, import_ray
     from claspkit.progress import progress_bar
 
@@ -164,6 +170,10 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
         raise ParamError(f"batch_size must be a positive int, got {batch_size!r}")
     params = segment_params or SegmentParams()
     embedder = CLASP.from_pretrained(checkpoint_dir, image_runtime=image_runtime, local_only=True)
+    if transcribe:
+        from claspkit.search.transcripts import create_asr, transcribe_index
+
+        transcribe = create_asr(transcribe, asr_language)     # a bad name fails before any work
     identity = {"model": embedder.identity, "segmentation": params.key(), "dim": embedder.dim}
     summary = BuildSummary(index=out)
     tm = summary.timings
@@ -270,6 +280,8 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
             setattr(summary, f"files_{kind}", sum(1 for p, k in how.items() if k == kind and p not in silent))
         index = writer.commit(entries, summary.skipped + no_speech)
         tm["commit"] += time.perf_counter() - t
+        if transcribe:
+            summary.transcripts = transcribe_index(index, transcribe, progress=progress, batch_size=batch_size)
     summary.skipped = sorted(summary.skipped + no_speech, key=lambda s: s["path"])
     summary.files_indexed = sum(1 for f in index.files.values() if f["n_segments"] > 0)
     summary.segments = len(index)
@@ -293,8 +305,11 @@ _INDEXES: dict = {}
 
 def clear_caches() -> None:
     """Forget loaded text encoders and indexes (e.g. after rebuilding an index in the same process)."""
+    from claspkit.search.rank import clear_cache
+
     _TEXT_ENCODERS.clear()
     _INDEXES.clear()
+    clear_cache()
 
 
 def open_index(path) -> Index:
@@ -331,12 +346,15 @@ def check_lang(lang: str | None) -> str | None:
     return lang
 
 
-def search(index, query: str, k: int = 10, lang: str | None = None) -> list[Hit]:
-    """Top-k segments for a text query, best first: ``Hit(file, start_s, end_s, score, path)``.
+def search(index, query: str, k: int = 10, lang: str | None = None, rank: str | None = None,
+           refine: bool = True) -> list[Hit]:
+    """Top-k segments for a text query, best first: ``RankedHit(file, start_s, end_s, score, path, ...)``.
 
     ``index`` is an index folder or a loaded ``Index``. ``lang`` names the query's language for the
     record only: the offline text encoders embed every language the same way (e5 prefixes every text
-    with "query: "), so it never changes the scores.
+    with "query: "), so it never changes the scores. ``rank`` is clasp, transcript or hybrid (None: hybrid
+    when every segment has a transcript, else clasp); ``refine`` narrows each hit to its words or, without
+    transcripts, to a finer VAD cut (``claspkit.search.rank``).
     """
     check_lang(lang)
     if not isinstance(query, str) or not query.strip():
@@ -347,4 +365,6 @@ def search(index, query: str, k: int = 10, lang: str | None = None) -> list[Hit]
     if len(idx) == 0:
         return []
     q = np.asarray(text_encoder(idx).encode([query.strip()]), dtype=np.float32)
-    return idx.search(q, int(k))
+    from claspkit.search.rank import search_ranked
+
+    return search_ranked(idx, q, int(k), rank, refine)

@@ -310,6 +310,20 @@ def test_whisper_tiny_asr(speech_clips):
 
 
 @pytest.mark.slow
+def test_whisper_word_timestamps_keep_the_text(speech_clips):
+    """``transcribe_words`` (for ``claspkit index --transcribe``) hears what ``transcribe`` hears, with each word's
+    time inside the clip and in order, under its own cache id."""
+    clips, _ = speech_clips
+    asr = B.create_backbone("asr", "whisper-tiny.en")
+    (plain,) = asr.transcribe(clips[:1])
+    (out,) = asr.transcribe_words(clips[:1])
+    assert out["text"] == plain and asr.words_cache_id != asr.cache_id
+    starts = [s for _, s, _ in out["words"]]
+    assert len(out["words"]) == len(plain.split()) and starts == sorted(starts)
+    assert all(0 <= s <= e <= len(clips[0]) / SR + 0.05 for _, s, e in out["words"])
+
+
+@pytest.mark.slow
 def test_efficientnet_lite0(speech_clips):
     clips, _ = speech_clips
     enc = B.create_backbone("image", "efficientnet-lite0")
