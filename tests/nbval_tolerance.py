@@ -223,6 +223,4 @@ if __name__ == "__main__":
 
     if len(sys.argv) != 4 or sys.argv[1] != "measure":
         sys.exit("usage: python tests/nbval_tolerance.py measure COMMITTED_NOTEBOOKS_DIR FRESH_NOTEBOOKS_DIR")
-    for r in measure(sys.argv[2], sys.argv[3]):
-        if r["numbers"] or not r["same_words"]:
-            print(r)
+    print(json.dumps([r for r in measure(sys.argv[2], sys.argv[3]) if r["numbers"] or not r["same_words"]], indent=1))
