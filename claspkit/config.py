@@ -11,21 +11,22 @@ from typing import Any
 
 import yaml
 
-from claspkit.constants import FUSIONS, LOSSES, PAPER_FUSIONS
-from claspkit.errors import ParamError, choices_hint
+from claspkit.constants import (
+    ASTERISK_LANGUAGES, BACKBONE_PATTERN, BACKBONES, ENGINES, FUSIONS, IMAGE_RUNTIMES, LOSSES, NOISE_KINDS,
+    PAPER_FUSIONS,
+)
+from claspkit.errors import BackboneError, ParamError, choices_hint
 from claspkit.paths import project_root
 
 __all__ = [
     "FUSIONS", "PAPER_FUSIONS", "LOSSES", "BRANCHES", "TRANSLATION_SOURCES", "IMAGE_RUNTIMES", "ENGINES", "Knob",
     "SCHEMA",
     "params_dir", "available_presets",
-    "Params", "load_params", "describe",
+    "Params", "load_params", "backbone_key", "describe",
 ]
 
 BRANCHES = ("combined", "speech", "image")
 TRANSLATION_SOURCES = ("udhr", "hub")
-IMAGE_RUNTIMES = ("torch", "onnx")   # how claspkit.encoders.backbones runs an image CNN
-ENGINES = ("local", "ray")           # where audio features are computed (claspkit.engine)
 
 
 @dataclass(frozen=True)
@@ -195,14 +196,12 @@ def load_params(preset: str = "tiny", overrides: dict | None = None, **kw) -> Pa
         if v is not None:
             values[k] = _check(k, v)
     values["preset"] = preset
-    from claspkit.encoders.backbones import check_backbone  # names only: nothing loads here
-
     for role in ("speech", "image", "text", "asr"):
-        check_backbone(role, values[f"{role}_backbone"])
+        backbone_key(role, values[f"{role}_backbone"])
     for role in ("speech", "text"):
         for name in values[f"stage2_{role}_backbones"]:
-            check_backbone(role, name)
-    check_backbone("speech", values["multilingual_speech_backbone"])
+            backbone_key(role, name)
+    backbone_key("speech", values["multilingual_speech_backbone"])
     _check_robustness(values)
     if values["attention_dim"] % values["attention_heads"]:
         raise ParamError(f"attention_dim ({values['attention_dim']}) must be divisible by attention_heads "
@@ -217,11 +216,25 @@ def load_params(preset: str = "tiny", overrides: dict | None = None, **kw) -> Pa
     return Params(values)
 
 
-def _check_robustness(values: dict) -> None:
-    from claspkit.data.asterisk import VOICES
-    from claspkit.evaluation.robustness import NOISE_KINDS
+def backbone_key(role: str, name, names: dict | None = None) -> tuple[str, tuple]:
+    """Which of ``names`` ({name: source} of one role; by default ``BACKBONES[role]``, the registry's as data)
+    ``name`` is, and the hub target when it matches a ``prefix:<id-or-path>`` entry; else a BackboneError
+    listing the names. The one matching rule of the parameters and of the registry: nothing loads here."""
+    names = BACKBONES[role] if names is None else names
+    if name in names and BACKBONE_PATTERN not in name:
+        return name, ()
+    if isinstance(name, str) and ":" in name:
+        prefix, target = name.split(":", 1)
+        key = f"{prefix}:{BACKBONE_PATTERN}"
+        if key in names and target:
+            return key, (target,)
+    offline = [n for n, source in names.items() if source == "offline"]
+    raise BackboneError(f"unknown {role} backbone {choices_hint(name, names)} "
+                        f"(packaged, work offline: {', '.join(offline)})")
 
-    for key, valid in (("robust_noises", NOISE_KINDS), ("robust_languages", tuple(VOICES))):
+
+def _check_robustness(values: dict) -> None:
+    for key, valid in (("robust_noises", NOISE_KINDS), ("robust_languages", ASTERISK_LANGUAGES)):
         for v in values[key]:
             if v not in valid:
                 raise ParamError(f"parameter {key}: {choices_hint(v, valid)}")

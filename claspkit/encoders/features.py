@@ -44,9 +44,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from claspkit.constants import ROLES
-from claspkit.errors import AudioError, BackboneError, ClaspkitError, DataMissingError, ParamError, choices_hint
 from claspkit.encoders.frames import DTYPE as FRAME_DTYPE
 from claspkit.encoders.frames import FRAME_POOL, Frames
+from claspkit.errors import AudioError, BackboneError, ClaspkitError, DataMissingError, ParamError, choices_hint
 from claspkit.paths import atomic_path, atomic_write_text, data_dir, display_path, sha256_file
 
 __all__ = [

@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from claspkit.constants import FRAME_FUSIONS, SAMPLE_RATE
+from claspkit.constants import FRAME_FUSIONS, NOISE_KINDS, SAMPLE_RATE
 from claspkit.errors import AudioError, ClaspkitError, ParamError, choices_hint
 
 __all__ = ["NOISE_KINDS", "SNRS_DB", "RECIPE", "mix_at_snr", "white_noise", "babble_noise", "noisy_versions",
@@ -43,7 +43,6 @@ __all__ = ["NOISE_KINDS", "SNRS_DB", "RECIPE", "mix_at_snr", "white_noise", "bab
            "Systems", "make_systems", "evaluate", "noise_sweep", "unseen_voice_heads", "voice_items",
            "real_prompts", "parallel_set", "cross_lingual", "long_recordings", "long_search", "summary_table"]
 
-NOISE_KINDS = ("white", "babble")
 SNRS_DB = (20, 10, 5, 0)
 RECIPE = "noise-v1"          # change when the mixing changes: it names the folders of derived audio
 LONG_RECIPE = "long-v1"

@@ -121,7 +121,7 @@ class CLASP:
     """A trained CLASP model: waveforms or audio files -> unit vectors in its text encoder's space."""
 
     def __init__(self, head, config: dict, *, source=None, image_runtime: str = "onnx"):
-        from claspkit.config import IMAGE_RUNTIMES
+        from claspkit.constants import IMAGE_RUNTIMES
         from claspkit.encoders.frames import FRAME_POOL
 
         self.head, self.config = head.eval(), dict(config)
