@@ -49,7 +49,7 @@ def _checkpoint(work: Path) -> Path:
     from claspkit.bench_search import IMAGE, SPEECH, TEXT
     from claspkit.encoders.backbones import list_backbones
     from claspkit.model.fusion import build_fusion
-    from claspkit.model.train import save_checkpoint
+    from claspkit.model.checkpoint import save_checkpoint
 
     dims = {(r["role"], r["name"]): r["dim"] for r in list_backbones()}
     torch.manual_seed(0)

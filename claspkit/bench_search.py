@@ -316,7 +316,7 @@ def bench_indexing(minutes: float, work: Path, repeats: int = 3) -> dict:
     from claspkit.model.fusion import build_fusion
     from claspkit.search.index import load_index
     from claspkit.search.query import build_index, cut_segments
-    from claspkit.model.train import save_checkpoint
+    from claspkit.model.checkpoint import save_checkpoint
 
     audio_s = synthesize_lectures(work / "lib", minutes)
     dims = {(r["role"], r["name"]): r["dim"] for r in list_backbones()}

@@ -23,8 +23,8 @@ from claspkit.constants import FRAME_FUSIONS
 from claspkit.errors import ClaspkitError, ParamError, choices_hint
 from claspkit.encoders.frames import Frames
 from claspkit.paths import atomic_write_text, display_path, run_dir
-from claspkit.model.train import BACKBONE_KEYS, CONFIG_FILE, RESUME_MAY_CHANGE, load_checkpoint, \
-    read_checkpoint_config, train, training_config
+from claspkit.model.checkpoint import CONFIG_FILE, load_checkpoint, read_checkpoint_config
+from claspkit.model.train import BACKBONE_KEYS, RESUME_MAY_CHANGE, train, training_config
 
 __all__ = [
     "SPLITS", "DIRECTIONS", "STAGE1_SYSTEMS", "with_overrides", "corpus", "features", "frame_features",
@@ -236,7 +236,7 @@ def similarity(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
 
 
 def speech_embeddings(trained: Trained, split: Split) -> np.ndarray:
-    from claspkit.model.train import embed_speech
+    from claspkit.model.inference import embed_speech
 
     b = trained.config["branches"]
     return embed_speech(trained.model, split.arrays["speech"] if b in ("combined", "speech") else None,

@@ -79,7 +79,7 @@ def is_multilingual(role: str, name: str) -> bool:
 def create_backbone(role: str, name: str, **kw):
     """Build the encoder ``name`` of ``role`` (weights load now, heavy imports happen here).
 
-    The encoder keeps ``backbone_spec = (role, name, options)``, so a distributed run (``claspkit.engine``)
+    The encoder keeps ``backbone_spec = (role, name, options)``, so a distributed run (``claspkit.encoders.engine``)
     can build the same encoder on its workers instead of shipping the loaded model."""
     entry, args = _lookup(role, name)
     enc = _call(entry, name, args, kw)

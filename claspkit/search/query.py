@@ -15,7 +15,7 @@ Choices:
 * Segments of several short files are batched together (``batch_size``) so a folder of short clips
   encodes as fast as one long recording; each file is staged as soon as its batch is done, so a crash
   loses at most one batch.
-* ``engine="ray"`` (``claspkit.engine``) runs decoding, the VAD and each backbone on Ray, on the same
+* ``engine="ray"`` (``claspkit.search.ray_index``) runs decoding, the VAD and each backbone on Ray, on the same
   groups and batches as this loop, and stages the results here: the same index, byte for byte.
 * A file that cannot be decoded (corrupt, zero-length, silent, unsupported format) is skipped with the
   decoder's reason and listed in the summary; the run goes on. A file with no speech is recorded with
@@ -51,6 +51,7 @@ from claspkit.model import clasp as _model
 from claspkit.model.clasp import CLASP
 from claspkit.paths import display_path, sha256_file
 from claspkit.search.segment import SAMPLE_RATE, SegmentParams, segment
+from claspkit.search.staging import cut_segments, read_audio as _read, skip_reason, stage_embedded
 
 __all__ = [
     "AUDIO_EXTENSIONS", "BuildSummary", "audio_files", "cut_segments", "stage_embedded", "build_index", "skip_reason",
@@ -114,42 +115,15 @@ def audio_files(audio_dir: Path, exclude: Path | None = None) -> list[Path]:
     return sorted(out, key=lambda p: p.relative_to(audio_dir).as_posix())
 
 
-def _read(path: Path) -> np.ndarray:
-    from claspkit.data.audio import load_audio
-
-    return load_audio(path, SAMPLE_RATE)
-
-
-def cut_segments(audio: np.ndarray, spans) -> list[np.ndarray]:
-    """Segments, each peak-normalised like a training clip."""
-    out = []
-    for s, e in spans:
-        w = audio[int(round(s * SAMPLE_RATE)):int(round(e * SAMPLE_RATE))]
-        out.append((w / max(float(np.abs(w).max(initial=0.0)), 1e-4)).astype(np.float32))
-    return out
-
-
-def stage_embedded(writer, group: list, vecs: np.ndarray, summary, how: dict) -> None:
-    """Stage each file of ``group`` (``(entry, audio, spans)``, in order) with its rows of ``vecs`` and count it
-    as embedded: the one place both engines turn a batch's vectors into resume points."""
-    row = 0
-    for entry, _, spans in group:
-        writer.stage(entry["sha256"], vecs[row:row + len(spans)], spans, entry["duration_s"])
-        row += len(spans)
-        how[entry["path"]] = "embedded"
-        summary.segments_embedded += len(spans)
-        summary.audio_seconds += entry["duration_s"]
-
-
 def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuild: bool = False,
                 batch_size: int = 16, segment_params: SegmentParams | None = None,
                 image_runtime: str = "onnx", engine: str = "local", address: str | None = None,
                 workers: int | None = None) -> BuildSummary:
     """Index every audio file under ``audio_dir`` into the folder ``out``; see the module docstring.
 
-    ``engine="ray"`` runs decoding, the VAD and the backbones on Ray (``claspkit.engine``; ``address`` of a
+    ``engine="ray"`` runs decoding, the VAD and the backbones on Ray (``claspkit.search.ray_index``; ``address`` of a
     running cluster, ``workers`` actors per backbone) and writes the same index, byte for byte."""
-    from claspkit.engine import check_address, check_engine, import_ray
+    from claspkit.encoders.engine import check_address, check_engine, import_ray
     from claspkit.progress import progress_bar
 
     if check_engine(engine) == "ray":
@@ -217,7 +191,7 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
 
         try:
             if engine == "ray":
-                from claspkit.engine import index_todo
+                from claspkit.search.ray_index import index_todo
 
                 index_todo(embedder, writer, todo, params, batch_size, summary, entries, how, bar,
                            address=address, workers=workers)
@@ -276,14 +250,6 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
     summary.wall_seconds = time.perf_counter() - t0
     summary.timings = {k: round(v, 3) for k, v in tm.items()}
     return summary
-
-
-def skip_reason(e: Exception, path: Path) -> str:
-    """The decoder's message without the path prefix (the listing already names the file)."""
-    msg = str(e)
-    for p in (display_path(path), str(path)):
-        msg = msg.replace(p, "the file")
-    return msg.replace("from the manifest", "from the folder")
 
 
 # ---------------------------------------------------------------------- searching

@@ -158,7 +158,7 @@ def test_evaluate_scores_every_system_on_one_gallery_and_noise_hurts_the_cascade
 
 
 def test_unseen_voice_heads_leave_the_voice_out_and_match_the_control_size(fake_run):
-    from claspkit.model.train import read_checkpoint_config
+    from claspkit.model.checkpoint import read_checkpoint_config
 
     _, stage, _, _ = fake_run
     heads = R.unseen_voice_heads(stage, "v1")
