@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from claspkit import bench_retrieval as BR
+from claspkit.bench import retrieval as BR
 
 
 def test_override_parsing_and_the_printed_table():

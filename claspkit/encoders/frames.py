@@ -7,7 +7,7 @@ frame sequence instead. Why this form:
   sequence a 5.5 s clip gives shrinks from 276 to 69 steps, which is what makes attention over a
   whole corpus cheap on a CPU. (A throwaway experiment with 5K pairs had one transformer layer over
   such frames beat a mean-pooled MLP; on the small preset's 2,400 pairs it does not yet: see
-  ``python -m claspkit.bench_retrieval --scaling``.)
+  ``python -m claspkit.bench.retrieval --scaling``.)
 * **Valid frames only**, as the mean-pooled features use (padding excluded), so an item's frames do
   not depend on what it was batched with; longer clips concatenate the frames of their 30 s windows.
 * **float16**: half the bytes of float32, and far below the noise of int8 encoder weights. Frames are

@@ -220,7 +220,7 @@ def augmented_stage(stage, seed: int | None = None, progress: bool = False, **re
     """``stage``'s head retrained on its training pairs plus one augmented copy of each (same texts;
     validation and test untouched), checkpoint ``<name>-augmented``. ``recipe`` goes to
     :func:`augmented_copies`."""
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
     from claspkit.encoders.frames import Frames
 
     if stage.P.fusion in FRAME_FUSIONS:
@@ -276,7 +276,7 @@ def evaluate(S: Systems, paths: Sequence, texts: Sequence[str], section: str, la
     ``language`` is the language spoken (the cascade's ``language=``); ``references`` the transcripts
     in that language, for the cascade's WER.
     """
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
     from claspkit.evaluation import asr
     from claspkit.encoders.features import extract_text
 
@@ -332,7 +332,7 @@ def unseen_voice_heads(stage, voice: str, progress: bool = False) -> dict:
     """Label -> Stage3: the head trained on every voice, one trained without ``voice`` (train and
     validation), and a control trained on as many training pairs drawn from all voices (same
     validation items as the held-out head), so the drop from the control isolates the unseen voice."""
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
 
     data = stage.data
     val = pipeline.take(data["val"], voice_items(stage, "val", voice, keep=False))
@@ -355,7 +355,7 @@ def unseen_voice_heads(stage, voice: str, progress: bool = False) -> dict:
 
 # ------------------------------------------------------------------------------------- real speech
 def _sample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    from claspkit.pipeline import sample_indices
+    from claspkit.experiments.pipeline import sample_indices
 
     if n is not None and n < 1:
         raise ParamError(f"the number of prompts must be >= 1 or None (all), got {n}")

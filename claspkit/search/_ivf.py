@@ -1,6 +1,6 @@
 """IVF-Flat, the ANN file of mid-sized indexes, and what every ANN kind shares (its FAISS class, the 2x reuse rule).
 
-Search (figures from ``python -m claspkit.bench_search`` on 2 cores at load average ~1.6, dim 384,
+Search (figures from ``python -m claspkit.bench.search`` on 2 cores at load average ~1.6, dim 384,
 50 queries; the e5 query encoding, median 14.6 ms there, comes on top). Below ``ANN_MIN_SEGMENTS``
 the exact inner product ``vectors @ q`` (numpy BLAS over the memory-mapped vectors) is used: median
 0.5 ms at 10K and 8.7 ms at 100K segments (23.6 ms with the query encoding), exact, no extra memory.

@@ -10,7 +10,7 @@ memory-mapped and read only at those rows (``exact_scores``), so hits carry exac
 (``calibrate_pq``: the cheapest pair by the cost model ``pq_cost`` whose recall@10 after re-ranking reaches
 ``ANN_TARGET_RECALL`` + ``PQ_RECALL_MARGIN``) and stored with the measured recall; the lists and codebooks
 are reused while the index stays within 2x of the size they were trained at, and retrained beyond. Measured
-with ``python -m claspkit.bench_search --skip-exact --skip-indexing --queries 200 --pq-sizes
+with ``python -m claspkit.bench.search --skip-exact --skip-indexing --queries 200 --pq-sizes
 1000000,10000000`` (200 held-out rows of the same distribution as queries, search only; the e5 query
 encoding, 9.8 ms median there, comes on top; 2 idle Intel cores with AVX-512): at 1M (2,000 lists) recall@10
 0.969 after re-ranking (calibration 0.971), nprobe 128 and 128 candidates, 2.0 ms median / 2.3 ms p95 (one
@@ -21,7 +21,7 @@ the batched exact scan; built in 266 s (k-means 25 s, add 215 s), 70 bytes per s
 disk (45.5 ms median before, on one thread per query and under load ~3.5). Why fast scan: the 8-bit
 IVF-PQ it replaced (96-byte codes) ran into ``NPROBE_MAX`` (then 256) at 10M at recall
 0.879 (0.832 held out, 167 ms median); 4-bit codes are looked up in SIMD registers, ~0.12 ns per byte of
-codes on one core (``SCAN_NS_PER_BYTE``, measured by ``claspkit.bench_pq_scaling`` at 30M), so it affords
+codes on one core (``SCAN_NS_PER_BYTE``, measured by ``claspkit.bench.pq_scaling`` at 30M), so it affords
 the lists recall needs (a one-off side-by-side at 1M: 24 ms per query for 8-bit codes, 2.5 ms for fast
 scan, both at re-ranked recall 1.0). The margin: held-out recall came 0.01 under the calibration's at 1M in
 the first fast-scan run (0.942 against 0.953), and a 10M calibration point moved from 0.960 to 0.950
@@ -39,7 +39,7 @@ process: 1.7 ms on one thread, 4.4 ms median and 31 ms p95 on two). Threads brea
 scores in any order, so ``pq_candidates`` cuts the candidates before a tie: results are the same on every run
 and thread count (tested).
 
-Scaling (``python -m claspkit.bench_pq_scaling --sizes 1000000,3000000,10000000,30000000``: the codes only,
+Scaling (``python -m claspkit.bench.pq_scaling --sizes 1000000,3000000,10000000,30000000``: the codes only,
 in RAM; 200 held-out queries, 50 timed one at a time; 2 idle Intel cores): the share of the rows a query
 must scan for recall@10 0.96 after re-ranking 128 candidates was 0.36 / 0.59 / 0.59 / 0.76 at 1M / 3M / 10M
 / 30M, and 0.26 / 0.45 / 0.47 / 0.50 re-ranking 256. On these vectors the partition prunes little, and the
@@ -90,7 +90,7 @@ PQ_LISTS_PER_SQRT = 2           # IVF-PQ nlist = 2 sqrt(n): k-means costs nlist^
 NPROBE_MAX = 4096               # calibration range of nprobe ...
 RERANK_STEPS = (16, 32, 64, 128, 256, 512, 1024)   # ... and of the re-ranked candidates
 RERANK_MAX = 1024
-SCAN_NS_PER_BYTE = 0.12         # cost model, one core (bench_pq_scaling, 30M rows: 1.1 GB of codes in 127 ms)
+SCAN_NS_PER_BYTE = 0.12         # cost model, one core (claspkit.bench.pq_scaling, 30M rows: 1.1 GB of codes in 127 ms)
 PQ_SEARCH_IMPLEM = 14           # FAISS fast scan parallel over (query, list) pairs: one query on every core ...
 PARALLEL_SCAN_MS = 10.0         # ... when its scan would take this long on one (``parallel_scan``)
 PQ_RECALL_MARGIN = 0.01         # IVF-PQ calibrates to the target + this: held-out queries came ~0.01 under it

@@ -79,7 +79,7 @@ __all__ = [
 
 FORMAT = 1
 MANIFEST = "index.json"
-ANN_MIN_SEGMENTS = 200_000      # exact search below, FAISS IVF at and above (see bench_search)
+ANN_MIN_SEGMENTS = 200_000      # exact search below, FAISS IVF at and above (see claspkit.bench.search)
 PQ_MIN_SEGMENTS = 1_000_000     # IVF-PQ + exact re-ranking from here on (IVF-Flat would hold 1.5 GB+ in RAM)
 SEGMENT_DTYPE = np.dtype([("file", "<i4"), ("start_s", "<f4"), ("end_s", "<f4")])
 

@@ -28,7 +28,7 @@ Choices:
   branches run concurrently, each with half the cores (both runtimes release the GIL; results are
   bit-identical whatever the thread count).
 
-Speed (``python -m claspkit.bench_search``, 2 cores at load average 1.4-1.9, 4.2 min of espeak-ng
+Speed (``python -m claspkit.bench.search``, 2 cores at load average 1.4-1.9, 4.2 min of espeak-ng
 lectures cut into 68 segments of 3.55 s, median of 3 runs): whisper-tiny.en + efficientnet-lite0 +
 concat head 64x real time (runs 52/64/67x; 46.9x with the branches one after the other, 13x with the
 CNN in torch on a loaded machine); a speech-only head 73.5x. In the same run the CNN took 0.91 s in

@@ -215,7 +215,7 @@ def test_hf_speech_frames_match_its_mean_and_ignore_the_batch(tmp_path):
 
 # ------------------------------------------------------------------ the pipeline hook
 def test_frame_features_train_and_evaluate_an_attention_head(tmp_path, monkeypatch):
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
     from claspkit.encoders import backbones
     from claspkit.config import load_params
 

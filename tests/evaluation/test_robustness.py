@@ -109,7 +109,7 @@ class RecognisingASR:
 
 @pytest.fixture
 def fake_run(tmp_path, monkeypatch):
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
     from claspkit.encoders import backbones
     from claspkit.data.audio import load_audio
     from claspkit.config import load_params
@@ -129,7 +129,7 @@ def fake_run(tmp_path, monkeypatch):
 
 
 def test_speech_vectors_of_files_equal_the_split_embeddings(fake_run):
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
 
     S, stage, paths, _ = fake_run
     np.testing.assert_allclose(pipeline.speech_vectors(stage, paths),

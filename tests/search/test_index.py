@@ -223,7 +223,7 @@ def test_large_index_gets_a_calibrated_ivf(folders, monkeypatch):
 
 
 def test_benchmark_rows_are_consistent():
-    from claspkit.bench_search import bench_queries, synthetic_vectors
+    from claspkit.bench.search import bench_queries, synthetic_vectors
 
     x = synthetic_vectors(3000, DIM, seed=1)
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
@@ -241,7 +241,7 @@ PQ_DIM = 32
 
 
 def clustered(n, seed=0):
-    from claspkit.bench_search import synthetic_vectors
+    from claspkit.bench.search import synthetic_vectors
 
     return synthetic_vectors(n, PQ_DIM, seed=seed, cluster=50)
 
@@ -451,7 +451,7 @@ def test_old_ivf_flat_index_loads_and_grows_into_ivf_pq(folders, monkeypatch):
 
 
 def test_compressed_benchmark_row_and_projection(tmp_path):
-    from claspkit.bench_search import bench_compressed, projection
+    from claspkit.bench.search import bench_compressed, projection
 
     row = bench_compressed(3000, PQ_DIM, [0.001] * 8, tmp_path)
     assert not (tmp_path / "vectors.npy").exists()                  # the memory-mapped vectors are deleted

@@ -428,7 +428,7 @@ def stage2_attention_rows(P, progress: bool = True) -> list[dict]:
 
 
 def trained_attention(P, loss: str = "contrastive", progress: bool = True) -> Stage3 | None:
-    """The attention head when notebook 05 (or ``bench_retrieval``) has trained it, else None: a notebook
+    """The attention head when notebook 05 (or ``claspkit.bench.retrieval``) has trained it, else None: a notebook
     that only scores it does not start a long training."""
     if not (run_dir(P.preset) / "checkpoints" / f"attention-{loss}" / CONFIG_FILE).is_file():
         return None
