@@ -3,26 +3,30 @@
 index's scan as it grows), ``ray`` (the Ray engine against the local one), ``retrieval`` (CLASP heads against
 transcribe-then-search on one gallery).
 
-Until the next release the old names (``python -m claspkit.bench_search`` ...) are aliases made by ``moved``.
+Until the next release the old names (``python -m claspkit.bench_search`` ...) are alias packages
+(``moved``, ``run_moved``): packages, not modules, so that git sees each old file renamed into ``bench/``.
 """
 import importlib
 import sys
 import warnings
 
-__all__ = ["moved"]
+__all__ = ["moved", "run_moved"]
 
 
-def moved(old: str, new: str, name: str):
-    """For the alias module ``old`` of benchmark ``new``: run as ``python -m old`` (``name == "__main__"``) it says
-    where the benchmark moved and runs ``new``'s main; imported, its names are ``new``'s, with a warning."""
-    if name == "__main__":
-        print(f"note: `python -m {old}` is now `python -m {new}`; the old name goes in the next release",
-              file=sys.stderr)
-        sys.exit(importlib.import_module(new).main())
+def _note(old: str, new: str) -> str:
+    return f"{old} moved to {new}; the old name goes in the next release"
 
+
+def moved(old: str, new: str):
+    """The ``__getattr__`` of the alias package ``old``: ``new``'s names, with a DeprecationWarning."""
     def __getattr__(attr):
-        warnings.warn(f"{old} moved to {new}; import it from there (the old name goes in the next release)",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(_note(old, new), DeprecationWarning, stacklevel=2)
         return getattr(importlib.import_module(new), attr)
 
     return __getattr__
+
+
+def run_moved(old: str, new: str) -> None:
+    """``python -m old`` (the alias package's ``__main__``): say where the benchmark moved, then run ``new``'s main."""
+    print(f"note: `python -m {old}`: {_note(old, new)} (`python -m {new}`)", file=sys.stderr)
+    sys.exit(importlib.import_module(new).main())

@@ -2,4 +2,4 @@
 release."""
 from claspkit.bench import moved
 
-__getattr__ = moved("claspkit.bench_retrieval", "claspkit.bench.retrieval", __name__)
+__getattr__ = moved("claspkit.bench_retrieval", "claspkit.bench.retrieval")

@@ -2,4 +2,4 @@
 release."""
 from claspkit.bench import moved
 
-__getattr__ = moved("claspkit.bench_ray", "claspkit.bench.ray", __name__)
+__getattr__ = moved("claspkit.bench_ray", "claspkit.bench.ray")

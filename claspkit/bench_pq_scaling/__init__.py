@@ -2,4 +2,4 @@
 release."""
 from claspkit.bench import moved
 
-__getattr__ = moved("claspkit.bench_pq_scaling", "claspkit.bench.pq_scaling", __name__)
+__getattr__ = moved("claspkit.bench_pq_scaling", "claspkit.bench.pq_scaling")
