@@ -51,7 +51,9 @@ from claspkit.model import clasp as _model
 from claspkit.model.clasp import CLASP
 from claspkit.paths import display_path, sha256_file
 from claspkit.search.segment import SAMPLE_RATE, SegmentParams, segment
-from claspkit.search.staging import cut_segments, read_audio as _read, skip_reason, stage_embedded
+from claspkit.search.staging import (
+    cut_segments, read_audio as _read, settled_without_embedding, skip_reason, stage_embedded,
+)
 
 __all__ = [
     "AUDIO_EXTENSIONS", "BuildSummary", "audio_files", "cut_segments", "stage_embedded", "build_index", "skip_reason",
@@ -198,20 +200,7 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
                 todo = []               # embedded and staged: the local loop below has nothing left
             for path, entry in todo:
                 sha = entry["sha256"]
-                if sha in staged_now or writer.is_staged(sha):
-                    # a second copy of a file embedded in this run, or resumed from an interrupted run
-                    if sha in staged_now:
-                        entry["duration_s"] = staged_now[sha]
-                        how[entry["path"]] = "reused"
-                    else:
-                        entry["duration_s"] = writer.staged_duration(sha)
-                        how[entry["path"]] = "resumed"
-                    entries.append(entry)
-                    bar.update(1)
-                    continue
-                if entry["size"] == 0:
-                    summary.skipped.append({"path": entry["path"], "reason": "zero-length file (0 bytes)"})
-                    bar.update(1)
+                if settled_without_embedding(entry, writer, staged_now, summary, entries, how, bar):
                     continue
                 t = time.perf_counter()
                 try:

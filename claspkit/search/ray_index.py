@@ -16,7 +16,9 @@ from claspkit.encoders.engine import (
 )
 from claspkit.errors import ClaspkitError
 from claspkit.search.segment import SAMPLE_RATE, segment
-from claspkit.search.staging import cut_segments, read_audio, skip_reason, stage_embedded
+from claspkit.search.staging import (
+    cut_segments, read_audio, settled_without_embedding, skip_reason, stage_embedded,
+)
 
 __all__ = ["index_todo"]
 
@@ -70,19 +72,9 @@ def _plan(todo, vad: dict, writer, batch_size: int, summary, entries: list, how:
     are pending. Returns the groups: lists of (entry, path, spans)."""
     groups, pending, staged_now = [], [], {}
     for path, entry in todo:
+        if settled_without_embedding(entry, writer, staged_now, summary, entries, how, bar):
+            continue
         sha = entry["sha256"]
-        if sha in staged_now or writer.is_staged(sha):
-            if sha in staged_now:
-                entry["duration_s"], how[entry["path"]] = staged_now[sha], "reused"
-            else:
-                entry["duration_s"], how[entry["path"]] = writer.staged_duration(sha), "resumed"
-            entries.append(entry)
-            bar.update(1)
-            continue
-        if entry["size"] == 0:
-            summary.skipped.append({"path": entry["path"], "reason": "zero-length file (0 bytes)"})
-            bar.update(1)
-            continue
         res = vad[sha]
         if "skip" in res:
             summary.skipped.append({"path": entry["path"], "reason": res["skip"]})

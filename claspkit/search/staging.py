@@ -11,7 +11,7 @@ import numpy as np
 from claspkit.paths import display_path
 from claspkit.search.segment import SAMPLE_RATE
 
-__all__ = ["read_audio", "cut_segments", "stage_embedded", "skip_reason"]
+__all__ = ["read_audio", "cut_segments", "settled_without_embedding", "stage_embedded", "skip_reason"]
 
 
 def read_audio(path: Path) -> np.ndarray:
@@ -28,6 +28,25 @@ def cut_segments(audio: np.ndarray, spans) -> list[np.ndarray]:
         w = audio[int(round(s * SAMPLE_RATE)):int(round(e * SAMPLE_RATE))]
         out.append((w / max(float(np.abs(w).max(initial=0.0)), 1e-4)).astype(np.float32))
     return out
+
+
+def settled_without_embedding(entry: dict, writer, staged_now: dict, summary, entries: list, how: dict, bar) -> bool:
+    """Whether a file to index needs no embedding in this run, recorded as such: a second copy of a file embedded
+    in this run (``staged_now``: sha256 -> duration) is reused, one staged by an interrupted run resumed, a
+    zero-length one skipped. Both engines decide this the same way, before any decoding."""
+    sha = entry["sha256"]
+    if sha in staged_now or writer.is_staged(sha):
+        if sha in staged_now:
+            entry["duration_s"], how[entry["path"]] = staged_now[sha], "reused"
+        else:
+            entry["duration_s"], how[entry["path"]] = writer.staged_duration(sha), "resumed"
+        entries.append(entry)
+    elif entry["size"] == 0:
+        summary.skipped.append({"path": entry["path"], "reason": "zero-length file (0 bytes)"})
+    else:
+        return False
+    bar.update(1)
+    return True
 
 
 def stage_embedded(writer, group: list, vecs: np.ndarray, summary, how: dict) -> None:
