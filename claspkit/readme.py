@@ -1,7 +1,9 @@
-"""`python -m claspkit.readme --preset small`: regenerate the README's generated blocks.
+"""`python -m claspkit.readme --preset small`: regenerate the generated blocks of the README and docs/.
 
-The results table and the parameter reference live between marker comments in README.md and are
-written from the run's result files and from ``claspkit.config.SCHEMA``, never typed by hand.
+The results tables, the benchmark blocks and the parameter reference live between marker comments
+(``<!-- name:start -->`` ... ``<!-- name:end -->``) in README.md or a page of docs/, and are written from
+the runs' result files and from ``claspkit.config.SCHEMA``, never typed by hand. Each block is found in
+whichever of those files holds its markers, so a block can move between pages without code changes.
 """
 from __future__ import annotations
 
@@ -13,7 +15,10 @@ from claspkit.config import describe
 from claspkit.errors import ClaspkitError, DataMissingError
 from claspkit.paths import atomic_write_text, project_root
 
-__all__ = ["replace_block", "update", "update_bench", "update_params", "main"]
+__all__ = ["DOC_FILES", "replace_block", "block_file", "write_block", "update", "update_bench", "update_params",
+           "main"]
+
+DOC_FILES = ("README.md", "docs/*.md")      # where generated blocks may live, relative to the project root
 
 
 def replace_block(text: str, name: str, body: str) -> str:
@@ -24,6 +29,24 @@ def replace_block(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda _: f"{start}\n{body.strip()}\n{end}", text)
 
 
+def block_file(name: str):
+    """The README or docs page that holds the ``name`` block (a ClaspkitError naming the files when none does)."""
+    root = project_root()
+    paths = [p for pattern in DOC_FILES for p in sorted(root.glob(pattern))]
+    for path in paths:
+        if f"<!-- {name}:start -->" in path.read_text():
+            return path
+    raise ClaspkitError(f"no '<!-- {name}:start -->' ... '<!-- {name}:end -->' block in "
+                        f"{', '.join(DOC_FILES)}; add the markers where it belongs")
+
+
+def write_block(name: str, body: str) -> str:
+    """Replace the ``name`` block's body wherever it lives; returns the file's name relative to the root."""
+    path = block_file(name)
+    atomic_write_text(path, replace_block(path.read_text(), name, body))
+    return str(path.relative_to(project_root()))
+
+
 def update(preset: str) -> None:
     from claspkit.evaluation.report import readme_results, robustness_markdown
     from claspkit.evaluation.results import read_all
@@ -31,21 +54,15 @@ def update(preset: str) -> None:
     if not read_all(preset):
         raise DataMissingError(f"no results for preset {preset!r} in runs/{preset}/results: "
                                f"run `make reproduce PRESET={preset}` first")
-    path = project_root() / "README.md"
-    text = path.read_text()
-    text = replace_block(text, "results", readme_results(preset))
-    text = replace_block(text, "params", describe())
-    text = replace_block(text, "robustness", robustness_markdown(preset) or
-                         f"Not run yet for `{preset}`: run notebooks/09_robustness.ipynb (`make reproduce` does).")
-    atomic_write_text(path, text)
-    print(f"README.md: results and robustness blocks regenerated from runs/{preset}/results")
+    files = {write_block("results", readme_results(preset)), write_block("params", describe()),
+             write_block("robustness", robustness_markdown(preset) or
+                         f"Not run yet for `{preset}`: run notebooks/09_robustness.ipynb (`make reproduce` does).")}
+    print(f"{', '.join(sorted(files))}: results, params and robustness blocks regenerated from runs/{preset}/results")
 
 
 def update_params() -> None:
     """Only the parameter reference: it is the schema, so a new knob needs no run to be documented."""
-    path = project_root() / "README.md"
-    atomic_write_text(path, replace_block(path.read_text(), "params", describe()))
-    print("README.md: params block regenerated from claspkit.config.SCHEMA")
+    print(f"{write_block('params', describe())}: params block regenerated from claspkit.config.SCHEMA")
 
 
 def update_bench(preset: str) -> None:
@@ -57,9 +74,8 @@ def update_bench(preset: str) -> None:
     if body is None:
         raise DataMissingError(f"no runs/{preset}/results/retrieval_bench.json: run "
                                f"`python -m claspkit.bench.retrieval --preset {preset}` first")
-    path = project_root() / "README.md"
-    atomic_write_text(path, replace_block(path.read_text(), f"bench-{preset}", body))
-    print(f"README.md: bench-{preset} block regenerated from runs/{preset}/results/retrieval_bench.json")
+    where = write_block(f"bench-{preset}", body)
+    print(f"{where}: bench-{preset} block regenerated from runs/{preset}/results/retrieval_bench.json")
 
 
 def main(argv=None) -> int:

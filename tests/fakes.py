@@ -14,6 +14,15 @@ def tone(seconds, freq=220.0, seed=0, amp=0.3):
     return (amp * np.sin(2 * np.pi * freq * t) + 0.02 * noise).astype(np.float32)
 
 
+def tone_files(folder, n: int) -> list:
+    """``n`` PCM16 tone clips of different lengths and pitches (c0.wav...), for the derived-audio tests."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"c{i}.wav" for i in range(n)]
+    for i, p in enumerate(paths):
+        sf.write(p, tone(0.5 + 0.1 * i, 180 + 40 * i, i), SR, subtype="PCM_16")
+    return paths
+
+
 class FakeFrameEncoder:
     """A speech backbone with both views: 80 ms steps of simple waveform statistics, and their mean."""
 

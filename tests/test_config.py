@@ -84,7 +84,8 @@ def test_shared_constants_are_defined_once():
 
     pkg = Path(__file__).resolve().parent.parent / "claspkit"
     pattern = re.compile(r"^(SAMPLE_RATE|ROLES|BACKBONE_ROLES|LOSSES|FUSIONS|PAPER_FUSIONS|ALL_FUSIONS|IMAGE_RUNTIMES|"
-                         r"ENGINES|NOISE_KINDS|ASTERISK_LANGUAGES|BACKBONE_PATTERN|BACKBONES)\s*=", re.M)
+                         r"ENGINES|NOISE_KINDS|BABBLE_TALKERS|ASTERISK_LANGUAGES|BACKBONE_PATTERN|BACKBONES|"
+                         r"CHANNEL_STAGES|CHANNEL_PARAMS|CODEC_KBPS|CHANNEL_RECIPES)\s*=", re.M)
     defined = {p.name for p in pkg.rglob("*.py") if pattern.search(p.read_text())}
     assert defined == {"constants.py"}
 
@@ -122,13 +123,25 @@ def test_the_code_meets_its_ruff_config():
 
 
 def test_the_readme_parameter_reference_is_the_schema():
-    """The README's params block is generated (``python -m claspkit.readme``); this catches a knob added
-    without regenerating it."""
+    """The params block (docs/parameters.md) is generated (``python -m claspkit.readme``); this catches a knob
+    added without regenerating it."""
     import re
     from pathlib import Path
 
     from claspkit.config import describe
 
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    text = (Path(__file__).resolve().parent.parent / "docs" / "parameters.md").read_text()
     block = re.search(r"<!-- params:start -->\n(.*?)\n<!-- params:end -->", text, re.S)
     assert block and block.group(1).strip() == describe().strip(), "run `python -m claspkit.readme --params`"
+
+
+def test_the_channel_recipe_knob_is_off_by_default_and_checked_at_load():
+    assert load_params("tiny").robust_channels is None
+    assert load_params("tiny", robust_channels=["room", "mp3"]).robust_channels == ["room", "mp3"]
+    assert load_params("tiny", robust_channels={"room": {"rt60_s": [0.3, 0.5]}}).robust_channels
+    with pytest.raises(ParamError, match="parameter robust_channels: unknown channel 'echo' is not one of: g722"):
+        load_params("tiny", robust_channels=["echo"])
+    with pytest.raises(ParamError, match="robust_channels: unknown channel recipe 'studio'"):
+        load_params("tiny", robust_channels="studio")
+    with pytest.raises(ParamError, match="robust_channels: channel 'mp3' parameter 'kbps': mp3 takes whole kbit/s"):
+        load_params("tiny", robust_channels={"mp3": {"kbps": [400]}})     # the ranges are checked without PyAV

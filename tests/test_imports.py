@@ -135,7 +135,13 @@ def test_the_data_config_checks_matches_its_owners():
     compared in tests/encoders/test_backbones.py)."""
     from claspkit import constants
     from claspkit.data.asterisk import VOICES
+    from claspkit.data.augment import codecs, noise, recipe
     from claspkit.evaluation import robustness
 
     assert tuple(VOICES) == constants.ASTERISK_LANGUAGES
-    assert robustness.NOISE_KINDS is constants.NOISE_KINDS
+    assert noise.NOISE_KINDS is robustness.NOISE_KINDS is constants.NOISE_KINDS
+    assert noise.BABBLE_TALKERS == constants.BABBLE_TALKERS
+    assert {k: v[2] for k, v in codecs.CODECS.items()} == constants.CODEC_KBPS
+    assert recipe.STAGES == tuple(dict.fromkeys(c.stage for c in recipe.CHANNELS.values()))   # the chain's order
+    assert {k: (c.stage, c.defaults, c.lists) for k, c in recipe.CHANNELS.items()} == constants.CHANNEL_PARAMS
+    assert all(c.apply is not None for c in recipe.CHANNELS.values())

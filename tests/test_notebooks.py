@@ -48,3 +48,9 @@ def test_unknown_backbone_lists_the_known_ones(tmp_path, monkeypatch):
     with pytest.raises(pm.PapermillExecutionError) as err:
         _run("02_features.ipynb", tmp_path, speech_backbone="whisper-huge")
     assert "whisper-tiny.en" in str(err.value) and "whisper-base" in str(err.value)
+
+
+def test_committed_notebooks_stay_small():
+    """Every regeneration adds a notebook's bytes to git history: audio is a short MP3 preview, figures are files."""
+    for path in ALL:
+        assert path.stat().st_size < 200_000, f"{path.name}: {path.stat().st_size:,} bytes committed (limit 200 KB)"

@@ -6,7 +6,7 @@ import pytest
 from claspkit.experiments import pipeline
 from claspkit.evaluation import results
 from claspkit.config import load_params
-from claspkit.errors import ParamError
+from claspkit.errors import ClaspkitError, ParamError
 
 
 def _toy(n=60, dup_test=True, seed=0):
@@ -212,3 +212,19 @@ def test_the_stats_head_trains_on_frames_with_its_own_defaults(tmp_path, monkeyp
     assert emb.shape == (len(st.data["test"]), st.trained.config["out_dim"])
     with pytest.raises(ParamError, match="attention, stats"):
         pipeline.frame_stage(P, "gating")
+
+
+def test_a_preset_can_fix_stage3_whatever_stage2_chose(isolated_data):
+    P = load_params("small")                                             # no stage3 knob: validation chooses
+    rows = [{"system": "b", "speech_backbone": "whisper-tiny.en", "text_backbone": "muse-multilingual",
+             "fusion": "concat", "val_mrr": 0.6, "mrr": 0.1}]
+    results.write_stage(P.preset, "stage2", rows)
+    assert P.stage3 is None and pipeline.stage3_config(P)["fusion"] == "concat"
+    fixed = {"speech_backbone": "whisper-tiny.en", "text_backbone": "e5-small-multilingual", "fusion": "gating"}
+    Q = pipeline.with_overrides(P, stage3=fixed)
+    assert pipeline.stage3_config(Q) == {**fixed, "chosen_by": "the preset (stage3)"}
+    assert pipeline.best_stage2(Q)["fusion"] == "concat"                 # what validation chose is still shown
+    for bad, words in (({"fusion": "gating"}, "exactly"), ({**fixed, "fusion": "stats"}, "paper head"),
+                       ({**fixed, "text_backbone": "nope"}, "e5-small-multilingual")):
+        with pytest.raises(ClaspkitError, match=words):
+            pipeline.with_overrides(P, stage3=bad)

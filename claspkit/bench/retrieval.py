@@ -5,7 +5,11 @@ text), never on 5 candidates, and always beside the cascade measured on the same
 For each system it prints HITS@1 and MRR with seeded bootstrap 95% CIs (and each head's validation MRR,
 by which recipes are compared), and the seconds per utterance that turn a waveform into the searched
 vector (the text query side is the same for every system and left out), all timed in one alternation
-with the cascade on the same utterances (``asr.measure_pipelines``), as ratios.
+with the cascade on the same utterances (``asr.measure_pipelines``), as ratios. The timed utterances are a
+seeded random sample of the test split (the manifest's first ones are all news, longer than most), timed one
+at a time and in batches: medians with p10/p90 per utterance and ratios with bootstrap CIs. Each head is
+timed with the image CNN runtime its features were scored with, and every head must share the cascade's
+text encoder (one text space, or the comparison measures the spaces).
 
 Systems: ``paper`` = Stage 3's CLASP (the best Stage-2 configuration, contrastive loss; notebook 04's
 checkpoint, reused or trained), ``attention`` = the attention head over frame features
@@ -25,11 +29,14 @@ import yaml
 
 from claspkit.errors import ClaspkitError, ParamError, choices_hint
 
-__all__ = ["METRICS", "HEADS", "cascade_similarity", "run", "quality_table", "speed_table", "format_rows", "main"]
+__all__ = ["METRICS", "HEADS", "N_TIMING", "TIMING_BATCH", "cascade_similarity", "run", "quality_table",
+           "speed_table", "format_rows", "main"]
 
 METRICS = ("hits@1", "mrr")
 # The CLASP heads a run can score, in the order of its table.
 HEADS = ("paper", "attention", "stats")
+N_TIMING = 100       # test utterances timed per pipeline (all of them when the split has fewer)
+TIMING_BATCH = 8     # the batched timing's batch (measure_pipelines' default); the other timing is one at a time
 
 
 def _quality(P, system: str, sim: np.ndarray, **fields) -> dict:
@@ -82,7 +89,66 @@ def _training_order(heads) -> list[str]:
     return sorted(heads, key=lambda h: h == "paper")
 
 
-def run(preset="small", n_timing: int = 24, attention: dict | None = None, overrides: dict | None = None,
+def _one_text_space(cascade: str, heads: dict) -> str:
+    """``cascade``, the text backbone the cascade embeds its transcripts with, when every head (name -> its text
+    backbone) maps speech into that same space; a ParamError naming both backbones otherwise."""
+    other = {h: t for h, t in heads.items() if t != cascade}
+    if other:
+        h, t = next(iter(other.items()))
+        raise ParamError(f"the {h} head maps speech into the {t} text space but the cascade embeds its transcripts "
+                         f"with {cascade} (the best Stage-2 text backbone): scores across two text spaces compare the "
+                         f"spaces, not the systems. Drop text_backbone={t} from the {h} head's knobs (--{h} / {h}=), "
+                         f"or run notebook 03's Stage 2 with {t} so the best pair uses it")
+    return cascade
+
+
+def _timing_sample(n_items: int, n: int, seed: int) -> list[int]:
+    """A seeded random sample of ``n`` test positions (all of them, shuffled, when there are fewer): the manifest
+    orders items by category, so its first ones are one genre's (news, longer than average)."""
+    if n < 1:
+        raise ParamError(f"n_timing must be >= 1 (default {N_TIMING}), got {n}")
+    return np.random.default_rng(seed).permutation(n_items)[:n].tolist()
+
+
+def _timed_model(stage):
+    """The head as ``claspkit index`` would run it, with the image CNN runtime its scored features came from."""
+    from claspkit.model.clasp import CLASP
+
+    return CLASP.from_pretrained(stage.trained.checkpoint, image_runtime=stage.P.image_runtime)
+
+
+def _spread(seconds: np.ndarray, sizes: np.ndarray, cascade: np.ndarray, n_boot: int, seed: int) -> dict:
+    """One pipeline's timing at one batch size, from its per-batch wall times: mean, median and p10/p90 seconds per
+    utterance (a batch's time shared by its utterances) and its speed-up over the cascade on the same batches."""
+    from claspkit.evaluation.metrics import ratio_ci
+
+    per_utt = np.repeat(seconds / sizes, sizes)
+    p10, median, p90 = np.percentile(per_utt, [10, 50, 90])
+    return {"s_per_utt": float(seconds.sum() / sizes.sum()), "median_s": float(median), "p10_s": float(p10),
+            "p90_s": float(p90), "speedup_vs_cascade": float(cascade.sum() / seconds.sum()),
+            "speedup_vs_cascade_ci": list(ratio_ci(cascade, seconds, n_boot, seed))}
+
+
+def _time_systems(models: dict, asr_model, paths, n_boot: int, seed: int) -> dict:
+    """``{kind: {"batch_1": spread, "batch_<TIMING_BATCH>": spread}}`` for every head and the cascade, each batch
+    size timed in one alternation (``asr.measure_pipelines``) on the same utterances, loaded once beforehand."""
+    from claspkit.data.audio import load_audio
+    from claspkit.evaluation import asr
+
+    waves = [load_audio(p) for p in paths]
+    lead, *rest = models
+    out = {kind: {} for kind in (*models, "cascade")}
+    for batch in (1, TIMING_BATCH):
+        res = asr.measure_pipelines(models[lead], asr_model, waves, batch_size=batch, language="en",
+                                    others={k: models[k] for k in rest})
+        sizes = np.asarray(res["batch_sizes"])
+        secs = {kind: np.asarray(res["batch_seconds"]["clasp" if kind == lead else kind]) for kind in out}
+        for kind in out:
+            out[kind][f"batch_{batch}"] = _spread(secs[kind], sizes, secs["cascade"], n_boot, seed)
+    return out
+
+
+def run(preset="small", n_timing: int = N_TIMING, attention: dict | None = None, overrides: dict | None = None,
         scaling=(), progress: bool = True, stats: dict | None = None, heads=HEADS,
         scaling_head: str = "attention") -> dict:
     """Train or reuse the heads, transcribe the test split, score them and the cascade and time them.
@@ -91,13 +157,13 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
     every system, ``attention`` only the attention head's, ``stats`` only the stats head's. ``heads`` picks
     the CLASP heads (default all of ``HEADS``; the attention head alone trains for about an hour on medium).
     ``scaling`` lists training-set sizes at which ``scaling_head`` (a frame head among ``heads``) is also
-    trained (nested subsets) and scored on the same gallery: ``rows_scaling``.
+    trained (nested subsets) and scored on the same gallery: ``rows_scaling``. ``n_timing`` test utterances,
+    a seeded random sample, are timed one at a time and in batches of ``TIMING_BATCH``.
     """
     from claspkit.experiments import pipeline
     from claspkit.config import load_params
     from claspkit.encoders.backbones import create_backbone
-    from claspkit.evaluation import asr, metrics
-    from claspkit.model.clasp import CLASP
+    from claspkit.evaluation import metrics
     from claspkit.evaluation.results import write_stage
 
     heads = _heads(heads)
@@ -110,6 +176,8 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
         P = pipeline.with_overrides(preset, **(overrides or {}))
     t0 = time.perf_counter()
     frame_knobs = {"attention": attention or {}, "stats": stats or {}}
+    shared = pipeline.best_stage2(P)["text_backbone"]
+    _one_text_space(shared, {h: frame_knobs.get(h, {}).get("text_backbone", shared) for h in heads})  # before training
     stages = {h: (pipeline.stage3(P, "contrastive", progress=progress) if h == "paper" else
                   pipeline.frame_stage(P, h, "contrastive", progress=progress, **frame_knobs[h]))
               for h in _training_order(heads)}
@@ -120,7 +188,7 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
         raise ClaspkitError("the heads were scored on different test items: their corpora differ")
     Q = first.P
     asr_model = create_backbone("asr", P.asr_backbone)
-    text_encoder = create_backbone("text", Q.text_backbone)
+    text_encoder = create_backbone("text", _one_text_space(shared, {h: st.P.text_backbone for h, st in stages.items()}))
     sim_cascade, wer = cascade_similarity(P, first, asr_model, text_encoder, progress=progress)
     labels = {"paper": lambda st: f"CLASP {st.P.fusion} (paper head, mean-pooled)",
               "attention": lambda st: f"CLASP attention ({st.P.attention_layers} layer, frames)",
@@ -132,32 +200,38 @@ def run(preset="small", n_timing: int = 24, attention: dict | None = None, overr
     for key, (label, st) in systems.items():
         sim = _test_similarity(st)
         rows.append(_quality(P, label, sim, kind=key, fusion=st.P.fusion, branches=st.P.branches, **_training(st),
-                             vs_cascade=metrics.versus(sim, sim_cascade, P.bootstrap, P.seed)))
-    rows.append(_quality(P, f"ASR cascade ({P.asr_backbone})", sim_cascade, kind="cascade", wer=round(wer, 4)))
+                             vs_cascade=metrics.versus(sim, sim_cascade, P.bootstrap, P.seed),
+                             text_backbone=st.P.text_backbone))
+    rows.append(_quality(P, f"ASR cascade ({P.asr_backbone})", sim_cascade, kind="cascade", wer=round(wer, 4),
+                         text_backbone=text_encoder.name))
     scaling_rows = []
     for n in sorted(set(scaling)):
         st = pipeline.frame_stage(P, scaling_head, "contrastive", progress=progress, train_items=int(n),
                                   **frame_knobs[scaling_head])
         scaling_rows.append(_quality(P, f"{scaling_head}, {n} training pairs", _test_similarity(st), kind="scaling",
-                                     train_items=int(n), **_training(st)))
-    if scaling:
+                                     train_items=len(st.data["train"]), **_training(st)))
+    if scaling:  # the full-size point: the head trained on the whole split, scored like the others
         full = stages[scaling_head]
-        scaling_rows.append({**rows[heads.index(scaling_head)],
-                             "system": f"{scaling_head}, {len(full.data['train'])} training pairs",
-                             "train_items": len(full.data["train"])})
+        scaling_rows.append(_quality(P, f"{scaling_head}, {len(full.data['train'])} training pairs",
+                                     _test_similarity(full), kind="scaling", train_items=len(full.data["train"]),
+                                     **_training(full)))
 
-    # speed: every head and the cascade timed in one alternation, batch by batch, on the same utterances
-    waves = pipeline.audio_paths(first.manifest, test.ids[:n_timing])
-    models = {key: CLASP.from_pretrained(st.trained.checkpoint) for key, (_, st) in systems.items()}
-    lead, *rest = models
-    summ = asr.measure_pipelines(models[lead], asr_model, waves, language="en",
-                                 others={k: models[k] for k in rest})["summary"].set_index("kind")
-    times = {key: float(summ.loc["clasp" if key == lead else key, "s_per_utt"]) for key in models}
-    times["cascade"] = float(summ.loc["cascade", "s_per_utt"])
+    # speed: every head and the cascade timed in one alternation, batch by batch, on the same random test utterances
+    order = _timing_sample(len(test), n_timing, P.seed)
+    timing_ids = [test.ids[i] for i in order]
+    models = {key: _timed_model(st) for key, (_, st) in systems.items()}
+    timing = _time_systems(models, asr_model, pipeline.audio_paths(first.manifest, timing_ids), P.bootstrap, P.seed)
     for r in rows:
-        r["s_per_utt"] = times[r["kind"]]
-        r["speedup_vs_cascade"] = times["cascade"] / times[r["kind"]]
-    meta = {"n_timing": min(n_timing, len(test)), "train_or_reuse_s": round(train_s, 1),
+        batched = timing[r["kind"]][f"batch_{TIMING_BATCH}"]
+        r["s_per_utt"] = batched["s_per_utt"]
+        r["speedup_vs_cascade"] = batched["speedup_vs_cascade"]
+        r["speedup_vs_cascade_ci"] = batched["speedup_vs_cascade_ci"]
+        r["timing"] = timing[r["kind"]]
+        if r["kind"] in models and "image" in models[r["kind"]].encoders:
+            r["timed_image_cache_id"] = models[r["kind"]].encoders["image"].cache_id
+    meta = {"n_timing": len(timing_ids), "timing_ids": timing_ids, "timing_batch": TIMING_BATCH,
+            "timing_sample": f"seeded random sample of the test split (seed {P.seed})",
+            "train_or_reuse_s": round(train_s, 1),
             "heads": list(heads), "attention_overrides": attention or {}, "stats_overrides": stats or {},
             "speech_backbone": Q.speech_backbone, "text_backbone": Q.text_backbone, "chosen_by": first.chosen_by}
     meta["scaling"] = scaling_rows if scaling else []
@@ -175,10 +249,18 @@ def quality_table(rows: list[dict]) -> pd.DataFrame:
 
 
 def speed_table(rows: list[dict]) -> pd.DataFrame:
-    """Seconds per utterance and the ratio to the cascade (wall-clock: varies with the machine)."""
-    return pd.DataFrame([{"system": r["system"], "s/utt": round(r["s_per_utt"], 3),
-                          "x faster than cascade": round(r["speedup_vs_cascade"], 2)} for r in rows]
-                        ).set_index("system")
+    """Seconds per utterance and the ratio to the cascade (wall-clock: varies with the machine); with a row's
+    ``timing``, the median [p10, p90] seconds per utterance and the ratio [95% CI], one at a time and batched."""
+    def one(r):
+        out = {"system": r["system"], "s/utt": round(r["s_per_utt"], 3),
+               "x faster than cascade": round(r["speedup_vs_cascade"], 2)}
+        for batch, t in r.get("timing", {}).items():
+            lo, hi = t["speedup_vs_cascade_ci"]
+            out[f"median s/utt [p10, p90], {batch}"] = f"{t['median_s']:.3f} [{t['p10_s']:.3f}, {t['p90_s']:.3f}]"
+            out[f"x faster [95% CI], {batch}"] = f"{t['speedup_vs_cascade']:.2f} [{lo:.2f}, {hi:.2f}]"
+        return out
+
+    return pd.DataFrame([one(r) for r in rows]).set_index("system")
 
 
 def format_rows(rows: list[dict]) -> str:
@@ -202,7 +284,8 @@ def _override(text: str) -> tuple[str, object]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m claspkit.bench_retrieval", description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="small", help="params/<preset>.yaml (default: small)")
-    ap.add_argument("--n-timing", type=int, default=24, help="test utterances timed per pipeline (default: 24)")
+    ap.add_argument("--n-timing", type=int, default=N_TIMING,
+                    help=f"test utterances timed per pipeline, a seeded random sample (default: {N_TIMING})")
     ap.add_argument("--attention", type=_override, action="append", default=[], metavar="KEY=VALUE",
                     help="a knob for the attention head, e.g. --attention branches=speech --attention lr=3e-4")
     ap.add_argument("--stats", type=_override, action="append", default=[], metavar="KEY=VALUE",
@@ -228,7 +311,7 @@ def main(argv=None) -> int:
         return 2
     print(f"full gallery, speech -> text, {out['rows'][0]['n']} test items of preset {args.preset!r} "
           f"({out['meta']['speech_backbone']} -> {out['meta']['text_backbone']}); 95% bootstrap CIs; "
-          f"speed on {out['meta']['n_timing']} utterances")
+          f"speed on {out['meta']['n_timing']} random test utterances, batched ({TIMING_BATCH}) and one at a time")
     print(format_rows(out["rows"]))
     print("validation MRR (full validation gallery: what a recipe is chosen by, never the test split): "
           + "; ".join(f"{r['kind']} {r['val_mrr']:.3f}" for r in out["rows"] if "val_mrr" in r))

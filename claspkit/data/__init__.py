@@ -1,4 +1,5 @@
-"""Data: the Brown corpus, UDHR and Asterisk prompts, Speech Brown synthesis, manifests and splits, audio I/O.
+"""Data: the Brown corpus, UDHR and Asterisk prompts, Speech Brown synthesis, manifests and splits, audio I/O,
+and training augmentation (``augment``: simulated recording channels, frame masking).
 
 Notebook 01 builds the corpus with these.
 """
@@ -27,6 +28,8 @@ _API = {
     "validate_manifest": "manifest",
     "SPLITS": "splits",
     "stratified_split": "splits",
+    "straddling_twins": "splits",
+    "spoken_form": "spoken",
     "get_synthesizer": "tts",
     "list_voices": "tts",
     "check_voice": "tts",
@@ -35,6 +38,8 @@ _API = {
     "resample": "audio",
     "fetch_npm_package": "npmdata",
     "fetch_deb": "debdata",
+    "augmented_copies": "augment",
+    "channel_copies": "augment",
 }
 __all__ = sorted(_API)
 __getattr__, __dir__ = lazy_api(__name__, _API)

@@ -82,14 +82,23 @@ def install_pinned(dest: Path, sha256: str, fetch: Callable[[Path], tuple[Path, 
     return dest
 
 
-def safe_extract(tarball: Path, target: Path) -> None:
-    """Unpack regular files and folders only, refusing absolute or escaping member names."""
+def safe_extract(tarball: Path, target: Path, programs: bool = False) -> None:
+    """Unpack regular files and folders only, refusing absolute or escaping member names.
+
+    With ``programs``, what programs need is kept too: executable bits, and symbolic links to a file in the
+    same folder (shared libraries are found by their ``libx.so.1 -> libx.so.1.2`` names); other links are
+    skipped.
+    """
     target.mkdir(parents=True)
     with tarfile.open(tarball, "r:*") as tar:
         for m in tar.getmembers():
             p = Path(m.name)
             if p.is_absolute() or ".." in p.parts:
                 raise ChecksumError(f"refusing unsafe member {m.name!r} in {tarball.name}")
+            if programs and m.issym() and "/" not in m.linkname and m.linkname not in ("", ".", ".."):
+                (target / p).parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(m.linkname, target / p)
+                continue
             if not (m.isfile() or m.isdir()):
                 continue
             out = target / p
@@ -100,11 +109,15 @@ def safe_extract(tarball: Path, target: Path) -> None:
             src = tar.extractfile(m)
             with open(out, "wb") as fh:
                 shutil.copyfileobj(src, fh)
+            if programs and m.mode & stat.S_IXUSR:
+                os.chmod(out, 0o755)
 
 
 def make_private(root: Path) -> None:
-    """Files 0644, folders 0755: nltk (and common sense) refuse data others could rewrite."""
+    """Files 0644 (0755 if executable), folders 0755: nltk (and common sense) refuse data others could rewrite."""
     for current, dirs, files in os.walk(root):
         os.chmod(current, 0o755)
         for f in files:
-            os.chmod(os.path.join(current, f), stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
+            path = os.path.join(current, f)
+            if not os.path.islink(path):  # a kept link shares its target's mode
+                os.chmod(path, 0o755 if os.stat(path).st_mode & stat.S_IXUSR else 0o644)

@@ -6,7 +6,7 @@ read (soundfile; PyAV's FFmpeg for m4a) -> checks -> downmix -> resample (torcha
 normalisation, so no encoder ever sees the wrong rate, and a bad file fails loudly instead of
 becoming a silent junk embedding.
 
-What happens to each kind of input (the README copies this table):
+What happens to each kind of input (docs/bad-input.md copies this table):
 
 | input | behaviour |
 |---|---|

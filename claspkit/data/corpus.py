@@ -22,7 +22,8 @@ from claspkit.errors import ClaspkitError, DataMissingError, ParamError
 from claspkit.data.importers import import_common_voice, import_fleurs
 from claspkit.data.manifest import MANIFEST_COLUMNS, read_manifest, write_manifest
 from claspkit.paths import atomic_write_text, data_dir, display_path, run_dir
-from claspkit.data.splits import SPLITS, apportion, stratified_split
+from claspkit.data.spoken import spoken_form
+from claspkit.data.splits import SPLITS, apportion, straddling_twins, stratified_split
 from claspkit.data.tts import (SAMPLE_RATE, assign_voices, audio_relpath, check_voice, get_synthesizer, parse_voice,
                                synthesize_corpus)
 
@@ -79,7 +80,18 @@ def assign_splits(P, kept, ids, categories) -> dict:
     A nested preset that draws its splits afresh scores on a different gallery than the one it grew from, so its
     numbers cannot be set beside the smaller run's. With ``eval_from`` the smaller preset's held-out sentences stay
     held out (same ids, same splits: its cached cascade transcripts apply) and every new sentence trains.
+
+    Sentences spoken alike (one ``spoken_form``: ``What is it"?`` and ``"What is it"?``) are never in different
+    splits: where they straddle, the ones outside the most held-out split are left out of the dict (dropped from
+    the corpus, ``straddling_twins``), so the galleries stay and a sample without such twins is split as before.
     """
+    split_of = _draw_splits(P, kept, ids, categories)
+    text_of = {s.id: s.text for s in kept}
+    leaks = set(straddling_twins(ids, [spoken_form(text_of[i]) for i in ids], split_of))
+    return {i: split_of[i] for i in ids if i not in leaks}
+
+
+def _draw_splits(P, kept, ids, categories) -> dict:
     if P.get("eval_from") is None:
         return stratified_split(ids, categories, P.split, P.seed)
     from claspkit.config import load_params
@@ -148,6 +160,9 @@ def _reusable(P, fingerprint: str):
         return None
     if not all(audio_path(p).is_file() for p in df["path"]):
         return None
+    brown = df[df["source"] == "brown"]
+    if straddling_twins(brown["id"], brown["text"].map(spoken_form), dict(zip(brown["id"], brown["split"]))):
+        return None  # built before spoken twins were kept in one split: the rule changes exactly such manifests
     return df, report
 
 
@@ -173,6 +188,10 @@ def build_corpus(P, progress: bool = True, verbose: bool = True) -> pd.DataFrame
     sentences = load_brown(P.brown_dir)
     kept, cleaning = clean(sentences, max_tokens=P.max_tokens)
     chosen = sample_sentences(kept, P.n_sentences, P.seed)
+    sampled = len(chosen)
+    split_of = assign_splits(P, kept, [s.id for s in chosen], [s.category for s in chosen])
+    twins = [s.id for s in chosen if s.id not in split_of]
+    chosen = [s for s in chosen if s.id in split_of]
     ids = [s.id for s in chosen]
     voices = assign_voices(ids, P.voices, P.seed)
     brown = pd.DataFrame({
@@ -181,7 +200,6 @@ def build_corpus(P, progress: bool = True, verbose: bool = True) -> pd.DataFrame
         "path": [audio_relpath(s.text, v) for s, v in zip(chosen, voices)],
         "duration_s": 0.0, "sample_rate": SAMPLE_RATE,
     })
-    split_of = assign_splits(P, kept, ids, list(brown["category"]))
     brown["split"] = [split_of[i] for i in ids]
     durations = synthesize_corpus(brown, workers=P.tts_workers, progress=progress)
     brown["duration_s"] = list(durations)
@@ -201,7 +219,8 @@ def build_corpus(P, progress: bool = True, verbose: bool = True) -> pd.DataFrame
         "fingerprint": fingerprint,
         "preset": P.preset,
         "cleaning": cleaning.as_dict(),
-        "sampled": len(chosen),
+        "sampled": sampled,
+        "twins_dropped": twins,
         "categories": dict(sorted(Counter(s.category for s in chosen).items())),
         "voices": dict(sorted(Counter(voices).items())),
         "synthesis": {
@@ -228,6 +247,9 @@ def _print_report(report: dict, reused: bool = False) -> None:
           + (f" ({drops})" if drops else ""))
     print(f"sampled {report['sampled']:,} sentences from {len(report['categories'])} categories, "
           f"{len(report['voices'])} voices")
+    if report.get("twins_dropped"):
+        print(f"dropped {len(report['twins_dropped']):,} sentences spoken like one in a more held-out split "
+              "(same words, other punctuation or case)")
     s = report["synthesis"]
     if reused:  # the stored counts describe the build that made the corpus, not this call
         print(f"audio: {s['files']:,} files, all present")

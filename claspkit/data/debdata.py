@@ -84,12 +84,15 @@ def unpacked_dir(package: str, dest_dir=None) -> Path:
     return Path(dest_dir or debian_dir()) / Path(_pin(package)[0]).stem
 
 
-def fetch_deb(package: str, dest_dir=None) -> Path:
+def fetch_deb(package: str, dest_dir=None, pin: tuple[str, int, str] | None = None,
+              programs: bool = False) -> Path:
     """Fetch the pinned ``package``, verify it, unpack it; reuse an earlier complete unpack.
 
-    Returns the folder holding the package's files (``usr/...``).
+    ``pin`` is (file under the mirror, size, sha256) for a package not in ``PINNED`` (the TTS engines pin
+    their own); ``programs`` keeps a shared library's same-folder symbolic links. Returns the folder
+    holding the package's files (``usr/...``).
     """
-    pool_path, size, sha256 = _pin(package)
+    pool_path, size, sha256 = pin or _pin(package)
     parent = Path(dest_dir or debian_dir())
     placed = parent / Path(pool_path).name
     url = mirror_url() + pool_path
@@ -108,7 +111,7 @@ def fetch_deb(package: str, dest_dir=None) -> Path:
 
     def unpack(deb: Path, staged: Path) -> Path:
         try:
-            unpack_deb(deb, staged)
+            unpack_deb(deb, staged, programs)
         except ClaspkitError as e:
             raise type(e)(
                 f"Debian package {package}: {e}. Nothing was unpacked. Delete {display_path(placed)} if you "
@@ -123,7 +126,7 @@ def fetch_deb(package: str, dest_dir=None) -> Path:
                 f"if you placed it by hand, check {MIRROR_ENV} (now {mirror_url()}), or download "
                 f"{DEFAULT_MIRROR}{pool_path} again.")
 
-    return install_pinned(unpacked_dir(package, parent), sha256, fetch, unpack, mismatch)
+    return install_pinned(parent / Path(pool_path).stem, sha256, fetch, unpack, mismatch)
 
 
 def ar_members(deb: Path) -> dict[str, tuple[int, int]]:
@@ -151,7 +154,7 @@ def ar_members(deb: Path) -> dict[str, tuple[int, int]]:
     return members
 
 
-def unpack_deb(deb, target) -> None:
+def unpack_deb(deb, target, programs: bool = False) -> None:
     """Unpack a .deb's ``data.tar.*`` into the new folder ``target``, in pure Python (no dpkg, no ar).
 
     Raises ``ClaspkitError`` for a file that is not a .deb, a corrupt or unsupported ``data.tar``,
@@ -178,7 +181,7 @@ def unpack_deb(deb, target) -> None:
         with open(deb, "rb") as src, open(inner, "wb") as out:
             src.seek(offset)
             shutil.copyfileobj(_Limited(src, size), out)
-        safe_extract(inner, target)
+        safe_extract(inner, target, programs)
     except ChecksumError as e:
         raise ChecksumError(f"{deb.name}: {e}") from e
     except (tarfile.TarError, lzma.LZMAError, zlib.error, EOFError, OSError) as e:

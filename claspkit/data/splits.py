@@ -24,7 +24,7 @@ from collections import defaultdict
 
 from claspkit.errors import ParamError
 
-__all__ = ["SPLITS", "apportion", "split_counts", "stratified_split"]
+__all__ = ["SPLITS", "apportion", "split_counts", "stratified_split", "straddling_twins"]
 
 SPLITS = ("train", "val", "test")
 
@@ -76,6 +76,24 @@ def stratified_split(ids, categories, fractions=(0.8, 0.1, 0.1), seed: int = 42)
                 out[i] = name
             start += k
     return out
+
+
+def straddling_twins(ids, keys, split_of: dict) -> list:
+    """The ids to drop so that no two items with one ``key`` (e.g. one spoken form) are in different splits.
+
+    Where a key's items straddle splits, only those in its most held-out split (test, then val) stay: the
+    held-out galleries never change, and what goes is a training (or validation) pair that would have taught the
+    answer to a held-out query. Items whose key stays within one split are left alone, so a sample with no
+    straddling key keeps every item and every split. Returned in the order of ``ids``.
+    """
+    ids, keys = [str(i) for i in ids], list(keys)
+    if len(ids) != len(keys):
+        raise ParamError(f"straddling_twins: {len(ids)} ids but {len(keys)} keys; pass one key per id")
+    rank = {name: k for k, name in enumerate(SPLITS)}
+    top: dict = {}
+    for i, key in zip(ids, keys):
+        top[key] = max(top.get(key, -1), rank[split_of[i]])
+    return [i for i, key in zip(ids, keys) if rank[split_of[i]] < top[key]]
 
 
 def _h(seed, key) -> str:

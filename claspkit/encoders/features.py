@@ -52,7 +52,7 @@ from claspkit.paths import atomic_path, atomic_write_text, data_dir, display_pat
 
 __all__ = [
     "sha256_text", "FeatureCache", "ExtractStats", "extract_audio", "extract_frames", "extract_text",
-    "ManifestFeatures", "extract_manifest_features",
+    "ManifestFeatures", "encoder_options", "extract_manifest_features",
 ]
 
 _MEMO_NAME = "file-sha256.json"
@@ -589,6 +589,13 @@ class ManifestFeatures(dict):
         return pd.DataFrame([s.as_dict() for s in self.stats], columns=cols)
 
 
+def encoder_options(P, role: str) -> dict:
+    """The options ``extract_manifest_features`` creates ``role``'s backbone with: the image runtime, whose
+    features (and cache entries) differ from torch's, so a pipeline timed beside scored features can match them."""
+    runtime = getattr(P, "image_runtime", "torch")
+    return {"runtime": runtime} if role == "image" and runtime != "torch" else {}
+
+
 def extract_manifest_features(P, manifest, roles=ROLES, progress: bool = True, cache=None,
                               encoders: dict | None = None, frames: bool = False) -> ManifestFeatures:
     """Features of a corpus manifest for the backbones named in ``P`` (speech/image/text_backbone).
@@ -621,9 +628,8 @@ def extract_manifest_features(P, manifest, roles=ROLES, progress: bool = True, c
         if enc is None:
             from claspkit.encoders.backbones import create_backbone
 
-            runtime = getattr(P, "image_runtime", "torch")
-            options = {"runtime": runtime} if role == "image" and runtime != "torch" else {}
-            enc = create_backbone(role, names[role], **options, **({"frame_pool": pool} if as_frames else {}))
+            enc = create_backbone(role, names[role], **encoder_options(P, role),
+                                  **({"frame_pool": pool} if as_frames else {}))
         if as_frames and getattr(enc, "frame_pool", pool) != pool:
             raise ParamError(f"the speech encoder given pools {enc.frame_pool} frames per step but frame_pool is "
                              f"{pool}; create it with create_backbone('speech', {names[role]!r}, frame_pool={pool})")

@@ -10,53 +10,37 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
-import unicodedata
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from claspkit.data.spoken import spoken_form
 from claspkit.errors import BackboneError, DataMissingError, ParamError
 from claspkit.paths import atomic_write_text, data_dir, sha256_file
 
 __all__ = [
     "normalize_for_wer", "edit_counts", "wer_details", "wer", "default_transcript_root", "TranscriptCache",
-    "transcribe_all", "cascade_embeddings", "encoder_bytes", "fusion_bytes", "STAGE_NAMES", "measure_pipelines",
-    "efficiency_rows",
+    "transcribe_all", "cascade_embeddings", "embed_transcripts", "encoder_bytes", "fusion_bytes", "STAGE_NAMES",
+    "measure_pipelines", "efficiency_rows",
 ]
 
 # --------------------------------------------------------------------------------------------
 # Word error rate
 # --------------------------------------------------------------------------------------------
 
-_SPACE = re.compile(r"\s+")
-
 
 def normalize_for_wer(text: str) -> str:
-    """The WER normaliser, applied to references and hypotheses alike.
-
-    1. Unicode NFKC and lower-case (so full-width forms and case never count as errors);
-    2. dashes and hyphens (Unicode category Pd) become spaces, so 'well-being' == 'well being';
-    3. every other punctuation character (Unicode categories P*) is deleted, so "don't" == 'dont'
-       and 'end.' == 'end' (Unicode files '%' under punctuation too); symbols ($, +, =) and digits
-       are kept as they are;
-    4. runs of whitespace collapse to one space, and the ends are stripped.
+    """The WER normaliser, applied to references and hypotheses alike: the text as it is heard
+    (``claspkit.data.spoken.spoken_form``: NFKC, lower-case, dashes to spaces, other punctuation deleted,
+    whitespace collapsed), the same rule that keeps spoken twins out of different corpus splits.
 
     It does not spell out numbers ('5' vs 'five' still counts as an error), as Whisper-style
     normalisers do; the WER of a system that writes digits for spoken numbers is a little higher.
     """
-    text = unicodedata.normalize("NFKC", str(text)).lower()
-    out = []
-    for ch in text:
-        cat = unicodedata.category(ch)
-        if cat == "Pd":
-            out.append(" ")
-        elif not cat.startswith("P"):
-            out.append(ch)
-    return _SPACE.sub(" ", "".join(out)).strip()
+    return spoken_form(text)
 
 
 def edit_counts(ref: Sequence[str], hyp: Sequence[str]) -> tuple[int, int, int]:
@@ -217,16 +201,25 @@ def cascade_embeddings(asr, text_encoder, paths: Sequence, batch: int = 8, progr
                        loader: Callable | None = None, text_cache=None) -> tuple[list[str], np.ndarray]:
     """The cascade's gallery: transcripts and their embeddings by the frozen text encoder.
 
-    Returns ``(transcripts, embeddings)`` with embeddings float32 (n, text_dim), row i for path i.
-    Transcripts are embedded through the feature cache (``text_cache``: None = the default
-    ``data/features``, False = none, or a folder), like every other text. An empty transcript (the
-    ASR heard no words) is embedded as the empty string: that is what a real cascade would index,
-    and its rank shows the failure honestly.
+    Returns ``(transcripts, embeddings)`` with embeddings float32 (n, text_dim), row i for path i, from
+    :func:`embed_transcripts` (``text_cache``: None = the default ``data/features``, False = none, or a folder).
+    """
+    transcripts = transcribe_all(asr, paths, batch=batch, progress=progress, language=language,
+                                 cache=cache, loader=loader)
+    return transcripts, embed_transcripts(text_encoder, transcripts, text_cache=text_cache, progress=progress)
+
+
+def embed_transcripts(text_encoder, transcripts: Sequence[str], text_cache=None, progress: bool = True) -> np.ndarray:
+    """Transcripts embedded as the cascade indexes them: float32 (n, text_dim), row i for transcript i.
+
+    Through the feature cache (``text_cache``: None = the default ``data/features``, False = none, or a folder),
+    like every other text. An empty transcript (the ASR heard no words) is embedded as the empty string: that is
+    what a real cascade would index, and its rank shows the failure honestly (the feature cache refuses empty
+    texts, so those few go straight to the encoder).
     """
     from claspkit.encoders.features import extract_text
 
-    transcripts = transcribe_all(asr, paths, batch=batch, progress=progress, language=language,
-                                 cache=cache, loader=loader)
+    transcripts = [str(t) for t in transcripts]
     filled = [i for i, t in enumerate(transcripts) if t.strip()]
     empty = [i for i, t in enumerate(transcripts) if not t.strip()]
     parts = {}
@@ -241,7 +234,7 @@ def cascade_embeddings(asr, text_encoder, paths: Sequence, batch: int = 8, progr
         emb[filled] = parts["filled"]
     if empty:
         emb[empty] = parts["empty"]
-    return transcripts, emb
+    return emb
 
 
 def _encode_texts(text_encoder, texts: list[str], batch: int = 64) -> np.ndarray:
@@ -297,7 +290,8 @@ def measure_pipelines(model, asr, waves: Sequence[np.ndarray], batch_size: int =
     weight_mb, seconds (wall), s_per_utt, n), "stages": DataFrame (pipeline, stage, seconds, s_per_utt, share
     of the pipeline's summed stage time; CLASP's concurrent branches can add up to more than its wall time),
     "size_ratio": cascade bytes / CLASP bytes, "speed_ratio": cascade s / CLASP s,
-    "time_saved": 1 - CLASP s / cascade s}``.
+    "time_saved": 1 - CLASP s / cascade s, "batch_seconds": {pipeline kind: wall seconds of each batch},
+    "batch_sizes": utterances in each batch}`` (the per-batch times give a spread, not only a total).
 
     ``others`` (name -> CLASP) are more heads timed in the same alternation, each batch right after
     ``model``'s: they get one ``summary`` row each (``kind`` = their name, wall time only), so several
@@ -320,6 +314,7 @@ def measure_pipelines(model, asr, waves: Sequence[np.ndarray], batch_size: int =
     if {"clasp", "cascade"} & set(others):
         raise ParamError("others: 'clasp' and 'cascade' name the two main pipelines; give the extra heads other names")
     wall = {"clasp": 0.0, "cascade": 0.0, **{name: 0.0 for name in others}}
+    per_batch = {name: [] for name in wall}
     clasp_t = {STAGE_NAMES[r]: 0.0 for r in (*model.encoders, "fusion")}
     casc_t = {"ASR": 0.0, "text encoder": 0.0}
 
@@ -327,7 +322,8 @@ def measure_pipelines(model, asr, waves: Sequence[np.ndarray], batch_size: int =
         t, t0 = {}, time.perf_counter()
         model.encode_waves(ws, batch_size=len(ws), timings=t)
         if timed:
-            wall["clasp"] += time.perf_counter() - t0
+            per_batch["clasp"].append(time.perf_counter() - t0)
+            wall["clasp"] += per_batch["clasp"][-1]
             for role, seconds in t.items():
                 clasp_t[STAGE_NAMES[role]] += seconds
 
@@ -341,12 +337,14 @@ def measure_pipelines(model, asr, waves: Sequence[np.ndarray], batch_size: int =
             casc_t["ASR"] += t1 - t0
             casc_t["text encoder"] += t2 - t1
             wall["cascade"] += t2 - t0
+            per_batch["cascade"].append(t2 - t0)
 
     def other_batch(name, ws, timed):
         t0 = time.perf_counter()
         others[name].encode_waves(ws, batch_size=len(ws))
         if timed:
-            wall[name] += time.perf_counter() - t0
+            per_batch[name].append(time.perf_counter() - t0)
+            wall[name] += per_batch[name][-1]
 
     if warmup:
         clasp_batch(waves[:1], False)
@@ -383,6 +381,8 @@ def measure_pipelines(model, asr, waves: Sequence[np.ndarray], batch_size: int =
         "size_ratio": casc_bytes / clasp_bytes if clasp_bytes else float("inf"),
         "speed_ratio": casc_s / clasp_s if clasp_s > 0 else float("inf"),
         "time_saved": 1 - clasp_s / casc_s if casc_s > 0 else float("nan"),
+        "batch_seconds": per_batch,
+        "batch_sizes": [len(ws) for ws in batches],
     }
 
 

@@ -24,7 +24,7 @@ from claspkit.errors import ParamError, choices_hint
 
 __all__ = [
     "TIE_RULES", "PROTOCOLS", "KS", "METRICS", "CI_METRICS", "cosine_matrix", "ranks", "macro_f1",
-    "full_gallery", "candidate_sets", "candidates_protocol", "bootstrap_ci", "versus", "retrieval_report",
+    "full_gallery", "candidate_sets", "candidates_protocol", "bootstrap_ci", "ratio_ci", "versus", "retrieval_report",
     "dedupe_key", "dedupe",
 ]
 
@@ -231,6 +231,18 @@ def bootstrap_ci(values_or_sim, metric: str | None = "mrr", n: int = 1000, seed:
             raise ParamError("per-query values must be a non-empty finite 1-D array")
         return _bootstrap(lambda idx: vals[idx].mean(1), len(vals), n, seed, level)
     return _ci_from_stats(_full_stats(arr, threshold), metric, tie_rule, n, seed, level)
+
+
+def ratio_ci(num, den, n: int = 1000, seed: int = 42, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``sum(num) / sum(den)``, resampling the paired units (e.g. the same
+    utterances timed through two pipelines) jointly, so a speed ratio carries its uncertainty."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    if num.shape != den.shape or num.ndim != 1 or not len(num) or not (np.isfinite(num).all() and (den > 0).all()):
+        raise ParamError(f"need two finite 1-D arrays of one length with positive denominators, got {num.shape} and "
+                         f"{den.shape}")
+    if not 0 < level < 1 or n < 1:
+        raise ParamError(f"need 0 < level < 1 and n >= 1 resamples, got level={level}, n={n}")
+    return _bootstrap(lambda idx: num[idx].sum(1) / den[idx].sum(1), len(num), n, seed, level)
 
 
 def versus(sim: np.ndarray, sim_ref: np.ndarray, n_boot: int = 1000, seed: int = 42) -> dict:

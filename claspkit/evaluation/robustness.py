@@ -35,7 +35,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from claspkit.constants import FRAME_FUSIONS, NOISE_KINDS, SAMPLE_RATE
+from claspkit.constants import FRAME_FUSIONS, SAMPLE_RATE
+from claspkit.data.augment.base import PEAK, derived_root as _derived_root, item_rng as _item_rng, \
+    pcm16 as _pcm16, write_wav as _write_wav
+from claspkit.data.augment.copies import SPEEDS, augmented_copies, channel_copies  # noqa: F401 (SPEEDS: re-export)
+from claspkit.data.augment.noise import BABBLE_TALKERS, NOISE_KINDS, babble_noise, mix_at_snr, white_noise
 from claspkit.errors import AudioError, ClaspkitError, ParamError, choices_hint
 
 __all__ = ["NOISE_KINDS", "SNRS_DB", "RECIPE", "mix_at_snr", "white_noise", "babble_noise", "noisy_versions",
@@ -46,76 +50,9 @@ __all__ = ["NOISE_KINDS", "SNRS_DB", "RECIPE", "mix_at_snr", "white_noise", "bab
 SNRS_DB = (20, 10, 5, 0)
 RECIPE = "noise-v1"          # change when the mixing changes: it names the folders of derived audio
 LONG_RECIPE = "long-v1"
-PEAK = 0.95
-BABBLE_TALKERS = 4
 
 
 # ---------------------------------------------------------------------------------------------- noise
-def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """``clean + g * noise`` with g chosen so that power(clean) / power(g * noise) is ``snr_db``."""
-    clean = np.asarray(clean, dtype=np.float64)
-    noise = np.asarray(noise, dtype=np.float64)
-    if clean.shape != noise.shape or clean.ndim != 1:
-        raise ParamError(f"clean and noise must be 1-D arrays of one length, got {clean.shape} and {noise.shape}")
-    if not np.isfinite(snr_db):
-        raise ParamError(f"snr_db must be a finite number of dB, got {snr_db!r}")
-    ps, pn = float(np.mean(clean ** 2)), float(np.mean(noise ** 2))
-    if ps == 0:
-        raise AudioError("the clean signal is silent: an SNR is undefined; drop the item or fix the file")
-    if pn == 0:
-        raise AudioError("the noise is silent: pick noise with energy (another babble pool, or white noise)")
-    return clean + noise * np.sqrt(ps / (pn * 10 ** (snr_db / 10)))
-
-
-def white_noise(n: int, rng: np.random.Generator) -> np.ndarray:
-    return rng.standard_normal(n)
-
-
-def _loop_crop(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    reps = -(-n // len(x)) + 1
-    start = int(rng.integers(0, len(x)))
-    return np.tile(x, reps)[start:start + n]
-
-
-def babble_noise(n: int, pool: Sequence[np.ndarray], exclude: int | None, rng: np.random.Generator,
-                 talkers: int = BABBLE_TALKERS) -> np.ndarray:
-    """The sum of ``talkers`` other clips of ``pool`` (never ``pool[exclude]``), each looped from a random
-    offset to ``n`` samples and scaled to unit RMS, so no single talker dominates."""
-    others = [i for i in range(len(pool)) if i != exclude and np.any(pool[i])]
-    if len(others) < talkers:
-        raise ParamError(f"babble needs {talkers} other clips with sound, the pool has {len(others)}; "
-                         "use a larger set or fewer talkers")
-    out = np.zeros(n)
-    for i in rng.choice(others, size=talkers, replace=False):
-        x = _loop_crop(np.asarray(pool[i], dtype=np.float64), n, rng)
-        out += x / np.sqrt(np.mean(x ** 2))
-    return out
-
-
-def _item_rng(seed: int, sha256: str, snr_db: float) -> np.random.Generator:
-    return np.random.default_rng([int(seed), int(sha256[:15], 16), int(round(float(snr_db) * 1000)) & 0xFFFFFFFF])
-
-
-def _pcm16(x: np.ndarray) -> np.ndarray:
-    peak = float(np.max(np.abs(x)))
-    return np.round(x * (PEAK / peak) * 32767).astype(np.int16)
-
-
-def _write_wav(path: Path, x16: np.ndarray) -> None:
-    import soundfile as sf
-
-    from claspkit.paths import atomic_path
-
-    with atomic_path(path, suffix=".wav") as tmp:
-        sf.write(str(tmp), x16, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-
-
-def _derived_root(root) -> Path:
-    from claspkit.paths import data_dir
-
-    return Path(root) if root is not None else data_dir() / "audio" / "derived"
-
-
 def noisy_versions(paths: Sequence, kind: str, snr_db: float, seed: int = 42, out_dir=None,
                    talkers: int = BABBLE_TALKERS, progress: bool = False) -> list[Path]:
     """A noisy copy of each file (written once, atomically), in ``paths`` order.
@@ -165,77 +102,38 @@ def noisy_versions(paths: Sequence, kind: str, snr_db: float, seed: int = 42, ou
 
 
 # ------------------------------------------------------------------------------------- augmentation
-AUGMENT_RECIPE = "augment-v1"
-SPEEDS = (0.9, 1.0, 1.1)
-
-
-def augmented_copies(paths: Sequence, seed: int = 42, snr_range=(0.0, 20.0), speeds=SPEEDS, kinds=NOISE_KINDS,
-                     talkers: int = BABBLE_TALKERS, out_dir=None, progress: bool = False) -> list[Path]:
-    """One perturbed copy of each training clip, toward real audio: a speed factor drawn from ``speeds``
-    (resampled, so tempo and pitch change together), then white or babble noise (babble from other clips
-    of ``paths``) at an SNR drawn uniformly from ``snr_range``. Every draw is seeded by (seed, the clip's
-    sha256); files are written once under ``data/audio/derived/augment/``. Gain needs no perturbation:
-    every clip is peak-normalised when it is loaded."""
-    from claspkit.data.audio import load_audio, resample
-    from claspkit.encoders.features import FeatureCache
-    from claspkit.progress import progress_bar
-
-    bad = [k for k in kinds if k not in NOISE_KINDS]
-    if bad or not kinds:
-        raise ParamError(f"unknown noise {choices_hint(bad[0] if bad else '', NOISE_KINDS)}")
-    lo, hi = map(float, snr_range)
-    if not lo <= hi or not speeds or min(speeds) <= 0:
-        raise ParamError(f"need snr_range (low, high) with low <= high and positive speeds, got {snr_range}, {speeds}")
-    paths = [Path(p) for p in paths]
-    shas = FeatureCache().file_hashes(paths)
-    recipe = {"recipe": AUGMENT_RECIPE, "seed": int(seed), "snr_range": [lo, hi], "speeds": [float(v) for v in speeds],
-              "kinds": list(kinds), "talkers": int(talkers),
-              "pool": hashlib.sha256("\n".join(shas).encode()).hexdigest()}
-    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-    folder = _derived_root(out_dir) / "augment" / digest
-    out = [folder / f"{sha[:16]}.wav" for sha in shas]
-    todo = [i for i, p in enumerate(out) if not p.is_file()]
-    for i in progress_bar(todo, desc="augmenting", unit="clip", disable=not progress):
-        rng = _item_rng(seed, shas[i], 0)
-        speed = float(rng.choice(list(speeds)))
-        kind = str(rng.choice(list(kinds)))
-        snr = float(rng.uniform(lo, hi))
-        x = load_audio(paths[i]).astype(np.float64)
-        if speed != 1.0:
-            x = resample(x.astype(np.float32), int(round(SAMPLE_RATE * speed)), SAMPLE_RATE).astype(np.float64)
-        if kind == "white":
-            noise = white_noise(len(x), rng)
-        else:
-            others = sorted({shas[j]: j for j in range(len(paths)) if shas[j] != shas[i]}.items())  # order-free
-            others = [j for _, j in others]
-            picks = rng.choice(others, size=min(talkers, len(others)), replace=False) if others else []
-            noise = babble_noise(len(x), [load_audio(paths[j]) for j in picks], None, rng, talkers=len(picks))
-        _write_wav(out[i], _pcm16(mix_at_snr(x, noise, snr)))
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "recipe.json").write_text(json.dumps(recipe, indent=1, sort_keys=True) + "\n")
-    return out
-
-
-def augmented_stage(stage, seed: int | None = None, progress: bool = False, **recipe):
+def augmented_stage(stage, seed: int | None = None, progress: bool = False, channels=None, **recipe):
     """``stage``'s head retrained on its training pairs plus one augmented copy of each (same texts;
     validation and test untouched), checkpoint ``<name>-augmented``. ``recipe`` goes to
-    :func:`augmented_copies`."""
+    :func:`augmented_copies`. ``channels`` (default ``P.robust_channels``; None keeps the speed-and-noise
+    copies) is a channel recipe (``claspkit.data.augment.Recipe.parse``: rooms, noise, gain, phone lines and
+    codecs): the copies then come from :func:`channel_copies`, checkpoint ``<name>-channels-<digest>``."""
     from claspkit.experiments import pipeline
+    from claspkit.data.augment.recipe import Recipe
     from claspkit.encoders.frames import Frames
 
     if stage.P.fusion in FRAME_FUSIONS:
         raise ParamError("augmentation is built for the paper heads (mean-pooled features); pass the Stage-3 stage")
     train = stage.data["train"]
-    copies = augmented_copies(pipeline.audio_paths(stage.manifest, train.ids),
-                              seed=stage.P.seed if seed is None else seed,
-                              progress=progress, **recipe)
+    seed = stage.P.seed if seed is None else seed
+    channels = stage.P.get("robust_channels") if channels is None else channels
+    paths = pipeline.audio_paths(stage.manifest, train.ids)
+    if channels is None:
+        copies, name = augmented_copies(paths, seed=seed, progress=progress, **recipe), "augmented"
+    elif recipe:
+        raise ParamError(f"{sorted(recipe)} set the speed-and-noise copies; with channels, put the ranges in the "
+                         "channel recipe (e.g. {'noise': {'snr_db': [0, 20]}})")
+    else:
+        channels = Recipe.parse(channels)
+        copies = channel_copies(paths, channels, seed=seed, progress=progress)
+        name = f"channels-{channels.digest(seed)}"
     listing = pd.DataFrame({"path": [str(p) for p in copies], "text": train.texts})
     feats = pipeline.features(stage.P, listing, progress=progress)
     both = pipeline.Split(ids=[*train.ids, *(f"{i}+augmented" for i in train.ids)], texts=[*train.texts, *train.texts],
                           arrays={r: np.concatenate([a, np.asarray(feats[r])]) for r, a in train.arrays.items()
                                   if not isinstance(a, Frames)})
     data = {**stage.data, "train": both}
-    trained = pipeline.fit(stage.P, data, f"{stage.trained.name}-augmented", progress=progress)
+    trained = pipeline.fit(stage.P, data, f"{stage.trained.name}-{name}", progress=progress)
     return pipeline.Stage3(stage.P, stage.manifest, data, trained, stage.chosen_by)
 
 
@@ -318,18 +216,30 @@ def _voices(stage) -> pd.Series:
     return stage.manifest.set_index("id")["voice"]
 
 
+def _held_out_matcher(held: str):
+    """A test on voice names: ``held`` itself, or every voice of one engine written ``<engine>:*`` (the
+    unseen-engine test: a whole synthesizer, not only one of its voices, stays out of training)."""
+    if held.endswith(":*"):
+        return lambda v: v.startswith(held[:-1])
+    return lambda v: v == held
+
+
 def voice_items(stage, split: str, voice: str, keep: bool = True) -> np.ndarray:
-    """Indices of ``stage.data[split]`` spoken by ``voice`` (or, with ``keep=False``, by any other)."""
+    """Indices of ``stage.data[split]`` spoken by ``voice`` (a voice, or ``<engine>:*`` for all of an engine's
+    voices), or, with ``keep=False``, by any other."""
     by_id = _voices(stage)
     known = sorted(set(by_id))
-    if voice not in known:
-        raise ParamError(f"voice {choices_hint(voice, known)} (the corpus's voices)")
-    is_voice = np.array([by_id[i] == voice for i in stage.data[split].ids], dtype=bool)
+    valid = known + sorted({v.split(":", 1)[0] + ":*" for v in known if ":" in v})
+    if voice not in valid:
+        raise ParamError(f"voice {choices_hint(voice, valid)} (the corpus's voices, or <engine>:* for all of one "
+                         "engine's)")
+    held = _held_out_matcher(voice)
+    is_voice = np.array([held(by_id[i]) for i in stage.data[split].ids], dtype=bool)
     return np.flatnonzero(is_voice if keep else ~is_voice)
 
 
 def unseen_voice_heads(stage, voice: str, progress: bool = False) -> dict:
-    """Label -> Stage3: the head trained on every voice, one trained without ``voice`` (train and
+    """Label -> Stage3: the head trained on every voice, one trained without ``voice`` (or ``<engine>:*``; train and
     validation), and a control trained on as many training pairs drawn from all voices (same
     validation items as the held-out head), so the drop from the control isolates the unseen voice."""
     from claspkit.experiments import pipeline
@@ -340,7 +250,7 @@ def unseen_voice_heads(stage, voice: str, progress: bool = False) -> dict:
     if not len(without) or not len(val):
         raise ParamError(f"holding out {voice} leaves no training or validation items: use a corpus with "
                          "more than one voice")
-    slug = voice.replace(":", "-")
+    slug = voice.replace(":*", "-engine").replace(":", "-")
     base = stage.trained.name
     held = pipeline.fit(stage.P, {"train": without, "val": val, "test": data["test"]}, f"{base}-without-{slug}",
                         progress=progress)
@@ -465,7 +375,7 @@ def long_search(S: Systems, stage, truth: pd.DataFrame, index_dir, tolerance_s: 
 
     Returns (rows, facts): ``facts`` has the segment count and the share of prompts that some segment
     matches within ``tolerance_s`` at both edges (the segmenter's accuracy, whatever the model)."""
-    from claspkit.evaluation import metrics
+    from claspkit.evaluation import asr, metrics
     from claspkit.encoders.features import extract_text
     from claspkit.search.index import load_index
     from claspkit.search.query import build_index, text_encoder
@@ -491,9 +401,9 @@ def long_search(S: Systems, stage, truth: pd.DataFrame, index_dir, tolerance_s: 
 
     audio = {f: load_audio(folder / f) for f in sorted(set(files))}
     waves = [audio[f][int(round(s0 * SAMPLE_RATE)):int(round(s1 * SAMPLE_RATE))] for f, (s0, s1) in zip(files, spans)]
-    transcripts = [t for a in range(0, len(waves), 8) for t in S.asr.transcribe(waves[a:a + 8], language="en")]
-    seg = np.asarray(extract_text(S.text_encoder, [t.strip() or " " for t in transcripts], progress=False),
-                     dtype=np.float32)
+    transcripts = [t.strip() for a in range(0, len(waves), 8)
+                   for t in S.asr.transcribe(waves[a:a + 8], language="en")]
+    seg = asr.embed_transcripts(S.text_encoder, transcripts, progress=False)
     q_text = np.asarray(extract_text(S.text_encoder, texts, progress=False), dtype=np.float32)
     systems[f"ASR cascade ({S.asr_name}, same segments)"] = seg @ q_text.T
     rows = []

@@ -30,7 +30,7 @@ __all__ = [
     "SPLITS", "DIRECTIONS", "STAGE1_SYSTEMS", "with_overrides", "corpus", "features", "frame_features",
     "Split", "split_data", "train_subset", "take", "split_sizes", "Trained", "fit", "similarity",
     "speech_embeddings", "speech_vectors", "score", "tuned_threshold", "evaluate", "validation_mrr", "SHOW",
-    "table", "reused_note", "best_stage2", "Stage3", "stage3", "FRAME_DEFAULTS", "ATTENTION_DEFAULTS",
+    "table", "reused_note", "best_stage2", "stage3_config", "Stage3", "stage3", "FRAME_DEFAULTS", "ATTENTION_DEFAULTS",
     "frame_stage", "attention_stage", "stats_stage",
     "trained_attention", "stage2_attention_rows", "multilingual_stage", "STAGE3_SYSTEMS", "stage3_rows",
     "sample_indices", "audio_paths",
@@ -343,6 +343,13 @@ def best_stage2(P) -> dict:
             "fusion": best["fusion"], "chosen_by": f"stage 2, validation MRR {best['val_mrr']:.3f}"}
 
 
+def stage3_config(P) -> dict:
+    """Stage 3's backbones and fusion: the preset's ``stage3`` when it fixes one, else :func:`best_stage2`."""
+    if P.stage3 is not None:
+        return {**P.stage3, "chosen_by": "the preset (stage3)"}
+    return best_stage2(P)
+
+
 @dataclass
 class Stage3:
     P: Params
@@ -353,8 +360,8 @@ class Stage3:
 
 
 def stage3(P, loss: str, progress: bool = True) -> Stage3:
-    """The best Stage-2 configuration trained with ``loss`` (reused when already trained)."""
-    best = best_stage2(P)
+    """Stage 3's configuration (:func:`stage3_config`) trained with ``loss`` (reused when already trained)."""
+    best = stage3_config(P)
     chosen_by = best.pop("chosen_by")
     Q = with_overrides(P, loss=loss, branches="combined", **best)
     manifest = corpus(Q, progress=progress)
@@ -383,7 +390,7 @@ def frame_stage(P, fusion: str, loss: str = "contrastive", progress: bool = True
     """
     if fusion not in FRAME_FUSIONS:
         raise ParamError(f"frame head {choices_hint(fusion, FRAME_FUSIONS)}")
-    best = best_stage2(P)
+    best = stage3_config(P)
     chosen_by = best.pop("chosen_by")
     best.pop("fusion")
     Q = with_overrides(P, loss=loss, fusion=fusion, **{"branches": "combined", **FRAME_DEFAULTS[fusion],

@@ -25,7 +25,9 @@ and the attention or stats sizes) enter the training config only when they are u
 earlier configuration keeps its exact config, fingerprint and checkpoints. ``scale_lr`` gives a learnable
 logit scale its own Adam parameter group (CLIP-style: the temperature often wants a different rate).
 ``length_batches`` draws the attention head's training batches among items of similar length
-(``_length_batches``): padding to the longest item then wastes less.
+(``_length_batches``): padding to the longest item then wastes less. ``frame_mask_time`` /
+``frame_mask_channels`` (with ``frame_masks``) zero random spans of a frame head's training frames, batch by
+batch (``claspkit.data.augment.masking``), from a generator seeded per (seed, epoch); validation never is.
 """
 from __future__ import annotations
 
@@ -61,6 +63,7 @@ LENGTH_POOL = 50                  # batches sorted together by length_batches (b
 ATTENTION_TRAIN_KEYS = ATTENTION_KEYS + ("frame_pool",)   # in the config only for fusion='attention'
 STATS_TRAIN_KEYS = STATS_KEYS + ("frame_pool",)           # in the config only for fusion='stats'
 FRAME_TRAIN_KEYS = {"attention": ATTENTION_TRAIN_KEYS, "stats": STATS_TRAIN_KEYS}
+MASK_KEYS = ("frame_mask_time", "frame_mask_channels", "frame_masks")   # in the config only when masking is on
 BACKBONE_KEYS = ("speech_backbone", "image_backbone", "text_backbone")
 RESUME_MAY_CHANGE = ("epochs", "patience")
 
@@ -92,6 +95,8 @@ def training_config(config: dict) -> dict:
     if config.get("fusion") == "stats":
         used += tuple(k for k in STATS_OPTIONAL if config.get(k, STATS_DEFAULTS[k]) != STATS_DEFAULTS[k])
     used += ("length_batches",) if frame_keys and config.get("length_batches") else ()
+    # masking acts on frames: like length_batches, a preset's masks leave the paper heads (one pooled vector) alone
+    used += MASK_KEYS if frame_keys and (config.get("frame_mask_time") or config.get("frame_mask_channels")) else ()
     for k in used:
         v = config.get(k, SCHEMA[k].default)
         if SCHEMA[k].kind in (float, (float, type(None))) and isinstance(v, int) and not isinstance(v, bool):
@@ -100,6 +105,10 @@ def training_config(config: dict) -> dict:
     for k in frame_keys:
         if k in knobs and (not isinstance(knobs[k], int) or isinstance(knobs[k], bool) or knobs[k] < 1):
             raise ParamError(f"{k} must be a positive int, got {knobs[k]!r} (default {SCHEMA[k].default})")
+    for k in MASK_KEYS:
+        if k in knobs and (not isinstance(knobs[k], int) or isinstance(knobs[k], bool)
+                           or knobs[k] < (1 if k == "frame_masks" else 0)):
+            raise ParamError(f"{k} must be an int >= {1 if k == 'frame_masks' else 0}, got {knobs[k]!r}")
     if "length_batches" in knobs and knobs["length_batches"] is not True:
         raise ParamError(f"length_batches must be True or False, got {knobs['length_batches']!r}")
     if "label_smoothing" in knobs and knobs["loss"] != "contrastive":
@@ -165,8 +174,9 @@ def _index(idx):
     return idx.numpy() if torch.is_tensor(idx) else idx
 
 
-def _forward(model, data: dict, idx=None, members: bool = False) -> torch.Tensor:
-    """The model's output for the items ``idx``; with ``members``, an ensemble's (members, batch, dim) outputs."""
+def _forward(model, data: dict, idx=None, members: bool = False, augment=None) -> torch.Tensor:
+    """The model's output for the items ``idx``; with ``members``, an ensemble's (members, batch, dim) outputs.
+    ``augment(x, lengths)`` changes a padded frame batch in place before the model sees it (training only)."""
     pick = (lambda t: t) if idx is None else (lambda t: t[idx])
     image = pick(data["image"]) if "image" in data else None
     speech = data.get("speech")
@@ -175,16 +185,18 @@ def _forward(model, data: dict, idx=None, members: bool = False) -> torch.Tensor
         return call(pick(data["pooled"]), image, pooled=True)
     if isinstance(speech, Frames):
         x, lengths = speech.pad(_index(idx))
+        if augment is not None:
+            augment(x, lengths)
         return call(torch.from_numpy(x), image, lengths=torch.from_numpy(lengths))
     return call(pick(speech) if speech is not None else None, image)
 
 
-def _training_loss(model, loss_fn, data: dict, idx) -> torch.Tensor:
+def _training_loss(model, loss_fn, data: dict, idx, augment=None) -> torch.Tensor:
     """The batch loss; an ensemble head's members each answer to their own loss (averaged), so they stay
     independent models, and only inference averages them."""
     if getattr(model, "n_members", 1) == 1:
-        return loss_fn(_forward(model, data, idx), data["text"][idx])
-    outs = _forward(model, data, idx, members=True)
+        return loss_fn(_forward(model, data, idx, augment=augment), data["text"][idx])
+    outs = _forward(model, data, idx, members=True, augment=augment)
     return torch.stack([loss_fn(o, data["text"][idx]) for o in outs]).mean()
 
 
@@ -205,7 +217,7 @@ def _with_pooled(model, data: dict, chunk: int = 256) -> dict:
 
 
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
-    """Independent seeds per (run seed, epoch, stream): 0 = dropout, 1 = batch order."""
+    """Independent seeds per (run seed, epoch, stream): 0 = dropout, 1 = batch order, 2 = frame masks."""
     return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
 
 
@@ -320,7 +332,8 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
         raise ParamError(f"checkpoint_every must be >= 1 epoch, got {checkpoint_every}")
     with _seeded(seed, num_threads):
         model = build_fusion(fusion_cfg)
-        tr, va = _with_pooled(model, tr), _with_pooled(model, va)
+        masking = bool(knobs.get("frame_mask_time") or knobs.get("frame_mask_channels"))
+        tr, va = (tr if masking else _with_pooled(model, tr)), _with_pooled(model, va)  # masks change each batch
         loss_fn = build_loss(knobs["loss"], tau=knobs["tau"], learnable_scale=knobs["learnable_scale"],
                              tau_bug=knobs["tau_bug"], huber_delta=knobs["huber_delta"],
                              label_smoothing=knobs.get("label_smoothing", 0.0))
@@ -353,8 +366,9 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
             total, count = 0.0, 0
             batches = (_length_batches(tr["speech"].lengths, bs, gen) if knobs.get("length_batches")
                        else _batches(len(tr["text"]), bs, gen))
+            augment = _frame_masker(knobs, _epoch_seed(seed, epoch, 2)) if masking else None
             for idx in batches:
-                loss = _training_loss(model, loss_fn, tr, idx)
+                loss = _training_loss(model, loss_fn, tr, idx, augment)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -389,6 +403,15 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
     return TrainResult(model=model.eval(), loss_fn=loss_fn, config=saved_config, history=st["history"],
                        best_epoch=st["best_epoch"], best_val_loss=st["best_val_loss"],
                        stopped_early=st["stopped_early"])
+
+
+def _frame_masker(knobs: dict, seed: int):
+    """The epoch's frame masking (``claspkit.data.augment.masking``): one generator, drawn batch after batch."""
+    from claspkit.data.augment.masking import mask_frames
+
+    rng = np.random.default_rng(seed)
+    return lambda x, lengths: mask_frames(x, lengths, rng, knobs["frame_mask_time"], knobs["frame_mask_channels"],
+                                          knobs["frame_masks"])
 
 
 def _adam(model, loss_fn, knobs) -> torch.optim.Adam:

@@ -11,6 +11,7 @@ import soundfile as sf
 
 from claspkit.data import corpus
 from claspkit.data.brown import Sentence
+from claspkit.data.spoken import spoken_form
 from claspkit.config import load_params
 from claspkit.errors import DataMissingError, ParamError
 from claspkit.data.manifest import MANIFEST_COLUMNS
@@ -194,3 +195,72 @@ def test_eval_from_enters_the_fingerprint(tmp_path, monkeypatch, isolated_data):
     plain = corpus._fingerprint(load_params("grown"))
     nested = corpus._fingerprint(load_params("grown", eval_from="base"))
     assert plain != nested
+
+
+def _twinned(n_twins=25):
+    """100 distinct sentences and ``n_twins`` more that say the same words as one of them (quotes, a '?')."""
+    sents = [Sentence(f"brown-c{c}{i:02d}-0000", f"c{c}{i:02d}", cat, ("x",), f"text {c}{i}")
+             for c, cat, n in (("a", "news", 60), ("j", "learned", 30), ("r", "humor", 10)) for i in range(n)]
+    twins = [Sentence(s.id[:-4] + "0001", s.fileid, s.category, ("x",), f'"{s.text}"?') for s in sents[::4][:n_twins]]
+    return sorted(sents + twins, key=lambda s: s.id)
+
+
+def _one_split_per_spoken_form(split_of, sents):
+    text_of = {s.id: s.text for s in sents}
+    by_form = {}
+    for i, sp in split_of.items():
+        by_form.setdefault(spoken_form(text_of[i]), set()).add(sp)
+    return all(len(v) == 1 for v in by_form.values())
+
+
+def test_spoken_twins_never_straddle_splits_and_the_test_gallery_stays(tmp_path, monkeypatch):
+    """'What is it"?' in test and '"What is it"?' in training: TTS says both alike, so the test answer leaked."""
+    sents = _twinned()
+    ids, cats = [s.id for s in sents], [s.category for s in sents]
+    P = load_params("tiny")
+    drawn = corpus.stratified_split(ids, cats, P.split, P.seed)
+    got = corpus.assign_splits(P, sents, ids, cats)
+    dropped = set(ids) - set(got)
+    assert dropped and _one_split_per_spoken_form(got, sents)
+    assert got == {i: drawn[i] for i in got}  # nothing else moves
+    assert {i for i, s in got.items() if s == "test"} == {i for i, s in drawn.items() if s == "test"}
+    assert all(drawn[i] != "test" for i in dropped)
+    alone = [s for s in sents if not s.id.endswith("0001")]  # no twins: every sentence and split as before
+    assert corpus.assign_splits(P, alone, [s.id for s in alone], [s.category for s in alone]) == \
+        corpus.stratified_split([s.id for s in alone], [s.category for s in alone], P.split, P.seed)
+
+
+def test_eval_from_drops_a_new_twin_of_the_smaller_presets_held_out_sentence(tmp_path, monkeypatch):
+    sents = _twinned()
+    _presets(tmp_path, monkeypatch, base="n_sentences: 80\nsplit: [0.5, 0.25, 0.25]\n",
+             grown="n_sentences: 125\neval_from: base\n")
+    small = corpus.sample_sentences(sents, 80, 42)
+    base = corpus.assign_splits(load_params("base"), sents, [s.id for s in small], [s.category for s in small])
+    got = corpus.assign_splits(load_params("grown"), sents, [s.id for s in sents], [s.category for s in sents])
+    assert _one_split_per_spoken_form(got, sents)
+    for split in ("val", "test"):
+        assert {i for i, s in got.items() if s == split} == {i for i, s in base.items() if s == split}
+    held = {spoken_form(s.text) for s in sents if base.get(s.id, "train") != "train"}
+    new_twins = [s.id for s in sents if s.id not in base and spoken_form(s.text) in held]
+    assert new_twins and not set(new_twins) & set(got)
+
+
+def test_a_manifest_whose_spoken_twins_straddle_splits_is_rebuilt_not_reused(tmp_path, monkeypatch, isolated_data):
+    """A manifest written before the twin rule is rebuilt; one the rule does not change is reused as it is."""
+    from claspkit.data.manifest import write_manifest
+
+    P = load_params("tiny")
+    rows = []
+    for i, (text, split) in enumerate([("What is it?", "test"), ('"What is it"?', "train"), ("Go.", "val")]):
+        path = isolated_data / "audio" / f"{i}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        rows.append({"id": f"brown-ca01-{i:04d}", "source": "brown", "text": text, "category": "news",
+                     "voice": "espeak:en-us", "path": f"audio/{i}.wav", "duration_s": 1.0, "sample_rate": 16000,
+                     "split": split})
+    write_manifest(pd.DataFrame(rows), corpus.manifest_path(P))
+    corpus.report_path(P).write_text(json.dumps({"fingerprint": "f"}))
+    assert corpus._reusable(P, "f") is None
+    rows[1]["split"] = "test"
+    write_manifest(pd.DataFrame(rows), corpus.manifest_path(P))
+    assert corpus._reusable(P, "f") is not None

@@ -4,7 +4,8 @@ import random
 import pytest
 
 from claspkit.errors import ParamError
-from claspkit.data.splits import SPLITS, apportion, split_counts, stratified_split
+from claspkit.data.spoken import spoken_form
+from claspkit.data.splits import SPLITS, apportion, split_counts, straddling_twins, stratified_split
 
 
 def _corpus(n, seed=0):
@@ -58,3 +59,20 @@ def test_other_fractions_and_bad_input():
         stratified_split(["a", "a"], ["x", "x"])
     with pytest.raises(ParamError, match="one category per id"):
         stratified_split(["a", "b"], ["x"])
+
+
+def test_spoken_form_is_one_string_for_texts_spoken_alike():
+    assert spoken_form('What is it"?') == spoken_form('"What is it"?') == "what is it"
+    assert spoken_form("(B)") == spoken_form("B.") and spoken_form('"Uh-huh.') == spoken_form("Uh huh")
+    assert spoken_form("Why not?") != spoken_form("Why now?")
+
+
+def test_straddling_twins_keep_the_most_held_out_and_leave_one_split_groups_alone():
+    ids = ["a", "b", "c", "d", "e", "f", "g", "h"]
+    keys = ["x", "x", "y", "y", "y", "z", "z", "w"]
+    split_of = {"a": "train", "b": "test", "c": "val", "d": "train", "e": "test", "f": "train", "g": "train",
+                "h": "val"}
+    assert straddling_twins(ids, keys, split_of) == ["a", "c", "d"]  # x: test stays; y: test stays; z, w: one split
+    assert straddling_twins(ids[5:], keys[5:], split_of) == []
+    with pytest.raises(ParamError, match="one key per id"):
+        straddling_twins(ids, keys[:-1], split_of)

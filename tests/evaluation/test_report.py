@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from claspkit.evaluation import paper, report
-from claspkit.errors import DataMissingError
+from claspkit.errors import ClaspkitError, DataMissingError
 from claspkit.evaluation.results import write_stage
 
 
@@ -167,6 +167,7 @@ def test_attention_head_is_beyond_the_paper_not_matched_to_its_rows(runs):
          "hits@1": 0.93, "mrr": 0.95, **ci, "s_per_utt": 0.05, "speedup_vs_cascade": 6.0},
         {"system": "CLASP stats (frames' mean + std, 4096-wide MLP)", "kind": "stats", "fusion": "stats", "n": 300,
          "hits@1": 0.94, "mrr": 0.95, **ci, "s_per_utt": 0.05, "speedup_vs_cascade": 6.0,
+         "speedup_vs_cascade_ci": [5.5, 6.5],
          "vs_cascade": {"hits@1": [0.03, 0.01, 0.05], "mrr": [0.03, 0.02, 0.04], "only_this_first": 14,
                         "only_ref_first": 5}},
         {"system": "ASR cascade (whisper-base)", "kind": "cascade", "n": 300, "hits@1": 0.91, "mrr": 0.92,
@@ -176,6 +177,7 @@ def test_attention_head_is_beyond_the_paper_not_matched_to_its_rows(runs):
     block = report.readme_results("t")
     assert ("| CLASP attention (1 layer, frames) | 300 | 0.930 [0.900, 0.960] | 0.950 [0.920, 0.970] | 50 | 6.00 |"
             in block)
+    assert "| 0.950 [0.920, 0.970] | 50 | 6.00 [5.50, 6.50] |" in block  # a run with timing CIs shows them
     assert "whisper-base -> muse-multilingual" in block and "24 utterances" in block
     assert "Beyond the paper: the attention head and the stats head over the speech frames" in block
     assert "frames beside the cascade, on the same full test gallery" in block   # no paper-head row in this run
@@ -202,3 +204,11 @@ def test_attention_head_is_beyond_the_paper_not_matched_to_its_rows(runs):
     assert readme.main(["--params"]) == 0
     text = (runs / "README.md").read_text()
     assert describe().strip() in text and "stale" not in text and "\nkept\n" in text
+    # a block is regenerated on whichever docs page holds it; with none, the error names where to add it
+    (runs / "README.md").write_text("intro, no blocks\n")
+    (runs / "docs").mkdir()
+    (runs / "docs" / "parameters.md").write_text("# Parameters\n<!-- params:start -->\nstale\n<!-- params:end -->\n")
+    assert readme.main(["--params"]) == 0
+    assert describe().strip() in (runs / "docs" / "parameters.md").read_text()
+    with pytest.raises(ClaspkitError, match="docs/\\*.md; add the markers"):
+        readme.update_bench("t")

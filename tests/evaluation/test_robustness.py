@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from claspkit.config import load_params
 from claspkit.evaluation import robustness as R
 from claspkit.errors import AudioError, ParamError
-from fakes import SR, fake_factory, fake_manifest, tone
+from fakes import SR, fake_factory, fake_manifest, tone, tone_files
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -55,13 +56,7 @@ def test_babble_never_uses_the_excluded_clip_and_needs_enough_talkers():
 # ------------------------------------------------------------------ derived audio
 @pytest.fixture
 def clips(tmp_path):
-    paths = []
-    for i in range(6):
-        p = tmp_path / "clean" / f"c{i}.wav"
-        p.parent.mkdir(exist_ok=True)
-        sf.write(p, tone(0.5 + 0.1 * i, 180 + 40 * i, i), SR, subtype="PCM_16")
-        paths.append(p)
-    return paths
+    return tone_files(tmp_path / "clean", 6)
 
 
 def test_noisy_versions_are_deterministic_order_free_and_resumable(clips, tmp_path):
@@ -175,6 +170,22 @@ def test_unseen_voice_heads_leave_the_voice_out_and_match_the_control_size(fake_
         R.voice_items(stage, "test", "v3")
 
 
+def test_a_whole_engine_can_be_held_out(fake_run):
+    _, stage, _, _ = fake_run
+    engine_of = {"v1": "flite:slt", "v2": "pico:en-US"}
+    stage.manifest = stage.manifest.assign(voice=stage.manifest["voice"].map(engine_of))
+    voice = stage.manifest.set_index("id")["voice"]
+    held = R.voice_items(stage, "train", "pico:*")
+    assert len(held) and {voice[stage.data["train"].ids[i]] for i in held} == {"pico:en-US"}
+    assert len(R.voice_items(stage, "train", "pico:*", keep=False)) == len(stage.data["train"]) - len(held)
+    with pytest.raises(ParamError, match="flite:\\*"):
+        R.voice_items(stage, "train", "espeak:*")
+    P = load_params("tiny", voices=["flite:slt", "pico:en-US"], held_out_voice="pico:*")
+    assert P.held_out_voice == "pico:*"
+    with pytest.raises(ParamError, match="<engine>:"):
+        load_params("tiny", voices=["flite:slt", "pico:en-US"], held_out_voice="rhvoice:*")
+
+
 # ------------------------------------------------------------------ long recordings
 def test_long_recordings_know_their_exact_boundaries(clips, tmp_path):
     prompts = pd.DataFrame({"id": [f"p{i}" for i in range(5)], "text": [f"t{i}" for i in range(5)],
@@ -189,6 +200,54 @@ def test_long_recordings_know_their_exact_boundaries(clips, tmp_path):
     assert R.long_recordings(prompts, per_file=2, pause_s=0.5, out_dir=tmp_path).equals(truth)
     with pytest.raises(ParamError, match="per_file"):
         R.long_recordings(prompts, per_file=0)
+
+
+def test_long_search_scores_a_segment_the_asr_heard_nothing_in(fake_run, clips, tmp_path, monkeypatch):
+    """Notebook 09 crashed here: an empty transcript became " ", which text encoding refuses. It is embedded
+    as the cascade embeds one (``asr.embed_transcripts``: the empty string) and ranks as it ranks."""
+    import dataclasses
+
+    from claspkit.search import index as I, query as Q
+    from fakes import FakeText
+
+    S, stage, _, _ = fake_run
+    prompts = pd.DataFrame({"id": [f"p{i}" for i in range(4)], "text": [f"sentence {i}" for i in range(4)],
+                            "path": [str(p) for p in clips[:4]]})
+    truth = R.long_recordings(prompts, per_file=2, pause_s=0.5, out_dir=tmp_path / "derived")
+    files = sorted(set(truth["file"]))
+
+    class Recording(FakeText):  # unit vectors: a text matches itself best
+        cache_id = "fake-text/unit-v1"
+
+        def __init__(self):
+            self.seen = []
+
+        def encode(self, texts):
+            self.seen += list(texts)
+            x = super().encode(texts)
+            return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    class SegmentIndex:  # one segment per prompt, at its exact boundaries
+        _paths, file_of_row = files, [files.index(f) for f in truth["file"]]
+        start_s, end_s = truth["start_s"].tolist(), truth["end_s"].tolist()
+        vectors = Recording().encode(list(truth["text"]))
+
+        def __len__(self):
+            return len(truth)
+
+    class Deaf:
+        def transcribe(self, waves, language=None):
+            return ["" if i == 0 else f"sentence {i} " for i in range(len(waves))]
+
+    monkeypatch.setattr(Q, "build_index", lambda *a, **k: None)
+    monkeypatch.setattr(I, "load_index", lambda d: SegmentIndex())
+    monkeypatch.setattr(Q, "text_encoder", lambda idx: Recording())
+    text = Recording()
+    rows, facts = R.long_search(dataclasses.replace(S, asr=Deaf(), text_encoder=text), stage, truth, tmp_path / "ix")
+    clasp, cascade = rows
+    assert "" in text.seen and cascade["kind"] == "cascade" and cascade["n"] == 4 and facts["segments"] == 4
+    assert clasp["hits@1"] == 1.0
+    assert 0.75 <= cascade["hits@1"] <= 1  # the three heard segments are found; the deaf one ranks as it may
 
 
 def test_long_scores_count_rank_hit_and_timestamps():
@@ -298,3 +357,23 @@ def test_augmented_stage_doubles_training_and_leaves_val_and_test(fake_run):
     assert aug.trained.name == "stage3-contrastive-augmented" and not np.array_equal(
         train.arrays["speech"][:24], train.arrays["speech"][24:])
     assert R.augmented_stage(stage).trained.reused
+
+
+def test_augmented_stage_takes_a_channel_recipe_from_the_call_or_the_params(fake_run):
+    from claspkit.experiments import pipeline
+    from claspkit.data.augment.recipe import Recipe
+
+    _, stage, _, _ = fake_run
+    spec = ["room", "telephone"]
+    aug = R.augmented_stage(stage, channels=spec)
+    assert aug.trained.name == f"stage3-contrastive-channels-{Recipe.parse(spec).digest(stage.P.seed)}"
+    train = aug.data["train"]
+    assert len(train) == 2 * len(stage.data["train"]) and train.ids[24].endswith("+augmented")
+    plain = R.augmented_stage(stage)
+    assert not np.array_equal(plain.data["train"].arrays["speech"][24:], train.arrays["speech"][24:])
+    from_params = pipeline.Stage3(pipeline.with_overrides(stage.P, robust_channels=spec), stage.manifest,
+                                  stage.data, stage.trained, stage.chosen_by)
+    again = R.augmented_stage(from_params)
+    assert again.trained.name == aug.trained.name and again.trained.reused
+    with pytest.raises(ParamError, match="put the ranges in the channel recipe"):
+        R.augmented_stage(stage, channels=spec, snr_range=(0, 5))

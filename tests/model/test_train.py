@@ -340,3 +340,33 @@ def test_label_smoothing_enters_the_config_only_when_used_and_only_for_the_contr
     assert training_config({**CFG, "label_smoothing": 0.1})["label_smoothing"] == 0.1
     with pytest.raises(ParamError, match="label_smoothing"):
         training_config({**CFG, "loss": "huber", "label_smoothing": 0.1})
+
+
+# ------------------------------------------------------------------ frame masking (SpecAugment-style, train time only)
+MASKS = {"frame_mask_time": 3, "frame_mask_channels": 4}
+
+
+def test_frame_masking_enters_the_config_only_when_on_and_only_for_frame_heads():
+    assert not set(T.MASK_KEYS) & set(training_config(ATT)) and not set(T.MASK_KEYS) & set(training_config(
+        {**ATT, "frame_mask_time": 0, "frame_mask_channels": 0, "frame_masks": 5}))
+    assert training_config({**ATT, **MASKS})["frame_masks"] == 2
+    assert not set(T.MASK_KEYS) & set(training_config({**CFG, **MASKS}))    # a preset's masks skip the paper heads
+    with pytest.raises(ParamError, match="frame_masks must be an int >= 1"):
+        training_config({**ATT, **MASKS, "frame_masks": 0})
+
+
+@pytest.mark.parametrize("head", [ATT, STATS])
+def test_frame_masking_is_seeded_changes_training_still_learns_and_resumes_exactly(head, tmp_path):
+    cfg = {**head, "branches": "speech", "lr": 3e-3, "epochs": 4, "patience": 4, "step_size": 20}
+    plain = train(cfg, FTRAIN, FVAL, progress=False)
+    m1, m2 = (train({**cfg, **MASKS}, FTRAIN, FVAL, progress=False) for _ in range(2))
+    assert same_weights(weights(m1.model), weights(m2.model)) and strip_time(m1.history) == strip_time(m2.history)
+    assert not same_weights(weights(plain.model), weights(m1.model))
+    assert m1.history[-1]["train_loss"] < m1.history[0]["train_loss"] and m1.config["frame_mask_time"] == 3
+    train({**cfg, **MASKS, "epochs": 2}, FTRAIN, FVAL, progress=False, checkpoint_dir=tmp_path, checkpoint_every=1)
+    resumed = train({**cfg, **MASKS}, FTRAIN, FVAL, progress=False, resume_from=tmp_path, checkpoint_dir=tmp_path)
+    assert strip_time(resumed.history) == strip_time(m1.history)
+    assert same_weights(weights(resumed.model), weights(m1.model))
+    # validation is never masked: the best weights' validation loss is the unmasked one
+    va = T._tensors(FVAL, "validation", "speech", frames=True)
+    assert m1.best_val_loss == pytest.approx(T._evaluate(m1.model, m1.loss_fn, va, 32), abs=1e-6)

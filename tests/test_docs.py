@@ -1,0 +1,16 @@
+"""The README stays a five-minute read, and every page it points to exists."""
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_readme_is_short_and_its_links_resolve():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200, "README.md over 200 lines: move the detail to a page of docs/"
+    links = re.findall(r"\]\(([^)#]+)\)", text)
+    assert links and all((ROOT / link).exists() for link in links), [x for x in links if not (ROOT / x).exists()]
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        assert page.name in text, f"README.md does not point to docs/{page.name}"
+        for link in re.findall(r"\]\(([^)#:]+)\)", page.read_text()):
+            assert (page.parent / link).exists(), f"docs/{page.name} links to a missing {link}"
