@@ -1,6 +1,6 @@
-"""Ray engine benchmark: ``python -m claspkit.bench_ray [--minutes 4] [--workers 1,2] [--repeats 1]``.
+"""Ray engine benchmark: ``python -m claspkit.bench.ray [--minutes 4] [--workers 1,2] [--repeats 1]``.
 
-Indexes espeak-ng lectures (``claspkit.bench_search.LECTURE``, every file another voice or speed, so no
+Indexes espeak-ng lectures (``claspkit.bench.search.LECTURE``, every file another voice or speed, so no
 file is a copy the index would reuse) with whisper-tiny.en +
 efficientnet-lite0 (ONNX Runtime) and an untrained concat head, with the local engine and with the Ray
 engine at each number of workers (actors per backbone) on a local Ray instance of ``--cpus`` CPUs, and
@@ -116,7 +116,7 @@ def _fmt(r: dict, workers: list[int]) -> str:
 def main(argv=None) -> int:
     from claspkit.bench.search import load_average
 
-    p = argparse.ArgumentParser(prog="python -m claspkit.bench_ray", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m claspkit.bench.ray", description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=4.0, help="minutes of speech to index (default 4)")
     p.add_argument("--workers", default="1,2", help="comma-separated actors per backbone (default 1,2)")
     p.add_argument("--cpus", type=int, default=os.cpu_count() or 1, help="CPUs of the local Ray instance")

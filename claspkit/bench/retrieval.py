@@ -1,4 +1,4 @@
-"""`python -m claspkit.bench_retrieval`: CLASP heads against transcribe-then-search, one test set, one run.
+"""`python -m claspkit.bench.retrieval`: CLASP heads against transcribe-then-search, one test set, one run.
 
 Quality is judged on the full gallery (every test utterance against every test transcript, speech ->
 text), never on 5 candidates, and always beside the cascade measured on the same items in the same run.
@@ -282,7 +282,7 @@ def _override(text: str) -> tuple[str, object]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m claspkit.bench_retrieval", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m claspkit.bench.retrieval", description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="small", help="params/<preset>.yaml (default: small)")
     ap.add_argument("--n-timing", type=int, default=N_TIMING,
                     help=f"test utterances timed per pipeline, a seeded random sample (default: {N_TIMING})")

@@ -1,4 +1,4 @@
-"""Search benchmark: ``python -m claspkit.bench_search [--sizes 10000,100000,1000000] [--quick]``.
+"""Search benchmark: ``python -m claspkit.bench.search [--sizes 10000,100000,1000000] [--quick]``.
 
 Prints three things a user of ``claspkit index`` / ``claspkit search`` wants to know on *their* machine:
 
@@ -433,7 +433,7 @@ def _fmt_i(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m claspkit.bench_search", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m claspkit.bench.search", description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default=None, help="comma-separated index sizes (default 10000,100000,1000000)")
     p.add_argument("--queries", type=int, default=None, help="queries per size (default 50; 20 with --quick)")
     p.add_argument("--dim", type=int, default=384, help="vector dim (default 384, the e5-small text space)")
