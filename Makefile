@@ -63,11 +63,11 @@ test: data
 # bench_retrieval trains (or reuses) both heads of PRESET and transcribes its test split: minutes after
 # `make reproduce`, about an hour on a cold machine for small.
 bench: data
-	$(PY) -m claspkit.bench_backbones --preset tiny
-	$(PY) -m claspkit.bench_search --quick
-	$(PY) -m claspkit.bench_pq_scaling --sizes 300000,1000000
-	$(PY) -m claspkit.bench_ray --minutes 4
-	$(PY) -m claspkit.bench_retrieval --preset $(PRESET)
+	$(PY) -m claspkit.bench.backbones --preset tiny
+	$(PY) -m claspkit.bench.search --quick
+	$(PY) -m claspkit.bench.pq_scaling --sizes 300000,1000000
+	$(PY) -m claspkit.bench.ray --minutes 4
+	$(PY) -m claspkit.bench.retrieval --preset $(PRESET)
 
 clean-runs:
 	rm -rf runs

@@ -5,27 +5,29 @@ its valid choices, so an unknown name or value fails at once with the list of va
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from claspkit.constants import FUSIONS, LOSSES, PAPER_FUSIONS
-from claspkit.errors import ParamError, choices_hint
+from claspkit.constants import (
+    ASTERISK_LANGUAGES, BACKBONE_PATTERN, BACKBONES, CHANNEL_PARAMS, CHANNEL_RECIPES, CODEC_KBPS, ENGINES, FUSIONS,
+    IMAGE_RUNTIMES, LOSSES, NOISE_KINDS, PAPER_FUSIONS,
+)
+from claspkit.errors import BackboneError, ParamError, choices_hint
 from claspkit.paths import project_root
 
 __all__ = [
     "FUSIONS", "PAPER_FUSIONS", "LOSSES", "BRANCHES", "TRANSLATION_SOURCES", "IMAGE_RUNTIMES", "ENGINES", "Knob",
     "SCHEMA",
     "params_dir", "available_presets",
-    "Params", "load_params", "describe",
+    "Params", "load_params", "backbone_key", "channel_recipe", "describe",
 ]
 
 BRANCHES = ("combined", "speech", "image")
 TRANSLATION_SOURCES = ("udhr", "hub")
-IMAGE_RUNTIMES = ("torch", "onnx")   # how claspkit.encoders.backbones runs an image CNN
-ENGINES = ("local", "ray")           # where audio features are computed (claspkit.engine)
 
 
 @dataclass(frozen=True)
@@ -209,18 +211,16 @@ def load_params(preset: str = "tiny", overrides: dict | None = None, **kw) -> Pa
         if v is not None:
             values[k] = _check(k, v)
     values["preset"] = preset
-    from claspkit.encoders.backbones import check_backbone  # names only: nothing loads here
-
     for role in ("speech", "image", "text", "asr"):
-        check_backbone(role, values[f"{role}_backbone"])
+        backbone_key(role, values[f"{role}_backbone"])
     for role in ("speech", "text"):
         for name in values[f"stage2_{role}_backbones"]:
-            check_backbone(role, name)
-    check_backbone("speech", values["multilingual_speech_backbone"])
+            backbone_key(role, name)
+    backbone_key("speech", values["multilingual_speech_backbone"])
     if values["stage3"] is not None:
         _check_stage3(values["stage3"])
         for role in ("speech", "text"):
-            check_backbone(role, values["stage3"][f"{role}_backbone"])
+            backbone_key(role, values["stage3"][f"{role}_backbone"])
     _check_robustness(values)
     if values["attention_dim"] % values["attention_heads"]:
         raise ParamError(f"attention_dim ({values['attention_dim']}) must be divisible by attention_heads "
@@ -235,6 +235,23 @@ def load_params(preset: str = "tiny", overrides: dict | None = None, **kw) -> Pa
     return Params(values)
 
 
+def backbone_key(role: str, name, names: dict | None = None) -> tuple[str, tuple]:
+    """Which of ``names`` ({name: source} of one role; by default ``BACKBONES[role]``, the registry's as data)
+    ``name`` is, and the hub target when it matches a ``prefix:<id-or-path>`` entry; else a BackboneError
+    listing the names. The one matching rule of the parameters and of the registry: nothing loads here."""
+    names = BACKBONES[role] if names is None else names
+    if name in names and BACKBONE_PATTERN not in name:
+        return name, ()
+    if isinstance(name, str) and ":" in name:
+        prefix, target = name.split(":", 1)
+        key = f"{prefix}:{BACKBONE_PATTERN}"
+        if key in names and target:
+            return key, (target,)
+    offline = [n for n, source in names.items() if source == "offline"]
+    raise BackboneError(f"unknown {role} backbone {choices_hint(name, names)} "
+                        f"(packaged, work offline: {', '.join(offline)})")
+
+
 STAGE3_KEYS = ("speech_backbone", "text_backbone", "fusion")
 
 
@@ -245,12 +262,73 @@ def _check_stage3(stage3: dict) -> None:
         raise ParamError(f"parameter stage3: fusion {choices_hint(stage3['fusion'], PAPER_FUSIONS)} (a paper head)")
 
 
-def _check_robustness(values: dict) -> None:
-    from claspkit.data.asterisk import VOICES
-    from claspkit.data.augment.noise import NOISE_KINDS
-    from claspkit.data.augment.recipe import Recipe
+def channel_recipe(spec) -> dict:
+    """``spec`` (a recipe name of ``CHANNEL_RECIPES``, a list of channel names, or a dict name -> parameter
+    overrides) as channel -> every parameter, checked, defaults filled in, in chain order; else a ParamError
+    naming what is wrong. The one rule of `robust_channels` and of ``claspkit.data.augment.Recipe.parse``:
+    the channels are data in constants, so nothing loads here."""
+    if isinstance(spec, str):
+        if spec not in CHANNEL_RECIPES:
+            raise ParamError(f"unknown channel recipe {choices_hint(spec, CHANNEL_RECIPES)}; or list channel names "
+                             f"({', '.join(CHANNEL_PARAMS)})")
+        spec = CHANNEL_RECIPES[spec]
+    if isinstance(spec, (list, tuple)):
+        spec = {name: {} for name in spec}
+    if not isinstance(spec, dict) or not spec:
+        raise ParamError(f"a channel recipe is a recipe name ({', '.join(CHANNEL_RECIPES)}), a non-empty list of "
+                         f"channel names or a dict of them, got {spec!r}")
+    out = {}
+    for name, over in spec.items():
+        if name not in CHANNEL_PARAMS:
+            raise ParamError(f"unknown channel {choices_hint(name, CHANNEL_PARAMS)}")
+        defaults = CHANNEL_PARAMS[name][1]
+        over = dict(over or {})
+        bad = sorted(set(over) - set(defaults))
+        if bad:
+            raise ParamError(f"channel {name!r} has no parameter {choices_hint(bad[0], defaults)}")
+        out[name] = {k: _channel_value(name, k, over.get(k, v)) for k, v in defaults.items()}
+    order = {k: i for i, k in enumerate(CHANNEL_PARAMS)}
+    return {k: out[k] for k in sorted(out, key=order.__getitem__)}
 
-    for key, valid in (("robust_noises", NOISE_KINDS), ("robust_languages", tuple(VOICES))):
+
+def _channel_value(name: str, key: str, value):
+    _, defaults, lists = CHANNEL_PARAMS[name]
+    where = f"channel {name!r} parameter {key!r}"
+    if key == "p":
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
+            raise ParamError(f"{where} is a probability in [0, 1], got {value!r}")
+        return float(value)
+    if key in lists:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ParamError(f"{where} is a non-empty list of values to draw from, got {value!r}")
+        if key == "kinds":
+            for v in value:
+                if v not in NOISE_KINDS:
+                    raise ParamError(f"{where}: unknown noise {choices_hint(v, NOISE_KINDS)}")
+            return [str(v) for v in value]
+        if key == "kbps":
+            lo, hi = CODEC_KBPS[name]
+            if not all(isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in value):
+                raise ParamError(f"{where}: {name} takes whole kbit/s from {lo} to {hi}, got {value!r}")
+            return [int(v) for v in value]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value):
+            raise ParamError(f"{where}: speed factors must be positive numbers, got {value!r}")
+        return [float(v) for v in value]
+    if isinstance(defaults[key], list):
+        ok = (isinstance(value, (list, tuple)) and len(value) == 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+        if not ok or value[0] > value[1]:
+            raise ParamError(f"{where} is a range [low, high] with low <= high, got {value!r}")
+        if key in ("rt60_s", "room_m", "distance_m") and value[0] <= 0:
+            raise ParamError(f"{where} must be positive, got {value!r}")
+        return [float(v) for v in value]
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0):
+        raise ParamError(f"{where} is a number >= 0, got {value!r}")
+    return type(defaults[key])(value)
+
+
+def _check_robustness(values: dict) -> None:
+    for key, valid in (("robust_noises", NOISE_KINDS), ("robust_languages", ASTERISK_LANGUAGES)):
         for v in values[key]:
             if v not in valid:
                 raise ParamError(f"parameter {key}: {choices_hint(v, valid)}")
@@ -259,7 +337,7 @@ def _check_robustness(values: dict) -> None:
         raise ParamError(f"parameter robust_snrs must be a non-empty list of numbers (dB), got {snrs!r}")
     if values["robust_channels"] is not None:
         try:
-            Recipe.parse(values["robust_channels"])
+            channel_recipe(values["robust_channels"])
         except ParamError as e:
             raise ParamError(f"parameter robust_channels: {e}") from None
     held, voices = values["held_out_voice"], values["voices"]

@@ -67,13 +67,13 @@ def update_params() -> None:
 
 def update_bench(preset: str) -> None:
     """Only the ``bench-<preset>`` block: a larger preset's one-run benchmark (``python -m
-    claspkit.bench_retrieval --preset medium``) beside the small preset's full results."""
+    claspkit.bench.retrieval --preset medium``) beside the small preset's full results."""
     from claspkit.evaluation.report import beyond_paper
 
     body = beyond_paper(preset)
     if body is None:
         raise DataMissingError(f"no runs/{preset}/results/retrieval_bench.json: run "
-                               f"`python -m claspkit.bench_retrieval --preset {preset}` first")
+                               f"`python -m claspkit.bench.retrieval --preset {preset}` first")
     where = write_block(f"bench-{preset}", body)
     print(f"{where}: bench-{preset} block regenerated from runs/{preset}/results/retrieval_bench.json")
 

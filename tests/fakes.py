@@ -99,7 +99,7 @@ def concat_checkpoint(path, branches="combined", seed=0):
     import torch
 
     from claspkit.model.fusion import build_fusion
-    from claspkit.model.train import save_checkpoint
+    from claspkit.model.checkpoint import save_checkpoint
 
     torch.manual_seed(seed)
     head = build_fusion({"fusion": "concat", "branches": branches, "speech_dim": 6, "image_dim": 5,

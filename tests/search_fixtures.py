@@ -102,7 +102,7 @@ def fakes(monkeypatch):
 
 def make_checkpoint(path, seed=0, branches="combined"):
     from claspkit.model.fusion import build_fusion
-    from claspkit.model.train import save_checkpoint
+    from claspkit.model.checkpoint import save_checkpoint
 
     torch.manual_seed(seed)
     cfg = {"fusion": "concat", "branches": branches, "speech_dim": DIMS["speech"],

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from claspkit import bench_retrieval as BR
+from claspkit.bench import retrieval as BR
 from claspkit.errors import ParamError
 
 
@@ -23,7 +23,7 @@ def test_tiny_run_scores_all_systems_on_the_same_gallery(tmp_path, monkeypatch):
     """The paper head, the stats head and the cascade on the tiny test split (features shared with the
     notebooks' cache). The attention head is left to notebook 05, whose default run trains all three heads
     through this same function: here it would cost CI two more trainings for no new assertion."""
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
     from claspkit.config import load_params
     from claspkit.encoders.backbones import create_backbone
     from claspkit.encoders.features import encoder_options
@@ -76,7 +76,7 @@ def test_tiny_run_scores_all_systems_on_the_same_gallery(tmp_path, monkeypatch):
 
 
 def test_a_head_in_another_text_space_than_the_cascade_is_refused_before_training(tmp_path, monkeypatch):
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
 
     monkeypatch.setenv("CLASPKIT_RUNS", str(tmp_path / "runs"))
 
@@ -93,7 +93,7 @@ def test_a_head_in_another_text_space_than_the_cascade_is_refused_before_trainin
 
 def test_the_cascade_uses_stage3s_text_space_when_a_preset_fixes_stage3(tmp_path, monkeypatch):
     """tiny fixes Stage 3 (e5); a Stage-2 result that prefers muse must not pull the cascade into muse's space."""
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
     from claspkit.evaluation import results
 
     monkeypatch.setenv("CLASPKIT_RUNS", str(tmp_path / "runs"))

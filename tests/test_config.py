@@ -77,12 +77,15 @@ def test_attention_and_scale_knobs_are_checked_and_leave_the_stage2_grid_alone()
 
 
 def test_shared_constants_are_defined_once():
-    """SAMPLE_RATE, ROLES, LOSSES and FUSIONS live in claspkit.constants; modules only import them."""
+    """SAMPLE_RATE, ROLES, LOSSES, FUSIONS and the valid choices config checks live in claspkit.constants; modules
+    only import them."""
     import re
     from pathlib import Path
 
     pkg = Path(__file__).resolve().parent.parent / "claspkit"
-    pattern = re.compile(r"^(SAMPLE_RATE|ROLES|BACKBONE_ROLES|LOSSES|FUSIONS|PAPER_FUSIONS|ALL_FUSIONS)\s*=", re.M)
+    pattern = re.compile(r"^(SAMPLE_RATE|ROLES|BACKBONE_ROLES|LOSSES|FUSIONS|PAPER_FUSIONS|ALL_FUSIONS|IMAGE_RUNTIMES|"
+                         r"ENGINES|NOISE_KINDS|BABBLE_TALKERS|ASTERISK_LANGUAGES|BACKBONE_PATTERN|BACKBONES|"
+                         r"CHANNEL_STAGES|CHANNEL_PARAMS|CODEC_KBPS|CHANNEL_RECIPES)\s*=", re.M)
     defined = {p.name for p in pkg.rglob("*.py") if pattern.search(p.read_text())}
     assert defined == {"constants.py"}
 
@@ -95,6 +98,8 @@ def test_every_module_names_its_public_api():
 
     pkg = Path(__file__).resolve().parent.parent / "claspkit"
     for path in sorted(pkg.rglob("*.py")):
+        if path.name == "__main__.py":          # a script (``python -m``): importing it runs it
+            continue
         parts = path.relative_to(pkg.parent).with_suffix("").parts
         module = importlib.import_module(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
         assert hasattr(module, "__all__"), f"{path.name} has no __all__"
@@ -138,3 +143,5 @@ def test_the_channel_recipe_knob_is_off_by_default_and_checked_at_load():
         load_params("tiny", robust_channels=["echo"])
     with pytest.raises(ParamError, match="robust_channels: unknown channel recipe 'studio'"):
         load_params("tiny", robust_channels="studio")
+    with pytest.raises(ParamError, match="robust_channels: channel 'mp3' parameter 'kbps': mp3 takes whole kbit/s"):
+        load_params("tiny", robust_channels={"mp3": {"kbps": [400]}})     # the ranges are checked without PyAV

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from claspkit import pipeline
+from claspkit.experiments import pipeline
 from claspkit.evaluation import results
 from claspkit.config import load_params
 from claspkit.errors import ClaspkitError, ParamError
@@ -159,7 +159,7 @@ def test_changed_features_retrain_instead_of_reusing(P):
 
 def test_train_subsets_nest_and_are_seeded():
     from claspkit.encoders.frames import Frames
-    from claspkit.pipeline import Split, train_subset
+    from claspkit.experiments.pipeline import Split, train_subset
 
     frames = Frames([np.full((i % 3 + 1, 2), i, np.float16) for i in range(10)])
     split = Split(ids=[f"s{i}" for i in range(10)], texts=[f"t{i}" for i in range(10)],

@@ -20,7 +20,7 @@ and every later notebook, preset or re-run reads it back. Why this layout:
 * Speech batches are **length-bucketed** (longest first) so padding stays small and an
   out-of-memory batch shows up at once rather than at the end.
 * **Engines.** ``engine="ray"`` loads and encodes the very same batches on Ray workers
-  (``claspkit.engine``) and writes them here as they return: the same entries, bit for bit.
+  (``claspkit.encoders.engine``) and writes them here as they return: the same entries, bit for bit.
 * A file that cannot be used, or an encoder output that is not finite, is an error naming the file,
   raised after the usable items are computed and cached, so one run reports every bad file and the
   next run computes only what is still missing. No random or zero vector ever stands in for an item.
@@ -44,9 +44,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from claspkit.constants import ROLES
-from claspkit.errors import AudioError, BackboneError, ClaspkitError, DataMissingError, ParamError, choices_hint
+from claspkit.encoders.batches import MAX_LISTED, FrameView, encode_batch, listing, named
 from claspkit.encoders.frames import DTYPE as FRAME_DTYPE
 from claspkit.encoders.frames import FRAME_POOL, Frames
+from claspkit.errors import AudioError, BackboneError, ClaspkitError, DataMissingError, ParamError, choices_hint
 from claspkit.paths import atomic_path, atomic_write_text, data_dir, display_path, sha256_file
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
 ]
 
 _MEMO_NAME = "file-sha256.json"
-_MAX_LISTED = 10
 
 
 # --------------------------------------------------------------------------- hashing
@@ -193,7 +193,7 @@ class FeatureCache:
             stats[p] = st
         if missing:
             raise DataMissingError(
-                f"{len(missing)} audio file(s) not found: {_listing(map(display_path, missing))}; "
+                f"{len(missing)} audio file(s) not found: {listing(map(display_path, missing))}; "
                 "build the corpus first (notebook 01) or fix the paths in the manifest")
         changed, seen = False, {}
         for p, st in stats.items():
@@ -336,7 +336,7 @@ def extract_audio(encoder, paths, cache=None, batch_size: int = 16, progress: bo
     nothing). Returns ``(n, dim)`` float32, or ``(array, ExtractStats)`` with ``return_stats``.
     Raises AudioError listing every unusable file after caching all the usable ones.
 
-    ``engine="ray"`` loads and encodes the batches on Ray workers (``claspkit.engine``; ``address`` of a
+    ``engine="ray"`` loads and encodes the batches on Ray workers (``claspkit.encoders.engine``; ``address`` of a
     running cluster, None for a local instance): the same batches, the same cache entries bit for bit.
     The encoder must come from ``create_backbone`` (workers rebuild it by name).
     """
@@ -357,45 +357,16 @@ def extract_frames(encoder, paths, cache=None, batch_size: int = 16, progress: b
     if lacking:
         raise BackboneError(f"{encoder!r} has no {' / '.join(lacking)}: it cannot give frame features; use a "
                             "speech backbone (claspkit.encoders.backbones.create_backbone('speech', name))")
-    out = _extract_files(_FrameView(encoder), paths, cache, batch_size, progress, desc, return_stats=True, frames=True,
+    out = _extract_files(FrameView(encoder), paths, cache, batch_size, progress, desc, return_stats=True, frames=True,
                          engine=engine, address=address)
     frames = Frames(out[0], int(encoder.dim), getattr(encoder, "frame_pool", None))
     return (frames, out[1]) if return_stats else frames
 
 
-class _FrameView:
-    """An encoder seen through its frames: the attributes ``_extract`` uses, frame-valued."""
-
-    def __init__(self, encoder):
-        self.name, self.dim, self.sample_rate = encoder.name, encoder.dim, encoder.sample_rate
-        self.role = getattr(encoder, "role", "speech")
-        self.cache_id, self.encode = encoder.frames_cache_id, encoder.encode_frames
-        self.backbone_spec = getattr(encoder, "backbone_spec", None)   # a Ray worker rebuilds the encoder
-        # One pass, two caches: the mean-pooled features of the same forward pass go under the encoder's
-        # own cache_id, so a later extract_audio of these files computes nothing.
-        self._both = getattr(encoder, "encode_frames_and_means", None)
-        self.companion_cache_id = getattr(encoder, "cache_id", None) if self._both is not None else None
-        self._means = None
-        if self._both is not None:
-            self.encode = self._encode_both
-
-    def _encode_both(self, waves):
-        frames, self._means = self._both(waves)
-        return frames
-
-    def take_means(self):
-        """The mean-pooled features of the last local batch (None after a Ray batch or when taken)."""
-        means, self._means = self._means, None
-        return means
-
-    def __repr__(self) -> str:
-        return f"<frames of {self.name} cache_id={self.cache_id!r}>"
-
-
 def _extract_files(encoder, paths, cache, batch_size, progress, desc, return_stats, frames: bool,
                    engine: str = "local", address: str | None = None):
     from claspkit.data.audio import load_audio  # lazy: keeps `import claspkit.encoders.features` light
-    from claspkit.engine import check_engine, import_ray, spec_of
+    from claspkit.encoders.engine import check_engine, import_ray, spec_of
 
     _check_encoder(encoder, audio=True)
     if check_engine(engine) == "ray":
@@ -431,7 +402,7 @@ def extract_text(encoder, texts, cache=None, batch_size: int = 64, progress: boo
     texts = list(texts)
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad:
-        shown = ", ".join(f"#{i} ({texts[i]!r})" for i in bad[:_MAX_LISTED])
+        shown = ", ".join(f"#{i} ({texts[i]!r})" for i in bad[:MAX_LISTED])
         raise ParamError(f"{len(bad)} text item(s) are empty or not strings: {shown}; "
                          "drop or fill them (a missing manifest text reads as NaN) and run again")
     store = _as_cache(cache)
@@ -513,7 +484,7 @@ def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch
                         good.append((key, row))
                     else:
                         bad_output = True
-                        failures.append(_named(name(items[groups[key][0]]),
+                        failures.append(named(name(items[groups[key][0]]),
                                                f"encoder {encoder.name} returned non-finite values"
                                                + (" (or values beyond float16's range)" if frames else "")))
                 # concurrent fsyncs share journal commits: ~5x faster than one file after another
@@ -535,7 +506,7 @@ def _extract(encoder, items: list, hashes: list[str], store: FeatureCache, batch
 
 
 def _put_companion(encoder, store: FeatureCache, writers, content_hashes: list[str]) -> None:
-    """Cache the mean-pooled features a frames pass computed on the way (``_FrameView``), where missing."""
+    """Cache the mean-pooled features a frames pass computed on the way (``FrameView``), where missing."""
     companion = getattr(encoder, "companion_cache_id", None)
     means = encoder.take_means() if companion else None
     if means is None:
@@ -555,10 +526,10 @@ def _local_batches(encoder, items, groups, missing, batch_size, load, name, fram
             try:
                 x = load(item)
             except ClaspkitError as e:
-                failures.append(_named(name(item), str(e)))
+                failures.append(named(name(item), str(e)))
                 continue
             except Exception as e:  # a loader bug or an unforeseen format: still name the file
-                failures.append(_named(name(item), f"{type(e).__name__}: {e}"))
+                failures.append(named(name(item), f"{type(e).__name__}: {e}"))
                 continue
             batch.append(key)
             inputs.append(x)
@@ -568,7 +539,7 @@ def _local_batches(encoder, items, groups, missing, batch_size, load, name, fram
         stats.load_seconds += tb - ta
         Y = None
         if batch:
-            Y = _encode(encoder, inputs, [name(items[groups[k][0]]) for k in batch], frames)
+            Y = encode_batch(encoder, inputs, [name(items[groups[k][0]]) for k in batch], frames)
             stats.encode_seconds += time.perf_counter() - tb
         yield missing[start:start + batch_size], batch, Y
 
@@ -576,7 +547,7 @@ def _local_batches(encoder, items, groups, missing, batch_size, load, name, fram
 def _ray_batches(encoder, items, groups, missing, sizes, batch_size, frames, stats, failures, address):
     """The same batches loaded and encoded on Ray workers, yielded as they come back. ``encode_seconds``
     is the wall time of the distributed run (loading included), so ``rtf`` is its throughput."""
-    from claspkit.engine import encode_file_batches
+    from claspkit.encoders.engine import encode_file_batches
 
     chunks = [missing[a:a + batch_size] for a in range(0, len(missing), batch_size)]
     t = time.perf_counter()
@@ -592,59 +563,14 @@ def _ray_batches(encoder, items, groups, missing, sizes, batch_size, frames, sta
         yield chunk, [chunk[i] for i in res["ok"]], res["Y"]
 
 
-def _encode(encoder, inputs: list, names: list[str], frames: bool = False):
-    try:
-        Y = encoder.encode(inputs)
-    except ClaspkitError:
-        raise
-    except MemoryError as e:
-        raise BackboneError(f"{encoder.name} ran out of memory on a batch of {len(inputs)} "
-                            f"(first: {names[0]}); lower batch_size / batch_size_features") from e
-    except Exception as e:
-        raise BackboneError(f"{encoder.name} failed on a batch of {len(inputs)} items "
-                            f"({_listing(names)}): {type(e).__name__}: {e}; items computed before "
-                            "are cached, so a re-run resumes here") from e
-    if frames:
-        return _frame_outputs(encoder, Y, len(inputs))
-    Y = np.asarray(Y)
-    if Y.shape != (len(inputs), int(encoder.dim)):
-        raise BackboneError(f"{encoder.name} returned shape {Y.shape} for {len(inputs)} items, expected "
-                            f"({len(inputs)}, {encoder.dim}); the backbone's dim or pooling is wrong")
-    return Y.astype(np.float32, copy=False)
-
-
-def _frame_outputs(encoder, Y, n: int) -> list[np.ndarray]:
-    """An encoder's frame outputs checked (one (T >= 1, dim) array per input) and rounded to float16;
-    values beyond float16's range become inf and are refused like any non-finite output."""
-    shapes = [np.shape(y) for y in Y] if isinstance(Y, (list, tuple)) else None
-    if shapes is None or len(shapes) != n or any(len(s) != 2 or s[0] < 1 or s[1] != int(encoder.dim) for s in shapes):
-        raise BackboneError(f"{encoder.name} returned frames {shapes if shapes is not None else type(Y).__name__} "
-                            f"for {n} items, expected a list of {n} (frames >= 1, {encoder.dim}) arrays; "
-                            "the backbone's encode_frames is wrong")
-    with np.errstate(over="ignore"):
-        return [np.asarray(y, dtype=np.float32).astype(FRAME_DTYPE) for y in Y]
-
-
 def _raise_failures(failures: list[str], encoder, stats: ExtractStats, bad_output: bool):
-    listed = "; ".join(failures[:_MAX_LISTED])
-    more = f" (and {len(failures) - _MAX_LISTED} more)" if len(failures) > _MAX_LISTED else ""
+    listed = "; ".join(failures[:MAX_LISTED])
+    more = f" (and {len(failures) - MAX_LISTED} more)" if len(failures) > MAX_LISTED else ""
     done = stats.n_computed + stats.n_reused
     msg = (f"{len(failures)} item(s) could not be encoded by {encoder.name}: {listed}{more}. "
            f"The other {done} item(s) are cached; fix or remove the items named above "
            "(e.g. drop their rows from the manifest) and run again: only what is missing is computed")
     raise (ClaspkitError if bad_output else AudioError)(msg)
-
-
-def _named(name: str, message: str) -> str:
-    """``name: message``, unless the message (e.g. load_audio's) already names the file."""
-    bare = name.rsplit("/", 1)[-1]
-    return message if bare in message else f"{name}: {message}"
-
-
-def _listing(names) -> str:
-    names = list(names)
-    return ", ".join(names[:_MAX_LISTED]) + (f" (and {len(names) - _MAX_LISTED} more)"
-                                             if len(names) > _MAX_LISTED else "")
 
 
 # --------------------------------------------------------------------------- notebook convenience

@@ -7,7 +7,7 @@ frame sequence instead. Why this form:
   sequence a 5.5 s clip gives shrinks from 276 to 69 steps, which is what makes attention over a
   whole corpus cheap on a CPU. (A throwaway experiment with 5K pairs had one transformer layer over
   such frames beat a mean-pooled MLP; on the small preset's 2,400 pairs it does not yet: see
-  ``python -m claspkit.bench_retrieval --scaling``.)
+  ``python -m claspkit.bench.retrieval --scaling``.)
 * **Valid frames only**, as the mean-pooled features use (padding excluded), so an item's frames do
   not depend on what it was batched with; longer clips concatenate the frames of their 30 s windows.
 * **float16**: half the bytes of float32, and far below the noise of int8 encoder weights. Frames are
@@ -23,9 +23,12 @@ import math
 
 import numpy as np
 
+from claspkit.constants import SAMPLE_RATE
+from claspkit.encoders._common import WINDOW_S
 from claspkit.errors import ParamError
 
-__all__ = ["FRAME_POOL", "DTYPE", "pool_time", "item_bytes", "frame_bytes", "Frames", "as_frames"]
+__all__ = ["FRAME_POOL", "DTYPE", "pool_time", "item_bytes", "frame_bytes", "Frames", "as_frames", "whisper_valid",
+           "whisper_bucket", "whisper_frame_count"]
 
 FRAME_POOL = 4  # encoder frames averaged into one step (80 ms for Whisper)
 DTYPE = np.dtype("<f2")
@@ -49,8 +52,6 @@ def item_bytes(n_frames: int, dim: int) -> int:
 
 def frame_bytes(seconds: float, dim: int, pool: int = FRAME_POOL) -> int:
     """Bytes per item of a Whisper encoder's frame features for a clip of ``seconds`` (no model needed)."""
-    from claspkit.encoders.backbones import SAMPLE_RATE, whisper_frame_count
-
     return item_bytes(whisper_frame_count(int(round(seconds * SAMPLE_RATE)), pool), dim)
 
 
@@ -137,3 +138,24 @@ def as_frames(x, pool: int | None = None) -> Frames:
                          "head needs each item's frame sequence (pipeline.frame_features, "
                          "features.extract_frames or encode_frames), not the mean-pooled features")
     return Frames(list(x), pool=pool)
+
+
+def whisper_valid(n_samples: int, n_out: int) -> int:
+    """Encoder frames of a window that hold its audio (10 ms mel hop, stride 2: 20 ms frames)."""
+    return min(n_out, math.ceil((n_samples // 160 + 1) / 2))
+
+
+def whisper_bucket(bucket_s: float) -> int:
+    """Whisper's per-item padding unit: ``bucket_s`` seconds in whole encoder frames (320 samples)."""
+    return max(1, int(round(bucket_s * SAMPLE_RATE / 320))) * 320  # whole encoder frames
+
+
+def whisper_frame_count(n_samples: int, pool: int = FRAME_POOL, bucket_s: float = 1.0) -> int:
+    """Steps ``WhisperSpeechEncoder.encode_frames`` gives a clip of ``n_samples`` (16 kHz); no model needed."""
+    size, bucket = int(WINDOW_S * SAMPLE_RATE), whisper_bucket(bucket_s)
+    total = 0
+    for start in range(0, int(n_samples), size):
+        n = min(size, int(n_samples) - start)
+        valid = whisper_valid(n, min(size, -(-n // bucket) * bucket) // 320)
+        total += -(-valid // pool)
+    return total

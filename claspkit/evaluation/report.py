@@ -347,7 +347,7 @@ def versus_line(name: str, v: dict) -> str:
 
 def beyond_paper(preset: str) -> str | None:
     """The 'beyond the paper' block: the CLASP heads and the cascade on one full gallery, in one run
-    (``results/retrieval_bench.json``, written by ``python -m claspkit.bench_retrieval``), as Markdown."""
+    (``results/retrieval_bench.json``, written by ``python -m claspkit.bench.retrieval``), as Markdown."""
     payload = read_all(preset).get("retrieval_bench")
     if not payload or not payload.get("rows"):
         return None
@@ -370,7 +370,7 @@ def beyond_paper(preset: str) -> str | None:
     heads = " and ".join(f"the {h} head" for h in frame_heads) or "the heads"
     beside = "the paper's best head and the " if any(r.get("kind") == "paper" for r in payload["rows"]) else "the "
     head = (f"Beyond the paper: {heads} over the speech frames beside {beside}"
-            f"cascade, on the same full test gallery (speech -> text) in one run of `python -m claspkit.bench_retrieval"
+            f"cascade, on the same full test gallery (speech -> text) in one run of `python -m claspkit.bench.retrieval"
             f"` ({meta.get('speech_backbone', '?')} -> {meta.get('text_backbone', '?')}; 95% bootstrap CIs; speed "
             f"measured on {sample}, waveform to searched vector).")
     table = markdown_table(["system", "n", "HITS@1 [95% CI]", "MRR [95% CI]", "ms / utterance",

@@ -108,7 +108,7 @@ def augmented_stage(stage, seed: int | None = None, progress: bool = False, chan
     :func:`augmented_copies`. ``channels`` (default ``P.robust_channels``; None keeps the speed-and-noise
     copies) is a channel recipe (``claspkit.data.augment.Recipe.parse``: rooms, noise, gain, phone lines and
     codecs): the copies then come from :func:`channel_copies`, checkpoint ``<name>-channels-<digest>``."""
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
     from claspkit.data.augment.recipe import Recipe
     from claspkit.encoders.frames import Frames
 
@@ -174,7 +174,7 @@ def evaluate(S: Systems, paths: Sequence, texts: Sequence[str], section: str, la
     ``language`` is the language spoken (the cascade's ``language=``); ``references`` the transcripts
     in that language, for the cascade's WER.
     """
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
     from claspkit.evaluation import asr
     from claspkit.encoders.features import extract_text
 
@@ -242,7 +242,7 @@ def unseen_voice_heads(stage, voice: str, progress: bool = False) -> dict:
     """Label -> Stage3: the head trained on every voice, one trained without ``voice`` (or ``<engine>:*``; train and
     validation), and a control trained on as many training pairs drawn from all voices (same
     validation items as the held-out head), so the drop from the control isolates the unseen voice."""
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
 
     data = stage.data
     val = pipeline.take(data["val"], voice_items(stage, "val", voice, keep=False))
@@ -265,7 +265,7 @@ def unseen_voice_heads(stage, voice: str, progress: bool = False) -> dict:
 
 # ------------------------------------------------------------------------------------- real speech
 def _sample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    from claspkit.pipeline import sample_indices
+    from claspkit.experiments.pipeline import sample_indices
 
     if n is not None and n < 1:
         raise ParamError(f"the number of prompts must be >= 1 or None (all), got {n}")

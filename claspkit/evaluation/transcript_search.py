@@ -30,7 +30,7 @@ WEIGHT_GRID = (0.0, 0.02, 0.05, *(round(0.1 * i, 1) for i in range(1, 11)))   # 
 def split_prompts(all_real: pd.DataFrame, n_test: int, n_val: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(test, validation) prompts: the test sample is notebook 09's (``sample_indices(.., seed + 1)``), the
     validation sample is drawn from the rest (``seed + 2``), so no validation prompt is a test prompt."""
-    from claspkit.pipeline import sample_indices
+    from claspkit.experiments.pipeline import sample_indices
 
     test_idx = sample_indices(len(all_real), n_test, seed + 1)
     test = all_real.iloc[test_idx]
@@ -57,7 +57,7 @@ def mode_scores(index, truth: pd.DataFrame, modes=("clasp", "transcript", "hybri
     """Per mode, per prompt: reciprocal rank and hit@1 of its gold segment, and (``bounds``) whether the top hit is
     gold with both edges within ``tolerance_s``, and its mean edge error in seconds (NaN when the top hit is wrong),
     for each way of drawing the edges (the segment's, its words', a finer VAD cut's)."""
-    from claspkit.search.query import text_encoder
+    from claspkit.search.text import text_encoder
     from claspkit.search.rank import rank_rows, transcripts_of, vad_bounds, word_bounds
 
     store, row_map = transcripts_of(index)

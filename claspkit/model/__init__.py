@@ -1,4 +1,5 @@
-"""Model: the fusion heads, the losses, training, and the ``CLASP`` object that holds backbones + head.
+"""Model: the fusion heads, the losses, training, checkpoints, inference, and the ``CLASP`` object that holds
+backbones + head.
 
 ``train`` is not re-exported: it is also the name of its submodule (``claspkit.model.train.train``).
 """
@@ -12,9 +13,10 @@ _API = {
     "ClipLoss": "losses",
     "HuberLoss": "losses",
     "build_loss": "losses",
-    "save_checkpoint": "train",
-    "load_checkpoint": "train",
-    "embed_speech": "train",
+    "save_checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "read_checkpoint_config": "checkpoint",
+    "embed_speech": "inference",
     "load_authors_checkpoint": "authors_checkpoint",
 }
 __all__ = sorted(_API)

@@ -5,7 +5,7 @@ vectors all build a model with :meth:`CLASP.from_pretrained` and call ``encode_s
 ``encode_text``, the way ``SentenceTransformer(...).encode`` is used.
 
 * **Folders.** A model is a checkpoint folder: ``config.json`` + ``model.safetensors`` (the format
-  ``claspkit.model.train`` writes; the sha256 of the weights is checked on load) and, when written by
+  ``claspkit.model.checkpoint`` reads and writes; the sha256 of the weights is checked on load) and, when written by
   :meth:`save_pretrained`, a generated model card ``README.md``. No pickles.
 * **Hub ids.** ``from_pretrained("user/repo")`` downloads the folder with ``huggingface_hub`` when a
   network is there; offline it says so and names the local-folder alternative.
@@ -31,9 +31,10 @@ import numpy as np
 
 from claspkit.constants import FRAME_FUSIONS, ROLES
 from claspkit.errors import ClaspkitError, DataMissingError, ParamError, choices_hint
+from claspkit.encoders.batches import branch_features
 from claspkit.paths import display_path, sha256_file
 
-__all__ = ["CLASP", "branch_features", "create_encoder", "checkpoint_backbones", "NEEDS", "AUTHORS_BACKBONES",
+__all__ = ["CLASP", "create_encoder", "checkpoint_backbones", "NEEDS", "AUTHORS_BACKBONES",
            "LICENSES"]
 
 NEEDS = {"combined": ("speech", "image"), "speech": ("speech",), "image": ("image",)}
@@ -96,32 +97,11 @@ def _unit(x: np.ndarray, what: str) -> np.ndarray:
     return x / norms
 
 
-def branch_features(enc, waves: list[np.ndarray], batch_size: int, frames: bool = False):
-    """One backbone's features of ``waves`` in chunks of ``batch_size``: an (n, dim) array of means, or with
-    ``frames`` a list of (T_i, dim) frame arrays. The chunks are what make a run reproducible bit for bit
-    (a backbone may round differently in another batch), so every engine cuts them here."""
-    if frames:
-        x = [f for a in range(0, len(waves), batch_size) for f in enc.encode_frames(waves[a:a + batch_size])]
-        shapes = {np.shape(f)[1:] for f in x}
-        if len(x) != len(waves) or shapes - {(int(enc.dim),)}:
-            raise ClaspkitError(f"backbone {enc.name} returned {len(x)} frame sequences of widths {sorted(shapes)} "
-                                f"for {len(waves)} segments, expected {len(waves)} of width {enc.dim}; "
-                                "the backbone is broken")
-        return x
-    parts = [np.asarray(enc.encode(waves[a:a + batch_size]), dtype=np.float32)
-             for a in range(0, len(waves), batch_size)]
-    x = np.concatenate(parts)
-    if x.shape != (len(waves), int(enc.dim)):
-        raise ClaspkitError(f"backbone {enc.name} returned shape {x.shape} for {len(waves)} "
-                            f"segments, expected ({len(waves)}, {enc.dim}); the backbone is broken")
-    return x
-
-
 class CLASP:
     """A trained CLASP model: waveforms or audio files -> unit vectors in its text encoder's space."""
 
     def __init__(self, head, config: dict, *, source=None, image_runtime: str = "onnx"):
-        from claspkit.config import IMAGE_RUNTIMES
+        from claspkit.constants import IMAGE_RUNTIMES
         from claspkit.encoders.frames import FRAME_POOL
 
         self.head, self.config = head.eval(), dict(config)
@@ -170,7 +150,7 @@ class CLASP:
         pickled release (a file; ``trust=True`` required, ``authors_kw`` go to ``load_authors_checkpoint``).
 
         A name whose first part is a local folder (``runs/x``) is a path, never a hub id."""
-        from claspkit.model.train import load_checkpoint
+        from claspkit.model.checkpoint import load_checkpoint
 
         path = Path(path_or_id).expanduser()
         if path.is_file():
@@ -192,7 +172,7 @@ class CLASP:
     def save_pretrained(self, directory, card: dict | None = None) -> Path:
         """``config.json`` + ``model.safetensors`` + a model card (``card`` adds sections such as
         ``{"training data": "...", "test metrics": {...}}``); loads back with ``from_pretrained``."""
-        from claspkit.model.train import save_checkpoint
+        from claspkit.model.checkpoint import save_checkpoint
 
         directory = Path(directory)
         config = {k: v for k, v in self.config.items() if k != "checkpoint"}
@@ -255,7 +235,7 @@ class CLASP:
     def identity(self) -> dict:
         """Names this model for an index: weights and fusion config digest, backbones, feature ids."""
         from claspkit.model.fusion import config_keys
-        from claspkit.model.train import MODEL_FILE
+        from claspkit.model.checkpoint import MODEL_FILE
 
         weights = sha256_file(self.source / MODEL_FILE) if self.source is not None and self.source.is_dir() \
             else hashlib.sha256(b"".join(v.detach().numpy().tobytes()
@@ -328,8 +308,8 @@ class CLASP:
 
     def fuse(self, features: dict) -> np.ndarray:
         """(n, dim) unit vectors from the branches' features (``{role: branch_features(...)}``); split out so
-        a distributed run (``claspkit.engine``) computes the branches elsewhere and the head here."""
-        from claspkit.model.train import embed_speech
+        a distributed run (``claspkit.search.ray_index``) computes the branches elsewhere and the head here."""
+        from claspkit.model.inference import embed_speech
 
         return embed_speech(self.head, features.get("speech"), features.get("image"))
 

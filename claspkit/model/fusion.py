@@ -20,7 +20,7 @@ Beyond the paper, ``attention`` reads the speech encoder's frame sequence (``cla
 instead of its mean, because the mean-pooled heads lose badly to transcribe-then-search on the full
 gallery (HITS@1 0.60 vs 0.91), and one transformer layer over 4x-pooled Whisper frames beat a
 mean-pooled MLP in a first experiment outside the project (0.77 vs 0.68 on 5K pairs; on the small
-preset's 2,400 pairs it is not yet ahead of the gating head: ``claspkit.bench_retrieval``). Frames -> Linear(d_model)
+preset's 2,400 pairs it is not yet ahead of the gating head: ``claspkit.bench.retrieval``). Frames -> Linear(d_model)
 + sinusoidal positions, a learned CLS token in front, pre-norm TransformerEncoder layers with a key
 padding mask from the lengths, the CLS output (concatenated with the image branch's 768-d vector for
 ``branches='combined'``) -> Linear(out_dim). Padding never reaches a valid position, so an item's

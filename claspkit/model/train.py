@@ -16,11 +16,8 @@ draws a fresh permutation, so no item is dropped for good) -- it keeps every con
 The validation loss averages every validation item, in fixed order, in batches of ``batch_size``
 (the paper validated in batches of 16; a contrastive loss depends on the batch size, so ours uses one).
 
-Checkpoint folder: ``model.safetensors`` (best weights), ``config.json`` (everything needed to rebuild
-and to compare: fusion config, loss and training knobs, backbone names, history, sha256 of the weight
-files) and, for a folder written by :func:`train`, ``train_state.safetensors`` (current weights, Adam
-moments, a learnable logit scale) whose JSON side (optimizer groups, scheduler, counters) is in
-config.json. No pickled modules anywhere.
+Checkpoints (written as training goes, resumable) are ``claspkit.model.checkpoint``'s folders; inference on a
+trained head is ``claspkit.model.inference``.
 
 Knobs added after the paper's heads (``scale_lr``, ``label_smoothing``, ``length_batches``; ``frame_pool``
 and the attention or stats sizes) enter the training config only when they are used (``scale_lr`` set;
@@ -35,7 +32,6 @@ batch (``claspkit.data.augment.masking``), from a generator seeded per (seed, ep
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -43,23 +39,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from claspkit.config import SCHEMA
-from claspkit.errors import ChecksumError, ClaspkitError, DataMissingError, ParamError
+from claspkit.errors import ClaspkitError, ParamError
 from claspkit.encoders.frames import Frames, as_frames
 from claspkit.constants import FRAME_FUSIONS
 from claspkit.model.fusion import ATTENTION_KEYS, STATS_DEFAULTS, STATS_KEYS, STATS_OPTIONAL, build_fusion
+from claspkit.model.checkpoint import MODEL_FILE, STATE_FILE, read_checkpoint_config, write_checkpoint
 from claspkit.model.losses import build_loss
-from claspkit.paths import atomic_path, atomic_write_text, display_path, sha256_file
+from claspkit.paths import display_path
 from claspkit.progress import progress_bar
 
 __all__ = [
-    "TRAIN_KEYS", "ATTENTION_TRAIN_KEYS", "STATS_TRAIN_KEYS", "BACKBONE_KEYS", "RESUME_MAY_CHANGE", "FORMAT",
-    "TrainResult", "training_config", "save_checkpoint", "read_checkpoint_config", "load_checkpoint", "train",
-    "embed_speech",
+    "TRAIN_KEYS", "ATTENTION_TRAIN_KEYS", "STATS_TRAIN_KEYS", "BACKBONE_KEYS", "RESUME_MAY_CHANGE",
+    "TrainResult", "training_config", "train",
 ]
 
 TRAIN_KEYS = ("seed", "fusion", "branches", "dropout_scale", "loss", "tau", "learnable_scale", "tau_bug",
@@ -71,8 +66,6 @@ FRAME_TRAIN_KEYS = {"attention": ATTENTION_TRAIN_KEYS, "stats": STATS_TRAIN_KEYS
 MASK_KEYS = ("frame_mask_time", "frame_mask_channels", "frame_masks")   # in the config only when masking is on
 BACKBONE_KEYS = ("speech_backbone", "image_backbone", "text_backbone")
 RESUME_MAY_CHANGE = ("epochs", "patience")
-FORMAT = "claspkit-fusion-checkpoint/1"
-MODEL_FILE, STATE_FILE, CONFIG_FILE = "model.safetensors", "train_state.safetensors", "config.json"
 
 
 @dataclass
@@ -244,68 +237,6 @@ def _seeded(seed: int, num_threads: int | None = None):
             torch.set_num_threads(prev_threads)
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def _save_tensors(path: Path, tensors: dict) -> str:
-    with atomic_path(path, suffix=".safetensors.tmp") as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    return sha256_file(path)
-
-
-def _write_checkpoint(directory, model_state: dict, model_config: dict, config: dict, extra: dict | None,
-                      train_state: dict | None) -> Path:
-    """Weight files first, config.json (with their sha256) last: a killed save is detected on load."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    clash = {k: (config[k], v) for k, v in model_config.items() if k in config and config[k] != v}
-    if clash:
-        raise ParamError(f"config disagrees with the model on {clash} (config, model); pass the model's own config")
-    files = {MODEL_FILE: _save_tensors(directory / MODEL_FILE, model_state)}
-    if train_state is not None:
-        files[STATE_FILE] = _save_tensors(directory / STATE_FILE, train_state)
-    meta = {**{k: v for k, v in config.items() if k != "checkpoint"}, **model_config,
-            "checkpoint": {"format": FORMAT, "files": files, **(extra or {})}}
-    atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=1, sort_keys=True))
-    if train_state is None and (directory / STATE_FILE).exists():
-        (directory / STATE_FILE).unlink()  # stale training state of an older save
-    return directory
-
-
-def save_checkpoint(directory, model: nn.Module, config: dict, extra: dict | None = None) -> Path:
-    """Write ``model.safetensors`` + ``config.json`` (config, the model's fusion config, JSON-able extra)."""
-    return _write_checkpoint(directory, model.state_dict(), model.config, dict(config), extra, None)
-
-
-def read_checkpoint_config(directory) -> dict:
-    """config.json of a checkpoint folder, with its weight files checked against the recorded sha256."""
-    directory = Path(directory)
-    path = directory / CONFIG_FILE
-    if not path.is_file():
-        raise DataMissingError(f"no checkpoint at {display_path(directory)} ({CONFIG_FILE} missing); "
-                               "train with checkpoint_dir=... or pass the right folder")
-    meta = json.loads(path.read_text())
-    info = meta.get("checkpoint", {})
-    if info.get("format") != FORMAT:
-        raise ParamError(f"{display_path(path)} is not a {FORMAT} checkpoint (format {info.get('format')!r})")
-    for name, digest in info["files"].items():
-        f = directory / name
-        if not f.is_file():
-            raise DataMissingError(f"checkpoint file {display_path(f)} is missing; restore it or retrain")
-        if sha256_file(f) != digest:
-            raise ChecksumError(f"{display_path(f)} does not match its config.json (an interrupted save?); "
-                                "retrain, or resume from an intact checkpoint")
-    return meta
-
-
-def load_checkpoint(directory) -> tuple[nn.Module, dict]:
-    """Rebuild the model from config.json and load its (best) weights; returns (model in eval mode, config)."""
-    config = read_checkpoint_config(directory)
-    model = build_fusion(config)
-    model.load_state_dict(load_file(str(Path(directory) / MODEL_FILE)))
-    return model.eval(), config
-
-
 def _optim_tensors(opt) -> tuple[dict, list]:
     sd = opt.state_dict()
     tensors = {f"optim.{pid}.{name}": t for pid, st in sd["state"].items() for name, t in st.items()}
@@ -422,7 +353,7 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
             tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
             tensors.update({f"loss.{k}": v for k, v in loss_fn.state_dict().items()})
             extra = {**st, "optimizer_groups": groups, "scheduler": sched.state_dict()}
-            _write_checkpoint(checkpoint_dir, best_state, model.config, saved_config, extra, tensors)
+            write_checkpoint(checkpoint_dir, best_state, model.config, saved_config, extra, tensors)
 
         bar = progress_bar(total=knobs["epochs"], initial=st["epoch"], disable=not progress, desc="train", unit="epoch")
         while st["epoch"] < knobs["epochs"] and st["bad_epochs"] < knobs["patience"]:
@@ -514,59 +445,3 @@ def _resume(directory, saved_config, model, loss_fn, opt, sched):
     return best_state, st
 
 
-def embed_speech(model: nn.Module, speech=None, image=None, batch_size: int = 256) -> np.ndarray:
-    """L2-normalised fusion outputs (n, out_dim) float32, computed in eval mode (the mode is restored after).
-
-    For a frame head (attention, stats) ``speech`` is frame features (``Frames`` or a list of (T_i, dim) arrays,
-    rounded to float16 as the cache stores them); items are batched by length, so padding stays small.
-    """
-    if getattr(model, "kind", None) in FRAME_FUSIONS:
-        return _embed_frames(model, None if speech is None else as_frames(speech), image, batch_size)
-    inputs = [None if x is None else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-              for x in (speech, image)]
-    sizes = {len(x) for x in inputs if x is not None}
-    if len(sizes) != 1:
-        raise ParamError("pass speech and/or image features with the same number of rows")
-    n, was_training = sizes.pop(), model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            outs = [F.normalize(model(*(None if x is None else _full_chunk(x, a, batch_size) for x in inputs)),
-                                dim=1)[:min(batch_size, n - a)] for a in range(0, n, batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(outs).numpy()
-
-
-def _full_chunk(x: torch.Tensor, start: int, size: int) -> torch.Tensor:
-    """Rows ``start:start + size`` of ``x``, zero-padded to ``size`` rows. Every matrix product then has
-    the same shape whatever the number of items: MKL picks its sgemm kernel by shape, and on some CPUs
-    (measured on an AMD EPYC) a row's result differed by ~3e-8 between a batch of 1 and one of 300, so an
-    index built in other groupings (the Ray engine) or a vector embedded alone would not be bit-identical."""
-    chunk = x[start:start + size]
-    if len(chunk) == size:
-        return chunk
-    return torch.cat([chunk, chunk.new_zeros((size - len(chunk), *chunk.shape[1:]))])
-
-
-def _embed_frames(model: nn.Module, frames: Frames | None, image, batch_size: int) -> np.ndarray:
-    if frames is None:
-        raise ParamError(f"the {model.kind} head needs the speech frame features; pass them (got None)")
-    image = None if image is None else torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
-    if image is not None and len(image) != len(frames):
-        raise ParamError(f"pass speech frames and image features for the same items ({len(frames)} vs {len(image)})")
-    order = np.argsort(frames.lengths, kind="stable")
-    out = np.zeros((len(frames), int(model.config["out_dim"])), dtype=np.float32)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for a in range(0, len(frames), batch_size):
-                idx = order[a:a + batch_size]
-                x, lengths = frames.pad(idx)
-                img = None if image is None else image[torch.from_numpy(idx)]
-                y = model(torch.from_numpy(x), img, lengths=torch.from_numpy(lengths))
-                out[idx] = F.normalize(y, dim=1).numpy()
-    finally:
-        model.train(was_training)
-    return out

@@ -15,7 +15,7 @@ Choices:
 * Segments of several short files are batched together (``batch_size``) so a folder of short clips
   encodes as fast as one long recording; each file is staged as soon as its batch is done, so a crash
   loses at most one batch.
-* ``engine="ray"`` (``claspkit.engine``) runs decoding, the VAD and each backbone on Ray, on the same
+* ``engine="ray"`` (``claspkit.search.ray_index``) runs decoding, the VAD and each backbone on Ray, on the same
   groups and batches as this loop, and stages the results here: the same index, byte for byte.
 * A file that cannot be decoded (corrupt, zero-length, silent, unsupported format) is skipped with the
   decoder's reason and listed in the summary; the run goes on. A file with no speech is recorded with
@@ -28,7 +28,7 @@ Choices:
   branches run concurrently, each with half the cores (both runtimes release the GIL; results are
   bit-identical whatever the thread count).
 
-Speed (``python -m claspkit.bench_search``, 2 cores at load average 1.4-1.9, 4.2 min of espeak-ng
+Speed (``python -m claspkit.bench.search``, 2 cores at load average 1.4-1.9, 4.2 min of espeak-ng
 lectures cut into 68 segments of 3.55 s, median of 3 runs): whisper-tiny.en + efficientnet-lite0 +
 concat head 64x real time (runs 52/64/67x; 46.9x with the branches one after the other, 13x with the
 CNN in torch on a loaded machine); a speech-only head 73.5x. In the same run the CNN took 0.91 s in
@@ -47,10 +47,13 @@ import numpy as np
 
 from claspkit.errors import ClaspkitError, DataMissingError, ParamError
 from claspkit.search.index import Hit, Index, IndexWriter, load_index
-from claspkit.model import clasp as _model
 from claspkit.model.clasp import CLASP
 from claspkit.paths import display_path, sha256_file
 from claspkit.search.segment import SAMPLE_RATE, SegmentParams, segment
+from claspkit.search.text import clear_text_encoders, text_encoder
+from claspkit.search.staging import (
+    cut_segments, read_audio as _read, settled_without_embedding, skip_reason, stage_embedded,
+)
 
 __all__ = [
     "AUDIO_EXTENSIONS", "BuildSummary", "audio_files", "cut_segments", "stage_embedded", "build_index", "skip_reason",
@@ -117,33 +120,6 @@ def audio_files(audio_dir: Path, exclude: Path | None = None) -> list[Path]:
     return sorted(out, key=lambda p: p.relative_to(audio_dir).as_posix())
 
 
-def _read(path: Path) -> np.ndarray:
-    from claspkit.data.audio import load_audio
-
-    return load_audio(path, SAMPLE_RATE)
-
-
-def cut_segments(audio: np.ndarray, spans) -> list[np.ndarray]:
-    """Segments, each peak-normalised like a training clip."""
-    out = []
-    for s, e in spans:
-        w = audio[int(round(s * SAMPLE_RATE)):int(round(e * SAMPLE_RATE))]
-        out.append((w / max(float(np.abs(w).max(initial=0.0)), 1e-4)).astype(np.float32))
-    return out
-
-
-def stage_embedded(writer, group: list, vecs: np.ndarray, summary, how: dict) -> None:
-    """Stage each file of ``group`` (``(entry, audio, spans)``, in order) with its rows of ``vecs`` and count it
-    as embedded: the one place both engines turn a batch's vectors into resume points."""
-    row = 0
-    for entry, _, spans in group:
-        writer.stage(entry["sha256"], vecs[row:row + len(spans)], spans, entry["duration_s"])
-        row += len(spans)
-        how[entry["path"]] = "embedded"
-        summary.segments_embedded += len(spans)
-        summary.audio_seconds += entry["duration_s"]
-
-
 def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuild: bool = False,
                 batch_size: int = 16, segment_params: SegmentParams | None = None,
                 image_runtime: str = "onnx", engine: str = "local", address: str | None = None,
@@ -151,11 +127,11 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
                 asr_language: str | None = None) -> BuildSummary:
     """Index every audio file under ``audio_dir`` into the folder ``out``; see the module docstring.
 
-    ``engine="ray"`` runs decoding, the VAD and the backbones on Ray (``claspkit.engine``; ``address`` of a
+    ``engine="ray"`` runs decoding, the VAD and the backbones on Ray (``claspkit.search.ray_index``; ``address`` of a
     running cluster, ``workers`` actors per backbone) and writes the same index, byte for byte.
     ``transcribe`` (an ASR backbone name) then stores every segment's transcript that the index lacks
     (``claspkit.search.transcripts``, here on this machine, under the same lock)."""
-    from claspkit.engine import check_address, check_engine, import_ray
+    from claspkit.encoders.engine import check_address, check_engine, import_ray
     from claspkit.progress import progress_bar
 
     if check_engine(engine) == "ray":
@@ -227,27 +203,14 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
 
         try:
             if engine == "ray":
-                from claspkit.engine import index_todo
+                from claspkit.search.ray_index import index_todo
 
                 index_todo(embedder, writer, todo, params, batch_size, summary, entries, how, bar,
                            address=address, workers=workers)
                 todo = []               # embedded and staged: the local loop below has nothing left
             for path, entry in todo:
                 sha = entry["sha256"]
-                if sha in staged_now or writer.is_staged(sha):
-                    # a second copy of a file embedded in this run, or resumed from an interrupted run
-                    if sha in staged_now:
-                        entry["duration_s"] = staged_now[sha]
-                        how[entry["path"]] = "reused"
-                    else:
-                        entry["duration_s"] = writer.staged_duration(sha)
-                        how[entry["path"]] = "resumed"
-                    entries.append(entry)
-                    bar.update(1)
-                    continue
-                if entry["size"] == 0:
-                    summary.skipped.append({"path": entry["path"], "reason": "zero-length file (0 bytes)"})
-                    bar.update(1)
+                if settled_without_embedding(entry, writer, staged_now, summary, entries, how, bar):
                     continue
                 t = time.perf_counter()
                 try:
@@ -290,16 +253,7 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
     return summary
 
 
-def skip_reason(e: Exception, path: Path) -> str:
-    """The decoder's message without the path prefix (the listing already names the file)."""
-    msg = str(e)
-    for p in (display_path(path), str(path)):
-        msg = msg.replace(p, "the file")
-    return msg.replace("from the manifest", "from the folder")
-
-
 # ---------------------------------------------------------------------- searching
-_TEXT_ENCODERS: dict = {}
 _INDEXES: dict = {}
 
 
@@ -307,7 +261,7 @@ def clear_caches() -> None:
     """Forget loaded text encoders and indexes (e.g. after rebuilding an index in the same process)."""
     from claspkit.search.rank import clear_cache
 
-    _TEXT_ENCODERS.clear()
+    clear_text_encoders()
     _INDEXES.clear()
     clear_cache()
 
@@ -321,21 +275,6 @@ def open_index(path) -> Index:
         _INDEXES.clear()
         _INDEXES[key] = load_index(path)
     return _INDEXES[key]
-
-
-def text_encoder(index: Index):
-    """The index's text backbone, checked to be the same (cache_id) as when the index was built."""
-    model = index.identity["model"]
-    name = model["backbones"]["text"]
-    if name not in _TEXT_ENCODERS:
-        _TEXT_ENCODERS[name] = _model.create_encoder("text", name)
-    enc = _TEXT_ENCODERS[name]
-    want = model["cache_ids"]["text"]
-    if str(enc.cache_id) != want:
-        raise ClaspkitError(f"text backbone {name} is now {enc.cache_id!r} but the index was built against "
-                            f"{want!r} (its weights or preprocessing changed); rebuild the index with "
-                            "`claspkit index ... --rebuild`")
-    return enc
 
 
 def check_lang(lang: str | None) -> str | None:

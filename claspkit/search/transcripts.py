@@ -288,7 +288,7 @@ def transcribe_index(index, asr, language: str | None = None, progress: bool = F
     (``build_index`` runs this inside its writer)."""
     from claspkit.data.audio import load_audio
     from claspkit.progress import progress_bar
-    from claspkit.search.query import text_encoder
+    from claspkit.search.text import text_encoder
 
     t0 = time.perf_counter()
     asr = create_asr(asr, language) if isinstance(asr, str) else asr
@@ -325,7 +325,7 @@ def transcribe_index(index, asr, language: str | None = None, progress: bool = F
         try:
             audio = load_audio(root / path, SAMPLE_RATE)
         except (ClaspkitError, OSError, ValueError, RuntimeError) as e:
-            from claspkit.search.query import skip_reason
+            from claspkit.search.staging import skip_reason
 
             summary.skipped.append({"path": path, "reason": skip_reason(e, root / path)})
             keep.discard(sha)

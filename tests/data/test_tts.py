@@ -37,7 +37,7 @@ SENTENCES = [
 @pytest.fixture(autouse=True)
 def fresh_engines(monkeypatch):
     """Engines are cached per process; tests that change PATH must not see a cached one."""
-    monkeypatch.setattr(tts, "_INSTANCES", {})
+    monkeypatch.setattr(tts._registry, "_INSTANCES", {})
 
 
 def _items(texts, voices=("espeak:en-us", "espeak:en-gb")):

@@ -26,7 +26,7 @@ SPECS = [f"{n}:{v}" for n in DEBIAN for v in tts.ENGINES[n].VOICES]
 
 @pytest.fixture(autouse=True)
 def fresh_engines(monkeypatch):
-    monkeypatch.setattr(tts, "_INSTANCES", {})
+    monkeypatch.setattr(tts._registry, "_INSTANCES", {})
 
 
 def _ready(spec):
@@ -119,7 +119,7 @@ def test_a_damaged_install_names_the_folder_to_delete(tmp_path, monkeypatch):
     for root in src.values():
         shutil.copytree(root, data / "raw" / "debian" / root.name, symlinks=True)
     (data / "raw" / "debian" / src["flite"].name / "usr/bin/flite").unlink()
-    monkeypatch.setattr(tts, "_INSTANCES", {})
+    monkeypatch.setattr(tts._registry, "_INSTANCES", {})
     with pytest.raises(ToolMissingError) as e:
         tts.check_voice("flite:slt")
     assert "damaged" in str(e.value) and src["flite"].name in str(e.value) and "Delete" in str(e.value)

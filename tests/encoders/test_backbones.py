@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from claspkit.encoders import backbones as B
+from claspkit.constants import BACKBONE_ROLES, BACKBONES
+from claspkit.encoders import _common, _hub, _image, _registry, backbones as B
 from claspkit.errors import AudioError, BackboneError, ParamError
 from nbval_platform import simd_level
 
@@ -35,7 +36,7 @@ def test_import_is_cheap():
 
 def test_listing():
     rows = B.list_backbones()
-    assert {r["role"] for r in rows} == set(B.ROLES)
+    assert {r["role"] for r in rows} == set(BACKBONE_ROLES)
     assert all(set(r) == {"role", "name", "dim", "source", "pooling", "description"} for r in rows)
     by = {(r["role"], r["name"]): r for r in rows}
     dims = {("speech", "whisper-tiny.en"): 384, ("speech", "whisper-base"): 512,
@@ -84,17 +85,27 @@ def test_register_a_new_backbone():
         with pytest.raises(ParamError, match="does not take that option"):
             B.create_backbone("text", "dummy-test", colour="red")
     finally:
-        B._REGISTRY.pop(("text", "dummy-test"), None)
+        _registry._REGISTRY.pop(("text", "dummy-test"), None)
     with pytest.raises(BackboneError):
         B.register("vision", "x", 1, "offline", "", "")
 
 
+def test_the_registry_serves_the_names_config_checks():
+    """claspkit.config checks backbone parameters against constants.BACKBONES (data) instead of importing the
+    registry: the two must name the same backbones, with the same sources, in the same order."""
+    served = {role: {r["name"]: r["source"] for r in B.list_backbones(role)}
+              for role in BACKBONE_ROLES}
+    in_order = {role: [n for (r, n) in _registry._REGISTRY if r == role] for role in BACKBONE_ROLES}
+    assert served == BACKBONES
+    assert in_order == {role: list(names) for role, names in BACKBONES.items()}
+
+
 def test_window_pooling_is_the_mean_over_all_frames():
     waves = [np.ones(70 * SR, np.float32), np.ones(SR, np.float32)]
-    wins = B._windows(waves, SR)
+    wins = _common.windows(waves, SR)
     assert [(i, len(w)) for i, w in wins] == [(0, 30 * SR), (0, 30 * SR), (0, 10 * SR), (1, SR)]
     means = [np.array([1.0, 0.0]), np.array([3.0, 0.0]), np.array([0.0, 6.0]), np.array([5.0, 5.0])]
-    out = B._pool_windows(2, 2, [0, 0, 0, 1], means, [1500, 1500, 500, 50])
+    out = _common.pool_windows(2, 2, [0, 0, 0, 1], means, [1500, 1500, 500, 50])
     np.testing.assert_allclose(out, [[(1500 + 4500) / 3500, 3000 / 3500], [5.0, 5.0]], rtol=1e-6)
 
 
@@ -233,15 +244,15 @@ def test_hub_backbone_without_network(monkeypatch, tmp_path, role, name):
 def test_unreachable_hub_fails_fast_without_hf_offline(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setattr(B, "_host_reachable", lambda url, timeout=3.0: False)
-    assert B._hf_kwargs("someone/model") == {"local_files_only": True}
+    monkeypatch.setattr(_hub, "host_reachable", lambda url, timeout=3.0: False)
+    assert _hub.hf_kwargs("someone/model") == {"local_files_only": True}
     with pytest.raises(BackboneError, match="needs a network"):
         B.create_backbone("speech", "hf:claspkit-test/no-such-model")
 
 
 def test_torchvision_b7_without_network(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(B, "_host_reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr(_hub, "host_reachable", lambda url, timeout=3.0: False)
     for name in ("efficientnet_b7", "efficientnet_b7-pooled"):
         with pytest.raises(BackboneError, match=r"needs a network.*packaged image backbones: efficientnet-lite0"):
             B.create_backbone("image", name)
@@ -380,7 +391,7 @@ def test_torchvision_b7_entries_with_random_weights(monkeypatch):
 
     net = torchvision.models.efficientnet_b7(weights=None)  # built once: B7 is 66M parameters
     monkeypatch.setattr(torchvision.models, "efficientnet_b7", lambda weights=None: net)
-    monkeypatch.setattr(B, "_host_reachable", lambda url, timeout=3.0: True)  # nothing is downloaded
+    monkeypatch.setattr(_image, "host_reachable", lambda url, timeout=3.0: True)  # nothing is downloaded
     x = noise(1.0, 9)
     for name, dim in (("efficientnet_b7", 1000), ("efficientnet_b7-pooled", 2560)):
         enc = B.create_backbone("image", name, image_size=64)

@@ -215,7 +215,7 @@ def test_hf_speech_frames_match_its_mean_and_ignore_the_batch(tmp_path):
 
 # ------------------------------------------------------------------ the pipeline hook
 def test_frame_features_train_and_evaluate_an_attention_head(tmp_path, monkeypatch):
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
     from claspkit.encoders import backbones
     from claspkit.config import load_params
 
@@ -262,7 +262,7 @@ def fake_search(monkeypatch):
 
 def test_clasp_feeds_frames_to_anattention_checkpoint(tmp_path, fake_search, monkeypatch):
     from claspkit.model import clasp as M
-    from claspkit.model.train import embed_speech
+    from claspkit.model.inference import embed_speech
 
     S, options = fake_search
     ckpt = attention_checkpoint(tmp_path / "att")
@@ -293,7 +293,8 @@ def test_clasp_equals_the_cached_frames_route_with_whisper(tmp_path, whisper, mo
     """What search embeds equals what evaluation embeds from the feature cache (float16 both ways)."""
     from claspkit.model import clasp as M
     from claspkit.model.fusion import build_fusion
-    from claspkit.model.train import embed_speech, save_checkpoint
+    from claspkit.model.checkpoint import save_checkpoint
+    from claspkit.model.inference import embed_speech
 
     monkeypatch.setattr(M, "create_encoder", lambda role, name, **kw: whisper if role == "speech" else FakeText())
     torch.manual_seed(0)

@@ -194,7 +194,7 @@ def test_attention_head_is_beyond_the_paper_not_matched_to_its_rows(runs):
     readme.update_bench("t")
     text = (runs / "README.md").read_text()
     assert "| CLASP attention (1 layer, frames) | 300 |" in text and "old" not in text and "\nkept\n" in text
-    with pytest.raises(DataMissingError, match="bench_retrieval --preset nothing"):
+    with pytest.raises(DataMissingError, match="bench.retrieval --preset nothing"):
         readme.update_bench("nothing")
     # the parameter reference is the schema: regenerated alone, with no run's results
     from claspkit.config import describe

@@ -104,7 +104,7 @@ class RecognisingASR:
 
 @pytest.fixture
 def fake_run(tmp_path, monkeypatch):
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
     from claspkit.encoders import backbones
     from claspkit.data.audio import load_audio
     from claspkit.config import load_params
@@ -124,7 +124,7 @@ def fake_run(tmp_path, monkeypatch):
 
 
 def test_speech_vectors_of_files_equal_the_split_embeddings(fake_run):
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
 
     S, stage, paths, _ = fake_run
     np.testing.assert_allclose(pipeline.speech_vectors(stage, paths),
@@ -153,7 +153,7 @@ def test_evaluate_scores_every_system_on_one_gallery_and_noise_hurts_the_cascade
 
 
 def test_unseen_voice_heads_leave_the_voice_out_and_match_the_control_size(fake_run):
-    from claspkit.model.train import read_checkpoint_config
+    from claspkit.model.checkpoint import read_checkpoint_config
 
     _, stage, _, _ = fake_run
     heads = R.unseen_voice_heads(stage, "v1")
@@ -360,7 +360,7 @@ def test_augmented_stage_doubles_training_and_leaves_val_and_test(fake_run):
 
 
 def test_augmented_stage_takes_a_channel_recipe_from_the_call_or_the_params(fake_run):
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
     from claspkit.data.augment.recipe import Recipe
 
     _, stage, _, _ = fake_run

@@ -25,7 +25,7 @@ def truth(library, voice, fakes):
 
 
 def test_split_prompts_keeps_validation_apart_from_notebook_09s_test_sample():
-    from claspkit.pipeline import sample_indices
+    from claspkit.experiments.pipeline import sample_indices
 
     prompts = pd.DataFrame({"id": [f"p{i}" for i in range(50)]})
     test, val = T.split_prompts(prompts, 10, 20, seed=42)

@@ -125,7 +125,7 @@ def test_the_authors_pickled_release_loads_with_trust(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("fusion", ["attention", "stats"])
 def test_a_frame_head_checkpoint_gets_frames(tmp_path, fakes, clips, fusion):
-    from claspkit.model.train import embed_speech
+    from claspkit.model.inference import embed_speech
 
     from claspkit.data.audio import load_audio
 

@@ -8,7 +8,9 @@ import claspkit.model.train as T
 from claspkit.errors import ChecksumError, DataMissingError, ParamError
 from claspkit.model.fusion import build_fusion
 from claspkit.evaluation.metrics import cosine_matrix, full_gallery
-from claspkit.model.train import embed_speech, load_checkpoint, save_checkpoint, train, training_config
+from claspkit.model.checkpoint import load_checkpoint, save_checkpoint
+from claspkit.model.inference import embed_speech
+from claspkit.model.train import train, training_config
 
 
 def make_split(n, seed, dims=(24, 20, 16)):

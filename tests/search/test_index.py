@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from claspkit.search import index as ix
+from claspkit.search import _exact, _pq, index as ix
 from claspkit.errors import ClaspkitError, DataMissingError, ParamError
 from claspkit.search.index import IndexWriter, load_index, normalize_rows, search_exact
 
@@ -68,7 +68,7 @@ def test_round_trip_and_exact_search(folders):
 
 def test_exact_search_matches_brute_force_blockwise(monkeypatch):
     x, q = unit(1000, 3), unit(7, 4)
-    monkeypatch.setattr(ix, "EXACT_BLOCK", 97)
+    monkeypatch.setattr(_exact, "EXACT_BLOCK", 97)
     rows, scores = search_exact(x, q, 10)
     brute = np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :10]
     np.testing.assert_array_equal(rows, brute)
@@ -223,7 +223,7 @@ def test_large_index_gets_a_calibrated_ivf(folders, monkeypatch):
 
 
 def test_benchmark_rows_are_consistent():
-    from claspkit.bench_search import bench_queries, synthetic_vectors
+    from claspkit.bench.search import bench_queries, synthetic_vectors
 
     x = synthetic_vectors(3000, DIM, seed=1)
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
@@ -241,7 +241,7 @@ PQ_DIM = 32
 
 
 def clustered(n, seed=0):
-    from claspkit.bench_search import synthetic_vectors
+    from claspkit.bench.search import synthetic_vectors
 
     return synthetic_vectors(n, PQ_DIM, seed=seed, cluster=50)
 
@@ -451,7 +451,7 @@ def test_old_ivf_flat_index_loads_and_grows_into_ivf_pq(folders, monkeypatch):
 
 
 def test_compressed_benchmark_row_and_projection(tmp_path):
-    from claspkit.bench_search import bench_compressed, projection
+    from claspkit.bench.search import bench_compressed, projection
 
     row = bench_compressed(3000, PQ_DIM, [0.001] * 8, tmp_path)
     assert not (tmp_path / "vectors.npy").exists()                  # the memory-mapped vectors are deleted
@@ -466,7 +466,7 @@ def test_compressed_benchmark_row_and_projection(tmp_path):
 
 def _pq_over(x):
     ann = ix.train_pq(x)
-    ix._add_all(ann, x)
+    _pq._add_all(ann, x)
     return ann
 
 
@@ -483,7 +483,7 @@ def test_pq_candidates_are_the_same_on_one_thread_and_on_all(monkeypatch):
         one = ix.pq_candidates(ann, q, 64, 8, parallel=False)
         faiss.omp_set_num_threads(2)
         alone = np.vstack([ix.pq_candidates(ann, q[i:i + 1], 64, 8, parallel=True) for i in range(len(q))])
-        assert faiss.downcast_index(ix._ivf_of(ann)).implem == ix.PQ_SEARCH_IMPLEM
+        assert faiss.downcast_index(_pq._ivf_of(ann)).implem == ix.PQ_SEARCH_IMPLEM
         batch = ix.pq_candidates(ann, q, 64, 8, parallel=True)
     finally:
         faiss.omp_set_num_threads(threads)
@@ -507,17 +507,17 @@ def test_only_a_long_scan_runs_on_every_core(monkeypatch):
     import faiss
 
     ann = _pq_over(clustered(6000))
-    ivf = faiss.downcast_index(ix._ivf_of(ann))
+    ivf = faiss.downcast_index(_pq._ivf_of(ann))
     imbalance = ivf.invlists.imbalance_factor()
     assert imbalance > 1.0                                          # the rule counts the big lists' extra rows
     rows = 8 * ivf.ntotal / ivf.nlist * imbalance
-    monkeypatch.setattr(ix, "PARALLEL_SCAN_MS", ix.pq_cost(rows, 0, ivf.code_size) * 1.01)
+    monkeypatch.setattr(_pq, "PARALLEL_SCAN_MS", ix.pq_cost(rows, 0, ivf.code_size) * 1.01)
     assert not ix.parallel_scan(ivf, 8) and ix.parallel_scan(ivf, 16)
     ix.pq_candidates(ann, clustered(3, seed=1), 16, 8)
     assert ivf.implem == 0
     ix.pq_candidates(ann, clustered(3, seed=1), 16, 16)
     assert ivf.implem == ix.PQ_SEARCH_IMPLEM
-    assert ix.parallel_scan(ivf, ivf.nlist) == (ix.pq_cost(ivf.ntotal, 0, ivf.code_size) >= ix.PARALLEL_SCAN_MS)
+    assert ix.parallel_scan(ivf, ivf.nlist) == (ix.pq_cost(ivf.ntotal, 0, ivf.code_size) >= _pq.PARALLEL_SCAN_MS)
 
 
 def test_scanned_rows_count_the_probed_lists():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from claspkit import bench_pq_scaling as bs
+from claspkit.bench import pq_scaling as bs
 
 
 def _row(n, shares, recalls, ms, cores=2, code_bytes=48):

@@ -212,7 +212,7 @@ def test_end_to_end_with_the_offline_backbones(tmp_path, voice):
     """Real whisper-tiny.en + efficientnet-lite0 + e5 with an untrained fusion head: the plumbing, not quality."""
     backbones = pytest.importorskip("claspkit.encoders.backbones")
     from claspkit.model.fusion import build_fusion
-    from claspkit.model.train import save_checkpoint
+    from claspkit.model.checkpoint import save_checkpoint
 
     names = {"speech": "whisper-tiny.en", "image": "efficientnet-lite0", "text": "e5-small-multilingual"}
     enc = {r: backbones.create_backbone(r, n) for r, n in names.items()}

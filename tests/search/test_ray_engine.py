@@ -1,4 +1,5 @@
-"""The Ray engine (claspkit.engine): the same index and feature-cache bytes as the local engine, resumable.
+"""The Ray engine (claspkit.encoders.engine, claspkit.search.ray_index): the same index and feature-cache bytes as
+the local engine, resumable.
 
 The Ray tests share one local Ray instance (``ray.init(num_cpus=2)``, started and stopped here) and real
 offline backbones (whisper-tiny.en, efficientnet-lite0): Ray workers are other processes, so the
@@ -10,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from claspkit import cli, engine as E
+from claspkit import cli
+from claspkit.encoders import engine as E
 from claspkit.config import load_params
 from claspkit.encoders import features as F
 from claspkit.errors import ClaspkitError, ParamError, ToolMissingError
-from claspkit.search import query as S
+from claspkit.search import query as S, ray_index as R
 from search_fixtures import FakeEncoder, gap, write
 
 NAMES = {"speech": "whisper-tiny.en", "image": "efficientnet-lite0", "text": "e5-small-multilingual"}
@@ -70,10 +72,10 @@ def test_a_worker_runs_the_drivers_thread_count_whatever_its_cpu_share():
     driver = torch.get_num_threads()
     try:
         spec = E.spec_of(create_backbone("speech", "whisper-tiny.en"))
-        worker = E._Backbone(spec, {"vars": {}, "torch_threads": driver + 1}, frames=False, mode="files",
+        worker = E.BackboneActor(spec, {"vars": {}, "torch_threads": driver + 1}, frames=False, mode="files",
                              batch_size=2)
         assert worker.encoder.threads == driver + 1 == torch.get_num_threads()
-        pinned = E._Backbone(E.spec_of(create_backbone("speech", "whisper-tiny.en", threads=1)),
+        pinned = E.BackboneActor(E.spec_of(create_backbone("speech", "whisper-tiny.en", threads=1)),
                              {"vars": {}, "torch_threads": driver + 1}, frames=False, mode="files", batch_size=2)
         assert pinned.encoder.threads == 1                          # an explicit count travels as it is
     finally:
@@ -116,7 +118,7 @@ def local_ray():
 @pytest.fixture(scope="module")
 def real_ckpt(tmp_path_factory):
     from claspkit.model.fusion import build_fusion
-    from claspkit.model.train import save_checkpoint
+    from claspkit.model.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     cfg = {"fusion": "concat", "branches": "combined", "speech_dim": 384, "image_dim": 1280, "out_dim": 384,
@@ -143,7 +145,7 @@ def test_ray_index_is_the_local_index_byte_for_byte_and_resumes(local_ray, real_
     local = S.build_index(lib, real_ckpt, tmp_path / "local", progress=False, batch_size=2)
     assert local.segments == 8 and len(local.skipped) == 2
 
-    staged, real = [], E._stage_group
+    staged, real = [], R._stage_group
 
     def stop_after_one(*a, **kw):                               # the driver dies after the first group is staged
         if staged:
@@ -151,11 +153,11 @@ def test_ray_index_is_the_local_index_byte_for_byte_and_resumes(local_ray, real_
         staged.append(1)
         real(*a, **kw)
 
-    monkeypatch.setattr(E, "_stage_group", stop_after_one)
+    monkeypatch.setattr(R, "_stage_group", stop_after_one)
     with pytest.raises(KeyboardInterrupt):
         S.build_index(lib, real_ckpt, tmp_path / "ray", progress=False, batch_size=2, engine="ray", workers=1)
     assert not (tmp_path / "ray" / "index.json").exists()
-    monkeypatch.setattr(E, "_stage_group", real)
+    monkeypatch.setattr(R, "_stage_group", real)
     ray_run = S.build_index(lib, real_ckpt, tmp_path / "ray", progress=False, batch_size=2, engine="ray",
                             workers=1)
     assert local.files_reused == 1 and ray_run.files_resumed >= 1

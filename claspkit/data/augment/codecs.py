@@ -18,7 +18,7 @@ import io
 
 import numpy as np
 
-from claspkit.constants import SAMPLE_RATE
+from claspkit.constants import CODEC_KBPS, SAMPLE_RATE
 from claspkit.data.augment.base import as_signal
 from claspkit.errors import AudioError, ParamError
 
@@ -27,9 +27,9 @@ __all__ = ["PHONE_RATE", "MU", "G722_DELAY", "CODECS", "telephone", "mu_law", "e
 PHONE_RATE = 8000
 MU = 255                         # G.711 mu-law
 G722_DELAY = 22                  # samples at 16 kHz: the QMF filter bank's delay (measured, tested)
-# codec name -> (FFmpeg encoder, container, allowed kbit/s)
-CODECS = {"mp3": ("libmp3lame", "mp3", (8, 160)), "opus": ("libopus", "ogg", (6, 256)),
-          "g722": ("g722", "wav", (64, 64))}
+# codec name -> (FFmpeg encoder, container, allowed kbit/s: constants.CODEC_KBPS, which config checks recipes with)
+CODECS = {"mp3": ("libmp3lame", "mp3", CODEC_KBPS["mp3"]), "opus": ("libopus", "ogg", CODEC_KBPS["opus"]),
+          "g722": ("g722", "wav", CODEC_KBPS["g722"])}
 
 
 def _highpass(x: np.ndarray, hz: float, sr: int) -> np.ndarray:

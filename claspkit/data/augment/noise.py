@@ -11,15 +11,12 @@ from typing import Sequence
 
 import numpy as np
 
-from claspkit.constants import SAMPLE_RATE
+from claspkit.constants import BABBLE_TALKERS, NOISE_KINDS, SAMPLE_RATE
 from claspkit.data.augment.base import PEAK, as_signal
 from claspkit.errors import AudioError, ParamError
 
 __all__ = ["NOISE_KINDS", "BABBLE_TALKERS", "mix_at_snr", "white_noise", "loop_crop", "babble_noise",
            "change_speed", "apply_gain"]
-
-NOISE_KINDS = ("white", "babble")
-BABBLE_TALKERS = 4
 
 
 def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:

@@ -19,21 +19,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from claspkit.constants import SAMPLE_RATE
+from claspkit.config import channel_recipe
+from claspkit.constants import CHANNEL_PARAMS, CHANNEL_RECIPES, CHANNEL_STAGES, SAMPLE_RATE
 from claspkit.data.augment import codecs, noise, rooms
 from claspkit.data.augment.base import as_signal, channel_rng
-from claspkit.errors import ParamError, choices_hint
+from claspkit.errors import ParamError
 
 __all__ = ["VERSION", "STAGES", "CHANNELS", "TRANSMISSION", "RECIPES", "Channel", "Recipe", "apply_recipe"]
 
 VERSION = "channels-v1"          # bump when any channel's output changes: it is part of every cache key
-STAGES = ("speed", "room", "noise", "gain", "transmission")
+STAGES = CHANNEL_STAGES
 
 
 @dataclass(frozen=True)
@@ -63,69 +63,22 @@ def _noise(x, d, rng, ctx):
     return noise.mix_at_snr(x, n, d["snr_db"])
 
 
-CHANNELS = {
-    "speed": Channel("speed", {"p": 1.0, "factors": [0.9, 1.0, 1.1]}, ("factors",),
-                     lambda x, d, rng, ctx: noise.change_speed(x, d["factors"])),
-    "room": Channel("room", {"p": 1.0, "rt60_s": [0.2, 0.8], "room_m": [3.0, 10.0], "distance_m": [0.5, 3.0]},
-                    (), _room),
-    "noise": Channel("noise", {"p": 1.0, "kinds": ["white", "babble"], "snr_db": [5.0, 30.0],
-                               "talkers": noise.BABBLE_TALKERS}, ("kinds",), _noise),
-    "gain": Channel("gain", {"p": 1.0, "db": [-20.0, 6.0]}, (), lambda x, d, rng, ctx: noise.apply_gain(x, d["db"])),
-    "telephone": Channel("transmission", {"p": 1.0, "highpass_hz": 300.0}, (),
-                         lambda x, d, rng, ctx: codecs.telephone(x, d["highpass_hz"])),
-    "mu_law": Channel("transmission", {"p": 1.0, "highpass_hz": 300.0}, (),
-                      lambda x, d, rng, ctx: codecs.mu_law(x, d["highpass_hz"])),
-    "g722": Channel("transmission", {"p": 1.0}, (), lambda x, d, rng, ctx: codecs.codec_roundtrip(x, "g722")),
-    "mp3": Channel("transmission", {"p": 1.0, "kbps": [16, 24, 32]}, ("kbps",),
-                   lambda x, d, rng, ctx: codecs.codec_roundtrip(x, "mp3", d["kbps"])),
-    "opus": Channel("transmission", {"p": 1.0, "kbps": [8, 12, 16]}, ("kbps",),
-                    lambda x, d, rng, ctx: codecs.codec_roundtrip(x, "opus", d["kbps"])),
+_APPLY = {
+    "speed": lambda x, d, rng, ctx: noise.change_speed(x, d["factors"]),
+    "room": _room,
+    "noise": _noise,
+    "gain": lambda x, d, rng, ctx: noise.apply_gain(x, d["db"]),
+    "telephone": lambda x, d, rng, ctx: codecs.telephone(x, d["highpass_hz"]),
+    "mu_law": lambda x, d, rng, ctx: codecs.mu_law(x, d["highpass_hz"]),
+    "g722": lambda x, d, rng, ctx: codecs.codec_roundtrip(x, "g722"),
+    "mp3": lambda x, d, rng, ctx: codecs.codec_roundtrip(x, "mp3", d["kbps"]),
+    "opus": lambda x, d, rng, ctx: codecs.codec_roundtrip(x, "opus", d["kbps"]),
 }
+# the channels' parameters are data in constants (config checks a recipe from them); here they meet their code
+CHANNELS = {name: Channel(stage, defaults, lists, _APPLY[name])
+            for name, (stage, defaults, lists) in CHANNEL_PARAMS.items()}
 TRANSMISSION = tuple(k for k, c in CHANNELS.items() if c.stage == "transmission")
-
-RECIPES = {
-    "rooms": {"room": {}},
-    "phone": {"telephone": {}, "mu_law": {}, "g722": {}},
-    "codecs": {"mp3": {}, "opus": {}},
-    # toward real recordings: half the clips in a room, noise, a level, and one of the five channels
-    "real": {"speed": {}, "room": {"p": 0.5}, "noise": {}, "gain": {},
-             **{k: {"p": 0.8} for k in TRANSMISSION}},
-}
-
-
-def _check_value(name: str, key: str, value, lists: tuple):
-    where = f"channel {name!r} parameter {key!r}"
-    if key == "p":
-        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
-            raise ParamError(f"{where} is a probability in [0, 1], got {value!r}")
-        return float(value)
-    if key in lists:
-        if not isinstance(value, (list, tuple)) or not value:
-            raise ParamError(f"{where} is a non-empty list of values to draw from, got {value!r}")
-        if key == "kinds":
-            for v in value:
-                if v not in noise.NOISE_KINDS:
-                    raise ParamError(f"{where}: unknown noise {choices_hint(v, noise.NOISE_KINDS)}")
-            return [str(v) for v in value]
-        if key == "kbps":
-            lo, hi = codecs.CODECS[name][2]
-            if not all(isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in value):
-                raise ParamError(f"{where}: {name} takes whole kbit/s from {lo} to {hi}, got {value!r}")
-            return [int(v) for v in value]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value):
-            raise ParamError(f"{where}: speed factors must be positive numbers, got {value!r}")
-        return [float(v) for v in value]
-    if isinstance(CHANNELS[name].defaults[key], list):
-        ok = (isinstance(value, (list, tuple)) and len(value) == 2
-              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
-        if not ok or value[0] > value[1]:
-            raise ParamError(f"{where} is a range [low, high] with low <= high, got {value!r}")
-        if key in ("rt60_s", "room_m", "distance_m") and value[0] <= 0:
-            raise ParamError(f"{where} must be positive, got {value!r}")
-        return [float(v) for v in value]
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0):
-        raise ParamError(f"{where} is a number >= 0, got {value!r}")
-    return type(CHANNELS[name].defaults[key])(value)
+RECIPES = CHANNEL_RECIPES
 
 
 @dataclass(frozen=True)
@@ -139,28 +92,7 @@ class Recipe:
         """A Recipe from a named recipe (``RECIPES``), a list of channel names, or a dict name -> overrides."""
         if isinstance(spec, Recipe):
             return spec
-        if isinstance(spec, str):
-            if spec not in RECIPES:
-                raise ParamError(f"unknown channel recipe {choices_hint(spec, RECIPES)}; or list channel names "
-                                 f"({', '.join(CHANNELS)})")
-            spec = RECIPES[spec]
-        if isinstance(spec, (list, tuple)):
-            spec = {name: {} for name in spec}
-        if not isinstance(spec, dict) or not spec:
-            raise ParamError(f"a channel recipe is a recipe name ({', '.join(RECIPES)}), a non-empty list of "
-                             f"channel names or a dict of them, got {spec!r}")
-        out = {}
-        for name, over in spec.items():
-            if name not in CHANNELS:
-                raise ParamError(f"unknown channel {choices_hint(name, CHANNELS)}")
-            over = dict(over or {})
-            bad = sorted(set(over) - set(CHANNELS[name].defaults))
-            if bad:
-                raise ParamError(f"channel {name!r} has no parameter {choices_hint(bad[0], CHANNELS[name].defaults)}")
-            out[name] = {k: _check_value(name, k, over.get(k, v), CHANNELS[name].lists)
-                         for k, v in CHANNELS[name].defaults.items()}
-        order = {k: i for i, k in enumerate(CHANNELS)}
-        return cls({k: out[k] for k in sorted(out, key=order.__getitem__)})
+        return cls(channel_recipe(spec))
 
     def key(self, seed: int) -> dict:
         """What names the cache folder of this recipe's copies (the set's babble pool is added by the caller)."""

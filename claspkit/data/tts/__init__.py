@@ -20,15 +20,13 @@ The paper read all of Brown with one Tacotron 2 voice; we assign several voices 
 
 Every file is 16 kHz mono PCM16 and content-addressed (engine build + voice + text), so
 presets share synthesis, audio of two builds is never mixed, and a rerun after a crash only
-makes what is missing.
+makes what is missing. The registry (``ENGINES``, one instance of each per process) lives in ``_registry``.
 """
 from __future__ import annotations
 
-import hashlib
-from typing import Callable
-
 from claspkit.constants import SAMPLE_RATE
 from claspkit.data.tts._base import FORMAT_TAG, MIN_PEAK, Synthesizer, resample_poly, to_mono_16k
+from claspkit.data.tts._registry import ENGINES, audio_relpath, check_voice, get_synthesizer, list_voices
 from claspkit.data.tts._spec import VoiceSpec, parse_voice
 from claspkit.data.tts._synthesis import LOCK_NAME, Durations, assign_voices, synthesize_corpus, wav_duration
 from claspkit.data.tts.espeak import ESPEAK_INSTALL, ESPEAK_SYSTEM_INSTALL, EspeakCLI, EspeakLib
@@ -38,7 +36,6 @@ from claspkit.data.tts.mbrola import MbrolaSynthesizer
 from claspkit.data.tts.pico import PicoSynthesizer
 from claspkit.data.tts.piper import PIPER_INSTALL, PiperSynthesizer
 from claspkit.data.tts.rhvoice import RHVoiceSynthesizer
-from claspkit.errors import ParamError, ToolMissingError, choices_hint
 
 __all__ = [
     "SAMPLE_RATE", "FORMAT_TAG", "LOCK_NAME", "MIN_PEAK", "ESPEAK_INSTALL", "ESPEAK_SYSTEM_INSTALL", "PIPER_INSTALL",
@@ -47,54 +44,3 @@ __all__ = [
     "MbrolaSynthesizer", "ENGINES", "get_synthesizer", "list_voices", "check_voice", "audio_relpath",
     "assign_voices", "wav_duration", "Durations", "synthesize_corpus",
 ]
-
-
-ENGINES: dict[str, Callable[[], Synthesizer]] = {
-    "espeak": EspeakLib, "espeak-system": EspeakCLI, "piper": PiperSynthesizer, "flite": FliteSynthesizer,
-    "festival": FestivalSynthesizer, "rhvoice": RHVoiceSynthesizer, "pico": PicoSynthesizer,
-    "mbrola": MbrolaSynthesizer,
-}
-_INSTANCES: dict[str, Synthesizer] = {}
-
-
-def get_synthesizer(engine: str) -> Synthesizer:
-    """The engine by name, created once per process (ToolMissingError when not installed)."""
-    if engine not in ENGINES:
-        raise ParamError(f"unknown TTS engine {choices_hint(engine, ENGINES)}")
-    if engine not in _INSTANCES:
-        _INSTANCES[engine] = ENGINES[engine]()
-    return _INSTANCES[engine]
-
-
-def list_voices(engine: str | None = None) -> list[str]:
-    """Recommended voice specs of the engines usable here (espeak: English voices and a few variants; the Debian
-    engines: every voice, in every language, listed without installing anything)."""
-    out = []
-    for name in ([engine] if engine else ENGINES):
-        try:
-            syn = get_synthesizer(name)
-        except ToolMissingError:
-            if engine:
-                raise
-            continue
-        out += [f"{name}:{v}" for v in syn.recommended()]
-    return out
-
-
-def check_voice(spec: str) -> VoiceSpec:
-    """Parse and validate one voice spec against the installed engines."""
-    vs = parse_voice(spec)
-    get_synthesizer(vs.engine).check(vs)
-    return vs
-
-
-def audio_relpath(text: str, voice: str) -> str:
-    """Where the audio of ``text`` in ``voice`` lives, relative to ``data_dir()``.
-
-    ``audio/<engine>/<voice-slug>/<sha1(engine version, format, voice, text)[:16]>.wav``.
-    """
-    vs = parse_voice(voice)
-    syn = get_synthesizer(vs.engine)
-    key = f"{syn.cache_tag(vs)}\n{FORMAT_TAG}\n{vs.spec}\n{text}"
-    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
-    return f"audio/{vs.engine}/{vs.slug}/{digest}.wav"

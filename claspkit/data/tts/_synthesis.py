@@ -98,10 +98,10 @@ def _single_threaded_children():
 
 def _synthesize_one(text: str, voice: str, path: str):
     try:
-        from claspkit.data import tts  # the registry (tests swap its engine cache)
+        from claspkit.data.tts._registry import get_synthesizer  # not the package: it imports this module
 
         vs = parse_voice(voice)
-        return tts.get_synthesizer(vs.engine).synthesize(text, vs, path), None
+        return get_synthesizer(vs.engine).synthesize(text, vs, path), None
     except Exception as e:  # reported per item by the parent; never swallowed
         return None, f"{type(e).__name__}: {e}"
 
@@ -161,14 +161,14 @@ def synthesize_corpus(items, workers: int = 2, progress: bool = True) -> Duratio
     still finish and stay on disk, then a ClaspkitError names the failed ids and voices.
     Returns the duration of every item, in order.
     """
-    from claspkit.data import tts
+    from claspkit.data.tts._registry import check_voice
 
     if hasattr(items, "to_dict"):
         items = items.to_dict("records")
     items = [dict(id=str(_field(it, "id")), text=str(_field(it, "text")), voice=str(_field(it, "voice")),
                   path=_resolve(_field(it, "path"))) for it in items]
     for spec in sorted({it["voice"] for it in items}):
-        tts.check_voice(spec)
+        check_voice(spec)
     t0 = time.perf_counter()
     result = Durations([None] * len(items))
     folders = {it["path"].parent for it in items}

@@ -1,4 +1,4 @@
-"""Throughput and peak memory of every offline backbone: ``python -m claspkit.bench_backbones --preset tiny``.
+"""Throughput and peak memory of every offline backbone: ``python -m claspkit.bench.backbones --preset tiny``.
 
 A benchmark, not a timed test: it tells a user what a preset costs on *their* machine. Each backbone
 runs in its own fresh process so one model's memory never inflates another's figure; the child's
@@ -107,7 +107,7 @@ def _worker(role: str, name: str, items_file: str, batch_size: int, baseline: bo
 
 
 def _run_child(args: list[str], timeout: float) -> dict:
-    cmd = [sys.executable, "-m", "claspkit.bench_backbones", "--worker", *args]
+    cmd = [sys.executable, "-m", "claspkit.bench.backbones", "--worker", *args]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -168,7 +168,7 @@ def run(preset: str = "tiny", n: int = 64, batch_size: int = 16, only: list[str]
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m claspkit.bench_backbones", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m claspkit.bench.backbones", description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="tiny", help="whose corpus to read items from (default: tiny)")
     ap.add_argument("--n", type=int, default=64, help="items per backbone (default: 64)")
     ap.add_argument("--batch-size", type=int, default=16, help="encoder batch size (default: 16)")

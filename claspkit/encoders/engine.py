@@ -21,6 +21,8 @@ commit) stays on the driver, in the code the local engine runs. Why it is built 
   keeps them and a restart computes only what is missing.
 * Arrays cross Ray as pickled bytes, not Arrow tensors: Ray Data's numpy conversion of ragged columns
   turned float32 into float64 in a test, which would break bit-identity.
+* The index's loop on Ray (decoding, the VAD, the groups of segments) is ``claspkit.search.ray_index``; this
+  module holds the set-up, the actors and the feature stage.
 * Workers open the audio at the driver's paths (on a cluster: a shared file system mounted at the same
   path) and import claspkit from the driver's checkout (``PYTHONPATH`` in the runtime env) or their own
   install of the same version.
@@ -36,13 +38,15 @@ from pathlib import Path
 
 import numpy as np
 
-from claspkit.config import ENGINES
+from claspkit.constants import ENGINES
+from claspkit.encoders.batches import FrameView, branch_features, encode_batch, named
 from claspkit.errors import ClaspkitError, ParamError, ToolMissingError, choices_hint
 
 __all__ = [
     "ENGINES", "INSTALL_HINT", "TARGET_SECONDS", "check_engine", "import_ray", "runtime_env", "openmp_threads",
     "check_address", "session",
-    "rows_per_call", "spec_of", "encode_file_batches", "index_todo",
+    "rows_per_call", "spec_of", "driver_env", "apply_env", "quiet_data", "pools", "map_batches", "blobs",
+    "BackboneActor", "encode_file_batches",
 ]
 
 INSTALL_HINT = "pip install 'claspkit[ray]'"
@@ -84,7 +88,7 @@ def runtime_env() -> dict:
     return {"env_vars": {"PYTHONPATH": os.pathsep.join([src, *rest]), "OMP_NUM_THREADS": openmp_threads()}}
 
 
-def _driver_env() -> dict:
+def driver_env() -> dict:
     """What a worker must share with the driver to find the same data and models (CLASPKIT_DATA, ...)."""
     import torch
 
@@ -92,7 +96,7 @@ def _driver_env() -> dict:
             "torch_threads": torch.get_num_threads()}
 
 
-def _apply_env(env: dict) -> None:
+def apply_env(env: dict) -> None:
     import torch
 
     os.environ.update(env["vars"])
@@ -139,7 +143,7 @@ def check_address(address: str | None, timeout_s: float = 5.0) -> None:
                             f"`ray start --head --port {port}`, or leave --address out for a local instance") from None
 
 
-def _quiet_data(ray) -> None:
+def quiet_data(ray) -> None:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
@@ -164,7 +168,7 @@ def spec_of(encoder) -> tuple:
     return spec
 
 
-def _pools(ray, n_pools: int, workers: int | None) -> tuple[int, float]:
+def pools(ray, n_pools: int, workers: int | None) -> tuple[int, float]:
     """Actors per backbone and CPUs per actor: by default the cluster's CPUs shared out, one spare for tasks."""
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
@@ -173,49 +177,46 @@ def _pools(ray, n_pools: int, workers: int | None) -> tuple[int, float]:
     return size, min(1.0, cpus / (size * n_pools + 1))
 
 
-def _map(ds, ray, fn, rows: int, cpus: float, size: int | None = None, **kw):
+def map_batches(ds, ray, fn, rows: int, cpus: float, size: int | None = None, **kw):
     """``map_batches`` as every stage here uses it (numpy batches of pickled bytes, this module's runtime env)."""
     compute = ray.data.ActorPoolStrategy(size=size) if size else None
     return ds.map_batches(fn, batch_size=rows, batch_format="numpy", num_cpus=cpus, compute=compute,
                           runtime_env=runtime_env(), **kw)
 
 
-def _blobs(values) -> np.ndarray:
+def blobs(values) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = [pickle.dumps(v, protocol=5) for v in values]
     return out
 
 
 # ---------------------------------------------------------------------- the workers
-class _Backbone:
+class BackboneActor:
     """A Ray actor holding one backbone (loaded once), applied to whole encoder batches.
 
     ``mode="files"``: each row's ``job`` is a list of audio paths, loaded here and encoded in one call
     (the feature cache's batches). ``mode="waves"``: each row's ``waves`` are one index group's segments,
-    encoded in chunks of ``batch_size`` (``claspkit.model.clasp.branch_features``) into column ``out``.
+    encoded in chunks of ``batch_size`` (``claspkit.encoders.batches.branch_features``) into column ``out``.
     """
 
     def __init__(self, spec, env, frames: bool, mode: str, batch_size: int):
         from claspkit.encoders.backbones import create_backbone
 
-        _apply_env(env)                     # torch's thread count first: threads=0 options resolve to it
+        apply_env(env)                     # torch's thread count first: threads=0 options resolve to it
         role, name, options = spec
         self.encoder = create_backbone(role, name, **options)
         self.frames, self.mode, self.batch_size, self.env = frames, mode, batch_size, env
         if frames and mode == "files":
-            from claspkit.encoders.features import _FrameView
-
-            self.encoder = _FrameView(self.encoder)
+            self.encoder = FrameView(self.encoder)
 
     def __call__(self, batch: dict) -> dict:
-        _apply_env(self.env)
+        apply_env(self.env)
         if self.mode == "files":
-            return {"b": batch["b"], "result": _blobs([self._files(pickle.loads(j)) for j in batch["job"]])}
-        return {**batch, "out": _blobs([self._waves(pickle.loads(w)) for w in batch["waves"]])}
+            return {"b": batch["b"], "result": blobs([self._files(pickle.loads(j)) for j in batch["job"]])}
+        return {**batch, "out": blobs([self._waves(pickle.loads(w)) for w in batch["waves"]])}
 
     def _files(self, paths: list[str]) -> dict:
         from claspkit.data.audio import load_audio
-        from claspkit.encoders.features import _encode, _named
         from claspkit.paths import display_path
 
         t = time.perf_counter()
@@ -224,10 +225,10 @@ class _Backbone:
             try:
                 x = load_audio(Path(p), self.encoder.sample_rate)
             except ClaspkitError as e:
-                failures.append((i, _named(display_path(p), str(e))))
+                failures.append((i, named(display_path(p), str(e))))
                 continue
             except Exception as e:  # a loader bug or an unforeseen format: still name the file
-                failures.append((i, _named(display_path(p), f"{type(e).__name__}: {e}")))
+                failures.append((i, named(display_path(p), f"{type(e).__name__}: {e}")))
                 continue
             ok.append(i)
             inputs.append(x)
@@ -235,54 +236,16 @@ class _Backbone:
         load_s, Y, error = time.perf_counter() - t, None, None
         if inputs:
             try:
-                Y = _encode(self.encoder, inputs, [display_path(paths[i]) for i in ok], self.frames)
+                Y = encode_batch(self.encoder, inputs, [display_path(paths[i]) for i in ok], self.frames)
             except ClaspkitError as e:     # re-raised on the driver, after the batches before it are cached
                 error = str(e)
         return {"ok": ok, "Y": Y, "failures": failures, "error": error, "audio_s": audio_s,
                 "load_s": load_s, "encode_s": time.perf_counter() - t - load_s}
 
     def _waves(self, waves: list) -> dict:
-        from claspkit.model.clasp import branch_features
-
         t = time.perf_counter()
         x = branch_features(self.encoder, waves, self.batch_size, self.frames) if waves else None
         return {"x": x, "seconds": time.perf_counter() - t}
-
-
-def _vad_rows(batch: dict, params, env) -> dict:
-    """Decode + VAD of index files (a Ray task): duration and spans, or the reason a file is skipped."""
-    from claspkit.search import query
-    from claspkit.search.segment import SAMPLE_RATE, segment
-
-    _apply_env(env)
-    out = []
-    for job in batch["job"]:
-        path = Path(pickle.loads(job))
-        t = time.perf_counter()
-        try:
-            audio = query._read(path)
-        except (ClaspkitError, OSError, ValueError, RuntimeError) as e:
-            out.append({"skip": query.skip_reason(e, path), "decode": time.perf_counter() - t, "vad": 0.0})
-            continue
-        t1 = time.perf_counter()
-        spans = segment(audio, SAMPLE_RATE, params)
-        out.append({"duration_s": round(len(audio) / SAMPLE_RATE, 3), "spans": spans,
-                    "decode": t1 - t, "vad": time.perf_counter() - t1})
-    return {"i": batch["i"], "result": _blobs(out)}
-
-
-def _cut_rows(batch: dict, env) -> dict:
-    """Decode one index group's files again and cut their segments (a Ray task), as ``build_index`` does."""
-    from claspkit.search import query
-
-    _apply_env(env)
-    waves, seconds = [], []
-    for job in batch["job"]:
-        t = time.perf_counter()
-        waves.append([w for path, spans in pickle.loads(job) for w in query.cut_segments(query._read(Path(path)),
-                                                                                         spans)])
-        seconds.append(time.perf_counter() - t)
-    return {"g": batch["g"], "waves": _blobs(waves), "decode": np.asarray(seconds)}
 
 
 # ---------------------------------------------------------------------- the feature stage
@@ -297,116 +260,12 @@ def encode_file_batches(encoder, batches: list[list[str]], seconds: list[float],
     spec = spec_of(encoder)
     rows = rows_per_call(seconds, target_seconds)
     with session(address) as ray:
-        _quiet_data(ray)
-        size, cpus = _pools(ray, 1, workers)
+        quiet_data(ray)
+        size, cpus = pools(ray, 1, workers)
         ds = ray.data.from_items([{"b": i, "job": pickle.dumps(list(map(str, b)))} for i, b in enumerate(batches)],
                                  override_num_blocks=max(1, min(len(batches), 8 * size)))
-        ds = _map(ds, ray, _Backbone, rows, cpus, size, fn_constructor_kwargs={
-            "spec": spec, "env": _driver_env(), "frames": frames, "mode": "files",
+        ds = map_batches(ds, ray, BackboneActor, rows, cpus, size, fn_constructor_kwargs={
+            "spec": spec, "env": driver_env(), "frames": frames, "mode": "files",
             "batch_size": max(1, max(map(len, batches), default=1))})
         for row in ds.iter_rows():
             yield int(row["b"]), pickle.loads(row["result"])
-
-
-# ---------------------------------------------------------------------- the index
-def _vad_all(ray, paths: list[Path], params, env, cpus: float) -> list[dict]:
-    ds = ray.data.from_items([{"i": i, "job": pickle.dumps(str(p))} for i, p in enumerate(paths)],
-                             override_num_blocks=max(1, len(paths)))
-    ds = _map(ds, ray, _vad_rows, 1, cpus, fn_kwargs={"params": params, "env": env})
-    out = [None] * len(paths)
-    for row in ds.iter_rows():
-        out[int(row["i"])] = pickle.loads(row["result"])
-    return out
-
-
-def _plan(todo, vad: dict, writer, batch_size: int, summary, entries: list, how: dict, bar) -> list[list]:
-    """The local engine's loop over the files to embed, without the embedding: the same decisions (resumed,
-    duplicate, zero-length, undecodable) and the same groups of files, closed once ``batch_size`` segments
-    are pending. Returns the groups: lists of (entry, path, spans)."""
-    groups, pending, staged_now = [], [], {}
-    for path, entry in todo:
-        sha = entry["sha256"]
-        if sha in staged_now or writer.is_staged(sha):
-            if sha in staged_now:
-                entry["duration_s"], how[entry["path"]] = staged_now[sha], "reused"
-            else:
-                entry["duration_s"], how[entry["path"]] = writer.staged_duration(sha), "resumed"
-            entries.append(entry)
-            bar.update(1)
-            continue
-        if entry["size"] == 0:
-            summary.skipped.append({"path": entry["path"], "reason": "zero-length file (0 bytes)"})
-            bar.update(1)
-            continue
-        res = vad[sha]
-        if "skip" in res:
-            summary.skipped.append({"path": entry["path"], "reason": res["skip"]})
-            bar.update(1)
-            continue
-        entry["duration_s"] = res["duration_s"]
-        entries.append(entry)
-        pending.append((entry, path, res["spans"]))
-        staged_now[sha] = entry["duration_s"]
-        if sum(len(s) for _, _, s in pending) >= batch_size:
-            groups.append(pending)
-            pending = []
-    if pending:
-        groups.append(pending)
-    return groups
-
-
-def index_todo(embedder, writer, todo: list, params, batch_size: int, summary, entries: list, how: dict, bar,
-               address: str | None = None, workers: int | None = None,
-               target_seconds: float = TARGET_SECONDS) -> None:
-    """``build_index``'s embedding loop on Ray: VAD as tasks, one actor pool per backbone, the head and the
-    staging here; fills ``entries``, ``how`` and ``summary`` exactly as the local loop does."""
-    specs = {role: spec_of(enc) for role, enc in embedder.encoders.items()}
-    tm, env = summary.timings, _driver_env()
-    with session(address) as ray:
-        _quiet_data(ray)
-        size, cpus = _pools(ray, len(specs), workers)
-        first = {}                              # sha -> the first path that reaches decoding
-        for path, entry in todo:
-            if entry["size"] > 0 and not writer.is_staged(entry["sha256"]):
-                first.setdefault(entry["sha256"], path)
-        shas = list(first)
-        results = _vad_all(ray, [first[s] for s in shas], params, env, cpus) if shas else []
-        for r in results:
-            tm["decode"] += r["decode"]
-            tm["vad"] += r["vad"]
-        groups = _plan(todo, dict(zip(shas, results)), writer, batch_size, summary, entries, how, bar)
-        if not groups:
-            return
-        seconds = [sum(e - s for _, _, spans in g for s, e in spans) for g in groups]
-        ds = ray.data.from_items([{"g": i, "job": pickle.dumps([(str(p), spans) for _, p, spans in g])}
-                                  for i, g in enumerate(groups)], override_num_blocks=max(1, len(groups)))
-        ds = _map(ds, ray, _cut_rows, 1, cpus, fn_kwargs={"env": env})
-        rows = rows_per_call(seconds, target_seconds)
-        for role, spec in specs.items():
-            ds = _map(ds, ray, _Backbone, rows, cpus, size, fn_constructor_kwargs={
-                "spec": spec, "env": env, "mode": "waves", "batch_size": batch_size,
-                "frames": role == "speech" and embedder.frames})
-            ds = ds.rename_columns({"out": role})
-        for row in ds.iter_rows():
-            _stage_group(embedder, writer, groups[int(row["g"])], row, summary, how, bar)
-
-
-def _stage_group(embedder, writer, group: list, row: dict, summary, how: dict, bar) -> None:
-    """Fuse one group's branch features with the head and stage its files, as ``build_index``'s flush does."""
-    tm = summary.timings
-    tm["decode"] += float(row["decode"])
-    feats = {}
-    for role in embedder.encoders:
-        out = pickle.loads(row[role])
-        tm[role] += out["seconds"]
-        feats[role] = out["x"]
-    t = time.perf_counter()
-    if any(x is None for x in feats.values()):
-        vecs = np.zeros((0, embedder.dim), np.float32)
-    else:
-        vecs = embedder.fuse(feats)
-    tm["fusion"] += time.perf_counter() - t
-    from claspkit.search.query import stage_embedded
-
-    stage_embedded(writer, group, vecs, summary, how)
-    bar.update(len(group))

@@ -1,4 +1,4 @@
-"""`python -m claspkit.bench_retrieval`: CLASP heads against transcribe-then-search, one test set, one run.
+"""`python -m claspkit.bench.retrieval`: CLASP heads against transcribe-then-search, one test set, one run.
 
 Quality is judged on the full gallery (every test utterance against every test transcript, speech ->
 text), never on 5 candidates, and always beside the cascade measured on the same items in the same run.
@@ -50,7 +50,7 @@ def _quality(P, system: str, sim: np.ndarray, **fields) -> dict:
 
 def cascade_similarity(P, stage, asr_model, text_encoder, progress: bool = True) -> tuple[np.ndarray, float]:
     """(test speech x test text cosines, WER) of the cascade on the test split of ``stage``."""
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
     from claspkit.evaluation import asr
 
     test = stage.data["test"]
@@ -61,7 +61,7 @@ def cascade_similarity(P, stage, asr_model, text_encoder, progress: bool = True)
 
 def _test_similarity(stage) -> np.ndarray:
     """A trained head's test speech x test text cosines (the full gallery)."""
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
 
     test = stage.data["test"]
     return pipeline.similarity(pipeline.speech_embeddings(stage.trained, test), test.arrays["text"])
@@ -69,7 +69,7 @@ def _test_similarity(stage) -> np.ndarray:
 
 def _training(stage) -> dict:
     """What a result row records of a head's training: its budget used and its validation MRR."""
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
 
     return {"best_epoch": stage.trained.best_epoch, "epochs_run": len(stage.trained.history),
             "val_mrr": round(pipeline.validation_mrr(stage.trained, stage.data["val"]), 4)}
@@ -160,7 +160,7 @@ def run(preset="small", n_timing: int = N_TIMING, attention: dict | None = None,
     trained (nested subsets) and scored on the same gallery: ``rows_scaling``. ``n_timing`` test utterances,
     a seeded random sample, are timed one at a time and in batches of ``TIMING_BATCH``.
     """
-    from claspkit import pipeline
+    from claspkit.experiments import pipeline
     from claspkit.config import load_params
     from claspkit.encoders.backbones import create_backbone
     from claspkit.evaluation import metrics
@@ -282,7 +282,7 @@ def _override(text: str) -> tuple[str, object]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m claspkit.bench_retrieval", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m claspkit.bench.retrieval", description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="small", help="params/<preset>.yaml (default: small)")
     ap.add_argument("--n-timing", type=int, default=N_TIMING,
                     help=f"test utterances timed per pipeline, a seeded random sample (default: {N_TIMING})")

@@ -1,4 +1,4 @@
-"""Search benchmark: ``python -m claspkit.bench_search [--sizes 10000,100000,1000000] [--quick]``.
+"""Search benchmark: ``python -m claspkit.bench.search [--sizes 10000,100000,1000000] [--quick]``.
 
 Prints three things a user of ``claspkit index`` / ``claspkit search`` wants to know on *their* machine:
 
@@ -316,7 +316,7 @@ def bench_indexing(minutes: float, work: Path, repeats: int = 3) -> dict:
     from claspkit.model.fusion import build_fusion
     from claspkit.search.index import load_index
     from claspkit.search.query import build_index, cut_segments
-    from claspkit.model.train import save_checkpoint
+    from claspkit.model.checkpoint import save_checkpoint
 
     audio_s = synthesize_lectures(work / "lib", minutes)
     dims = {(r["role"], r["name"]): r["dim"] for r in list_backbones()}
@@ -433,7 +433,7 @@ def _fmt_i(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m claspkit.bench_search", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m claspkit.bench.search", description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default=None, help="comma-separated index sizes (default 10000,100000,1000000)")
     p.add_argument("--queries", type=int, default=None, help="queries per size (default 50; 20 with --quick)")
     p.add_argument("--dim", type=int, default=384, help="vector dim (default 384, the e5-small text space)")

@@ -1,11 +1,11 @@
 """How much of the compressed index one query must scan as the index grows:
-``python -m claspkit.bench_pq_scaling [--sizes 1000000,10000000,30000000] [--queries 200]``.
+``python -m claspkit.bench.pq_scaling [--sizes 1000000,10000000,30000000] [--queries 200]``.
 
-``bench_search`` times the real index, whose float32 vectors live on disk (1.6 KB per segment), so this
+``bench.search`` times the real index, whose float32 vectors live on disk (1.6 KB per segment), so this
 machine's disk caps it near 10M segments. A 100M projection turns on two other questions: which share of the
 rows must be scanned for recall@10 0.96 after re-ranking (the index's target plus its calibration margin), and
 how fast one query scans them on one core and on all. Both need only the PQ codes (56 bytes per segment, in
-RAM): the rows (``synthetic_chunks``, the distribution of ``bench_search``) are generated a chunk at a time,
+RAM): the rows (``synthetic_chunks``, the distribution of ``bench.search``) are generated a chunk at a time,
 encoded and dropped, and the exact top-10 of the held-out queries is kept on the way. The recall after exact
 re-ranking of C candidates is the share of the exact top-10 among them (re-ranking by exact score keeps every
 one of those), so no vector is read back.
@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from claspkit.bench_search import latency_ms, load_average, synthetic_chunks
+from claspkit.bench.search import latency_ms, load_average, synthetic_chunks
 from claspkit.search.index import (
     ANN_TARGET_RECALL, NPROBE_MAX, PQ_RECALL_MARGIN, PQ_TRAIN, TRAIN_PER_LIST, pq_candidates, pq_lists, recall_at_k,
     scanned_rows, search_exact, top_k, train_pq,
@@ -189,7 +189,7 @@ def _fmt_projection(p: dict | None, target: float) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m claspkit.bench_pq_scaling", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m claspkit.bench.pq_scaling", description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="1000000,10000000", help="comma-separated index sizes (default 1M,10M; "
                    "30M needs ~2 GB of RAM and ~45 min on 2 cores)")
     p.add_argument("--queries", type=int, default=200, help="held-out queries for the recall (default 200)")

@@ -1,6 +1,6 @@
-"""Ray engine benchmark: ``python -m claspkit.bench_ray [--minutes 4] [--workers 1,2] [--repeats 1]``.
+"""Ray engine benchmark: ``python -m claspkit.bench.ray [--minutes 4] [--workers 1,2] [--repeats 1]``.
 
-Indexes espeak-ng lectures (``claspkit.bench_search.LECTURE``, every file another voice or speed, so no
+Indexes espeak-ng lectures (``claspkit.bench.search.LECTURE``, every file another voice or speed, so no
 file is a copy the index would reuse) with whisper-tiny.en +
 efficientnet-lite0 (ONNX Runtime) and an untrained concat head, with the local engine and with the Ray
 engine at each number of workers (actors per backbone) on a local Ray instance of ``--cpus`` CPUs, and
@@ -24,7 +24,7 @@ __all__ = ["synthesize_distinct", "index_files", "bench", "main"]
 
 def synthesize_distinct(folder: Path, minutes: float) -> float:
     """Lectures until ``minutes`` of audio, each file in a voice/speed of its own; returns seconds."""
-    from claspkit.bench_search import LECTURE
+    from claspkit.bench.search import LECTURE
     from claspkit.data.tts import get_synthesizer
 
     syn = get_synthesizer("espeak")
@@ -46,10 +46,10 @@ def index_files(folder: Path) -> dict:
 def _checkpoint(work: Path) -> Path:
     import torch
 
-    from claspkit.bench_search import IMAGE, SPEECH, TEXT
+    from claspkit.bench.search import IMAGE, SPEECH, TEXT
     from claspkit.encoders.backbones import list_backbones
     from claspkit.model.fusion import build_fusion
-    from claspkit.model.train import save_checkpoint
+    from claspkit.model.checkpoint import save_checkpoint
 
     dims = {(r["role"], r["name"]): r["dim"] for r in list_backbones()}
     torch.manual_seed(0)
@@ -69,7 +69,7 @@ def _timed(lib: Path, ckpt: Path, out: Path, **kw) -> tuple[float, object]:
 
 def bench(minutes: float, workers: list[int], cpus: int, repeats: int, work: Path) -> dict:
     """Local, then Ray at each worker count; the median of ``repeats`` end-to-end runs each."""
-    from claspkit import engine
+    from claspkit.encoders import engine
 
     lib = work / "lib"
     synthesize_distinct(lib, minutes)
@@ -114,9 +114,9 @@ def _fmt(r: dict, workers: list[int]) -> str:
 
 
 def main(argv=None) -> int:
-    from claspkit.bench_search import load_average
+    from claspkit.bench.search import load_average
 
-    p = argparse.ArgumentParser(prog="python -m claspkit.bench_ray", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m claspkit.bench.ray", description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=4.0, help="minutes of speech to index (default 4)")
     p.add_argument("--workers", default="1,2", help="comma-separated actors per backbone (default 1,2)")
     p.add_argument("--cpus", type=int, default=os.cpu_count() or 1, help="CPUs of the local Ray instance")

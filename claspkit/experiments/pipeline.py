@@ -23,8 +23,8 @@ from claspkit.constants import FRAME_FUSIONS
 from claspkit.errors import ClaspkitError, ParamError, choices_hint
 from claspkit.encoders.frames import Frames
 from claspkit.paths import atomic_write_text, display_path, run_dir
-from claspkit.model.train import BACKBONE_KEYS, CONFIG_FILE, RESUME_MAY_CHANGE, load_checkpoint, \
-    read_checkpoint_config, train, training_config
+from claspkit.model.checkpoint import CONFIG_FILE, load_checkpoint, read_checkpoint_config
+from claspkit.model.train import BACKBONE_KEYS, RESUME_MAY_CHANGE, train, training_config
 
 __all__ = [
     "SPLITS", "DIRECTIONS", "STAGE1_SYSTEMS", "with_overrides", "corpus", "features", "frame_features",
@@ -236,7 +236,7 @@ def similarity(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
 
 
 def speech_embeddings(trained: Trained, split: Split) -> np.ndarray:
-    from claspkit.model.train import embed_speech
+    from claspkit.model.inference import embed_speech
 
     b = trained.config["branches"]
     return embed_speech(trained.model, split.arrays["speech"] if b in ("combined", "speech") else None,
@@ -435,7 +435,7 @@ def stage2_attention_rows(P, progress: bool = True) -> list[dict]:
 
 
 def trained_attention(P, loss: str = "contrastive", progress: bool = True) -> Stage3 | None:
-    """The attention head when notebook 05 (or ``bench_retrieval``) has trained it, else None: a notebook
+    """The attention head when notebook 05 (or ``claspkit.bench.retrieval``) has trained it, else None: a notebook
     that only scores it does not start a long training."""
     if not (run_dir(P.preset) / "checkpoints" / f"attention-{loss}" / CONFIG_FILE).is_file():
         return None
