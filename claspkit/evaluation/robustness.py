@@ -44,7 +44,7 @@ from claspkit.errors import AudioError, ClaspkitError, ParamError, choices_hint
 
 __all__ = ["NOISE_KINDS", "SNRS_DB", "RECIPE", "mix_at_snr", "white_noise", "babble_noise", "noisy_versions",
            "augmented_copies", "augmented_stage",
-           "Systems", "make_systems", "evaluate", "noise_sweep", "unseen_voice_heads", "voice_items",
+           "Systems", "make_systems", "similarities", "evaluate", "noise_sweep", "unseen_voice_heads", "voice_items",
            "real_prompts", "parallel_set", "cross_lingual", "long_recordings", "long_search", "summary_table"]
 
 SNRS_DB = (20, 10, 5, 0)
@@ -166,6 +166,26 @@ def make_systems(P, heads: dict, asr_backbone: str, text_encoder=None) -> System
     return Systems(P, dict(heads), create_backbone("asr", asr_backbone), asr_backbone, text)
 
 
+def similarities(S: Systems, paths: Sequence, texts: Sequence[str], language: str = "en",
+                 references: Sequence[str] | None = None, progress: bool = False) -> tuple[dict, float | None]:
+    """Speech ``paths`` x ``texts`` similarity of every system on the same items (label -> matrix), and the
+    cascade's WER against ``references`` (None without them). ``language`` is the language spoken."""
+    from claspkit.experiments import pipeline
+    from claspkit.evaluation import asr
+    from claspkit.encoders.features import extract_text
+
+    if len(paths) != len(texts) or not len(paths):
+        raise ParamError(f"need as many texts as audio files (and at least one), got {len(paths)} and {len(texts)}")
+    gallery = np.asarray(extract_text(S.text_encoder, list(texts), progress=False), dtype=np.float32)
+    sims = {label: pipeline.similarity(pipeline.speech_vectors(stage, paths, progress=progress), gallery)
+            for label, stage in S.heads.items()}
+    transcripts, emb = asr.cascade_embeddings(S.asr, S.text_encoder, list(paths), language=language,
+                                              progress=progress)
+    sims[S.labels[-1]] = pipeline.similarity(emb, gallery)
+    wer = round(asr.wer(list(references), transcripts), 4) if references is not None else None
+    return sims, wer
+
+
 def evaluate(S: Systems, paths: Sequence, texts: Sequence[str], section: str, language: str = "en",
              directions=("s2t", "t2s"), references: Sequence[str] | None = None, progress: bool = False,
              **fields) -> list[dict]:
@@ -175,23 +195,16 @@ def evaluate(S: Systems, paths: Sequence, texts: Sequence[str], section: str, la
     in that language, for the cascade's WER.
     """
     from claspkit.experiments import pipeline
-    from claspkit.evaluation import asr
-    from claspkit.encoders.features import extract_text
 
-    if len(paths) != len(texts) or not len(paths):
-        raise ParamError(f"need as many texts as audio files (and at least one), got {len(paths)} and {len(texts)}")
-    gallery = np.asarray(extract_text(S.text_encoder, list(texts), progress=False), dtype=np.float32)
+    sims, wer = similarities(S, paths, texts, language, references, progress)
     common = {"section": section, "language": language, **fields}
     rows = []
     for label, stage in S.heads.items():
-        sim = pipeline.similarity(pipeline.speech_vectors(stage, paths, progress=progress), gallery)
-        rows += pipeline.score(S.P, sim, protocols=("full",), directions=directions, system=label, kind="clasp",
-                               fusion=stage.P.fusion, speech_backbone=stage.P.speech_backbone, **common)
-    transcripts, emb = asr.cascade_embeddings(S.asr, S.text_encoder, list(paths), language=language,
-                                              progress=progress)
-    extra = {"wer": round(asr.wer(list(references), transcripts), 4)} if references is not None else {}
-    rows += pipeline.score(S.P, pipeline.similarity(emb, gallery), protocols=("full",), directions=directions,
-                           system=f"ASR cascade ({S.asr_name})", kind="cascade", **common, **extra)
+        rows += pipeline.score(S.P, sims[label], protocols=("full",), directions=directions, system=label,
+                               kind="clasp", fusion=stage.P.fusion, speech_backbone=stage.P.speech_backbone, **common)
+    extra = {"wer": wer} if wer is not None else {}
+    rows += pipeline.score(S.P, sims[S.labels[-1]], protocols=("full",), directions=directions,
+                           system=S.labels[-1], kind="cascade", **common, **extra)
     return rows
 
 
