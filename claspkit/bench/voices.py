@@ -89,10 +89,11 @@ def _synthesizer(spec: str):
     return syn, None
 
 
-def bench_voice(spec: str, sentences: list[str], work: Path) -> dict:
-    """One voice: audio seconds, wall seconds of its ``synthesize`` calls (one thread), x real time, the files."""
+def bench_voice(spec: str, sentences: list[str], work: Path, ready: tuple | None = None) -> dict:
+    """One voice: audio seconds, wall seconds of its ``synthesize`` calls (one thread), x real time, the files.
+    ``ready`` is ``_synthesizer(spec)`` when already asked."""
     row = {"voice": spec, "language": voice_language(spec)}
-    syn, reason = _synthesizer(spec)
+    syn, reason = ready or _synthesizer(spec)
     if syn is None:
         return {**row, "status": "skipped", "reason": reason}
     folder = work / spec.replace(":", "_").replace("/", "_")
@@ -106,7 +107,7 @@ def bench_voice(spec: str, sentences: list[str], work: Path) -> dict:
     except (ClaspkitError, OSError) as e:
         return {**row, "status": "skipped", "reason": f"{type(e).__name__}: {e}"}
     return {**row, "status": "ok", "engine_version": syn.version, "audio_s": round(audio_s, 3),
-            "synth_wall_s": round(wall, 3), "x_real_time": audio_s / wall, "paths": [str(p) for p in paths]}
+            "synth_wall_s": wall, "x_real_time": audio_s / wall, "paths": [str(p) for p in paths]}
 
 
 def score_wer(rows: list[dict], sentences: list[str], asr) -> None:
@@ -125,14 +126,13 @@ def score_wer(rows: list[dict], sentences: list[str], asr) -> None:
 def bench_voices(voices: list[str], n_sentences: int = 10, wer: bool = False, seed: int = 42) -> dict:
     if n_sentences < 1:
         raise ParamError(f"--sentences must be at least 1, got {n_sentences}")
-    for v in voices:              # a misspelt voice fails before minutes of synthesis, whatever its place
-        voice_language(v)
+    ready = {v: _synthesizer(v) for v in voices}     # a misspelt voice fails before minutes of synthesis
     sentences = brown_sentences(n_sentences, seed)
     out = {**machine_info(), "sentences": n_sentences, "seed": seed, "texts": sentences,
            "asr": ASR if wer else None, "voices": []}
     with tempfile.TemporaryDirectory(prefix="claspkit-voices-") as tmp:
         for v in voices:
-            row = bench_voice(v, sentences, Path(tmp))
+            row = bench_voice(v, sentences, Path(tmp), ready[v])
             print(f"  {v}: " + (f"{row['x_real_time']:.1f}x real time" if row["status"] == "ok"
                                 else f"skipped ({row['reason']})"), flush=True)
             out["voices"].append(row)
