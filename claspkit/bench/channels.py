@@ -10,15 +10,14 @@ carries the CPU model, date, commit and load average it was measured under (``cl
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
 
 import numpy as np
 
-from claspkit.bench.machine import load_average, machine_info, one_thread
-from claspkit.errors import ClaspkitError, ParamError
+from claspkit.bench.machine import load_average, machine_info, one_thread, run_and_save
+from claspkit.errors import ParamError
 
 __all__ = ["DEFAULT_OUT", "units", "load_prompts", "time_unit", "bench_channels", "format_table", "main"]
 
@@ -120,18 +119,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="draws the prompts and every channel's parameters (default 0)")
     ap.add_argument("--out", default=DEFAULT_OUT, help=f"where the JSON goes (default {DEFAULT_OUT}); '' for none")
     args = ap.parse_args(argv)
-    try:
-        result = bench_channels(args.items, args.repeats, args.seed)
-    except ClaspkitError as e:
-        print(f"bench.channels: {e}", file=sys.stderr)
-        return 2
-    print(format_table(result))
-    if args.out:
-        from claspkit.paths import atomic_write_text, display_path
-
-        atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
-        print(f"results: {display_path(args.out)}")
-    return 0
+    return run_and_save("bench.channels", lambda: bench_channels(args.items, args.repeats, args.seed),
+                        format_table, args.out)
 
 
 if __name__ == "__main__":

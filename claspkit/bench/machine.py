@@ -10,8 +10,10 @@ import datetime
 import os
 import platform
 import subprocess
+import sys
+from typing import Callable
 
-__all__ = ["load_average", "cpu_model", "git_commit", "machine_info", "one_thread"]
+__all__ = ["load_average", "cpu_model", "git_commit", "machine_info", "one_thread", "run_and_save"]
 
 
 def load_average() -> str:
@@ -72,3 +74,23 @@ def one_thread():
             yield
     finally:
         torch.set_num_threads(before)
+
+
+def run_and_save(prog: str, measure: Callable[[], dict], table: Callable[[dict], str], out: str) -> int:
+    """A benchmark's main after parsing: measure, print the table, write the JSON to ``out`` (unless empty);
+    a ClaspkitError is a bad argument or missing input: its message, exit status 2."""
+    import json
+
+    from claspkit.errors import ClaspkitError
+    from claspkit.paths import atomic_write_text, display_path
+
+    try:
+        result = measure()
+    except ClaspkitError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2
+    print(table(result))
+    if out:
+        atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+        print(f"results: {display_path(out)}")
+    return 0

@@ -11,13 +11,12 @@ The JSON carries the CPU model, date, commit and load average it was measured un
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from claspkit.bench.machine import load_average, machine_info, one_thread
+from claspkit.bench.machine import load_average, machine_info, one_thread, run_and_save
 from claspkit.errors import ClaspkitError, ParamError
 
 __all__ = ["DEFAULT_OUT", "ASR", "WARM_UP", "brown_sentences", "voice_language", "resolve_voices", "asr_model",
@@ -171,18 +170,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=42, help="draws the Brown sentences (default 42, the corpus seed)")
     ap.add_argument("--out", default=DEFAULT_OUT, help=f"where the JSON goes (default {DEFAULT_OUT}); '' for none")
     args = ap.parse_args(argv)
-    try:
-        result = bench_voices(resolve_voices(args.voices, args.preset), args.sentences, args.wer, args.seed)
-    except ClaspkitError as e:
-        print(f"bench.voices: {e}", file=sys.stderr)
-        return 2
-    print(format_table(result))
-    if args.out:
-        from claspkit.paths import atomic_write_text, display_path
-
-        atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
-        print(f"results: {display_path(args.out)}")
-    return 0
+    return run_and_save("bench.voices", lambda: bench_voices(resolve_voices(args.voices, args.preset),
+                                                             args.sentences, args.wer, args.seed),
+                        format_table, args.out)
 
 
 if __name__ == "__main__":
