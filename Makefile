@@ -18,7 +18,7 @@ export MPLBACKEND := Agg
 help:
 	@echo "make reproduce [PRESET=tiny|small|medium|large|full|paper] run notebooks 01-09, regenerate figures/"
 	@echo "make test                                     unit tests + nbval on the committed notebooks"
-	@echo "make bench [PRESET=...]                       print backbone, search, PQ-scaling, Ray-engine and retrieval benchmark figures"
+	@echo "make bench [PRESET=...]                       print backbone, search, PQ-scaling, Ray-engine, retrieval, channel and voice benchmark figures"
 	@echo "make notebooks                                re-execute the committed notebooks (tiny) in place"
 
 $(STAMP): pyproject.toml requirements.lock
@@ -61,13 +61,16 @@ test: data
 	$(VENV)/bin/pytest tests notebooks --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider --durations=50
 
 # bench_retrieval trains (or reuses) both heads of PRESET and transcribes its test split: minutes after
-# `make reproduce`, about an hour on a cold machine for small.
+# `make reproduce`, about an hour on a cold machine for small. channels and voices rewrite the committed
+# results/bench/*.json (voices: some minutes, and the Debian TTS engines' first download).
 bench: data
 	$(PY) -m claspkit.bench.backbones --preset tiny
 	$(PY) -m claspkit.bench.search --quick
 	$(PY) -m claspkit.bench.pq_scaling --sizes 300000,1000000
 	$(PY) -m claspkit.bench.ray --minutes 4
 	$(PY) -m claspkit.bench.retrieval --preset $(PRESET)
+	$(PY) -m claspkit.bench.channels --out results/bench/channels.json
+	$(PY) -m claspkit.bench.voices --preset voices --sentences 10 --wer --out results/bench/voices.json
 
 clean-runs:
 	rm -rf runs

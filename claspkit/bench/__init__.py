@@ -1,7 +1,8 @@
 """Benchmarks, each runnable as ``python -m claspkit.bench.<name>`` (``make bench`` runs them all): ``backbones``
 (throughput and memory per backbone), ``search`` (query latency and indexing speed), ``pq_scaling`` (the compressed
 index's scan as it grows), ``ray`` (the Ray engine against the local one), ``retrieval`` (CLASP heads against
-transcribe-then-search on one gallery).
+transcribe-then-search on one gallery), ``channels`` (the simulated recording channels' CPU cost), ``voices`` (each
+TTS voice's synthesis speed and Whisper WER); ``machine`` records what a figure was measured on.
 
 Until the next release the old names (``python -m claspkit.bench_search`` ...) are alias packages
 (``moved``, ``run_moved``): packages, not modules, so that git sees each old file renamed into ``bench/``.

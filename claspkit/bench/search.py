@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from claspkit.bench.machine import load_average
 from claspkit.errors import ClaspkitError
 from claspkit.search.index import (
     ANN_MIN_SEGMENTS, PQ_MIN_SEGMENTS, SEGMENT_DTYPE, build_ann, build_pq, probe_queries, recall_at_k, search_ann,
@@ -68,13 +69,6 @@ LECTURE = (
     "After that we will discuss the clock, and finally the scale. Rivers were the first roads of trade, and "
     "the price of bread followed the harvest. A storm could ruin a town's supply in a single night.")
 SPEECH, IMAGE, TEXT = "whisper-tiny.en", "efficientnet-lite0", "e5-small-multilingual"
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def synthetic_vectors(n: int, dim: int, seed: int = 0, cluster: int = 200, chunk: int = 65536,
