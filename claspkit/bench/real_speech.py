@@ -22,7 +22,7 @@ import numpy as np
 
 from claspkit.errors import ClaspkitError, ParamError
 
-__all__ = ["DEFAULT_STAGE3", "SAME_KNOBS_EXCEPT", "preset_params", "score_systems", "run", "main"]
+__all__ = ["DEFAULT_STAGE3", "SAME_KNOBS_EXCEPT", "preset_params", "score_systems", "run", "format_rows", "main"]
 
 DEFAULT_STAGE3 = {"speech_backbone": "whisper-base", "text_backbone": "e5-small-multilingual", "fusion": "gating"}
 # Knobs that may differ between the compared presets: everything else is the first preset's.
