@@ -66,6 +66,7 @@ def score_systems(sims: dict, reference: str, baseline: str | None, n_boot: int 
 
 def run(presets=("small", "voices"), n_sentences: int | None = 3000, real_items: int | None = None,
         overrides: dict | None = None, progress: bool = True, out=None) -> dict:
+    from claspkit.bench.machine import machine_info
     from claspkit.evaluation import robustness
     from claspkit.experiments import pipeline
     from claspkit.paths import atomic_write_text, project_root
@@ -83,7 +84,7 @@ def run(presets=("small", "voices"), n_sentences: int | None = 3000, real_items:
                                         progress=progress)
     cascade = S.labels[-1]
     rows = score_systems(sims, cascade, next(iter(heads)), seed=Ps[0].seed)
-    result = {"meta": {"presets": list(presets), "n_sentences": n_sentences, "stage3": Ps[0].stage3,
+    result = {"meta": {**machine_info(), "presets": list(presets), "n_sentences": n_sentences, "stage3": Ps[0].stage3,
                        "knobs": {k: v for k, v in Ps[0].items() if k not in SAME_KNOBS_EXCEPT},
                        "voices": {P.preset: P.voices for P in Ps}, "real_items": len(prompts),
                        "test_source": "Asterisk English prompts (sentence-like, deduplicated)", "cascade_wer": wer,
