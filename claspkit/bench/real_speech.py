@@ -35,9 +35,10 @@ def preset_params(presets, overrides: dict | None = None) -> list:
 
     if len(presets) < 2 or len(set(presets)) != len(presets):
         raise ParamError(f"compare at least two different presets, got {list(presets)}")
-    first = load_params(presets[0], {"stage3": DEFAULT_STAGE3, **(overrides or {})})
-    first = load_params(presets[0], {**dict(first), "speech_backbone": first.stage3["speech_backbone"],
-                                     "text_backbone": first.stage3["text_backbone"]})
+    knobs = {"stage3": DEFAULT_STAGE3, **(overrides or {})}
+    stage3 = knobs["stage3"] if isinstance(knobs["stage3"], dict) else {}     # load_params refuses a bad one
+    first = load_params(presets[0], {**knobs, "speech_backbone": stage3.get("speech_backbone"),
+                                     "text_backbone": stage3.get("text_backbone")})
     common = {k: v for k, v in first.items() if k not in SAME_KNOBS_EXCEPT}
     out = [first]
     for name in presets[1:]:
