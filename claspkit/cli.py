@@ -3,6 +3,7 @@
     claspkit index AUDIO_DIR --model CHECKPOINT --out INDEX [--transcribe [ASR]] [--rebuild] [--engine ray] [--json]
     claspkit search INDEX "query text" [--lang fr] [-k 10] [--rank clasp|transcript|hybrid] [--json]
     claspkit embed AUDIO_DIR --model CHECKPOINT --out vectors.parquet [--segment] [--json]
+    claspkit adapt AUDIO --model CHECKPOINT --out NEW [--asr whisper-base] [--language en] [--force] [--json]
     claspkit backbones [--role speech|image|text|asr]
     claspkit params
 
@@ -89,6 +90,34 @@ def _cmd_search(args) -> int:
     else:
         print(hits_table(hits))
     return 0
+
+
+def _cmd_adapt(args) -> int:
+    from claspkit.adapt.pseudo import Confidence
+    from claspkit.adapt.run import adapt
+    from claspkit.paths import display_path
+
+    finetune = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}
+    report = adapt(args.audio, args.model, args.out, asr=args.asr, language=args.language,
+                   confidence=Confidence(min_avg_logprob=args.min_logprob), finetune=finetune, force=args.force,
+                   image_runtime=args.image_runtime, progress=not args.quiet and not args.json)
+    report = {**report, "out": display_path(report["out"])}
+    if args.json:
+        print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=1, default=float))
+    else:
+        kept = report["pseudo"]
+        print(f"adapted {report['adapted_from']['path']} -> {report['out']}: {report['segments']} segments from "
+              f"{report['sources']} files, {kept['kept'] - kept.get('repeated text', 0)} confident distinct "
+              f"transcripts ({report['train_items']} training, {report['val_items']} validation), best epoch "
+              f"{report['best_epoch']}; the model and its report ({report['out']}/adapt.json) are written")
+    return 0
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def _cmd_backbones(args) -> int:
@@ -182,6 +211,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_cmd_embed)
 
+    a = sub.add_parser("adapt", help="fit a model to your own untranscribed recordings (distillation from the cascade)",
+                       description="Transcribe the recordings under AUDIO with the cascade's ASR, keep the confident "
+                                   "transcripts, and fine-tune the model's head so each segment lands on its "
+                                   "transcript. MODEL is only read; NEW is written at the end. Resumable: re-run "
+                                   "the same command after an interruption.")
+    a.add_argument("audio", metavar="AUDIO", help="a folder of recordings (long ones are cut by the VAD) or one file")
+    a.add_argument("--model", required=True, metavar="MODEL", help="the checkpoint folder to start from")
+    a.add_argument("--out", required=True, metavar="NEW", help="the new checkpoint folder")
+    a.add_argument("--asr", default="whisper-base", help="the teacher ASR (default whisper-base)")
+    a.add_argument("--language", default="en", help="the language spoken (default en; auto detects it)")
+    a.add_argument("--min-logprob", type=_float, default=-0.6,
+                   help="keep transcripts whose mean token log-probability is at least this (default -0.6)")
+    a.add_argument("--epochs", type=_positive_int, default=None, help="most fine-tuning epochs (default 30)")
+    a.add_argument("--lr", type=_float, default=None, help="fine-tuning learning rate (default 1e-4)")
+    a.add_argument("--image-runtime", choices=IMAGE_RUNTIMES, default="onnx", help="as for `claspkit index`")
+    a.add_argument("--force", action="store_true", help="replace NEW if it exists (never MODEL)")
+    a.add_argument("--json", action="store_true", help="print the report as JSON (no progress bar)")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(func=_cmd_adapt)
+
     b = sub.add_parser("backbones", help="list the registered encoders")
     b.add_argument("--role", choices=("speech", "image", "text", "asr"), default=None)
     b.set_defaults(func=_cmd_backbones)
@@ -211,7 +260,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"claspkit {args.command}: interrupted" +
               ("; the previous index is intact and re-running the same command resumes"
-               if args.command == "index" else ""), file=sys.stderr)
+               if args.command == "index" else "; what is finished is kept and re-running the same command resumes"
+               if args.command == "adapt" else ""), file=sys.stderr)
         return 130
 
 

@@ -51,6 +51,7 @@ class FakeASR:
     def __init__(self, name, language="en"):
         self.role, self.name, self.language = "asr", name, language
         self.cache_id, self.words_cache_id = f"{name}/v1", f"{name}/words-v1"
+        self.scored_cache_id = f"{name}/scored-v1"
         self.items = 0
         self.fail_at = None
         self.known = {}                  # sentence -> seconds
@@ -67,6 +68,16 @@ class FakeASR:
             step = max(dur - 0.6, 0.1) / len(words)
             out.append({"text": text, "words": [(x, 0.3 + i * step, 0.3 + (i + 1) * step)
                                                 for i, x in enumerate(words)]})
+        return out
+
+
+    def transcribe_scored(self, waves, language=None):
+        """The same text, confident when the segment is loud enough to be speech (silence: no words)."""
+        out = []
+        for w, t in zip(waves, self.transcribe_words(waves, language)):
+            loud = float(np.sqrt(np.mean(np.square(w)))) > 1e-3
+            out.append({"text": t["text"] if loud else "", "avg_logprob": -0.2 if loud else -1.5,
+                        "no_speech_prob": 0.01 if loud else 0.9, "compression_ratio": 1.2})
         return out
 
 

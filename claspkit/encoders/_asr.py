@@ -48,6 +48,31 @@ class WhisperASR(Encoder):
         return out
 
     @property
+    def scored_cache_id(self) -> str:
+        """``cache_id`` of :meth:`transcribe_scored` (same decoding; the entry also holds its confidence)."""
+        return f"{self.cache_id}-scored-v1"
+
+    def transcribe_scored(self, waves, language: str | None = None) -> list[dict]:
+        """``{"text", "avg_logprob", "no_speech_prob", "compression_ratio"}`` per waveform: the same greedy
+        decoding as :meth:`transcribe`, with Whisper's own confidence (token-weighted mean log-probability, the
+        largest no-speech probability and compression ratio over the segments), so pseudo-labels can be filtered."""
+        lang = language or self.language
+        self._check_language(lang)
+        lang = None if lang == "auto" else lang
+        out = []
+        for w in check_waves(waves, self.name):
+            segments, _ = self._model.transcribe(w, language=lang, beam_size=1, temperature=0.0)
+            segments = list(segments)
+            weights = [max(len(s.tokens), 1) for s in segments]
+            out.append({
+                "text": " ".join(s.text.strip() for s in segments).strip(),
+                "avg_logprob": (float(sum(s.avg_logprob * k for s, k in zip(segments, weights)) / sum(weights))
+                                if segments else float("-inf")),
+                "no_speech_prob": max((float(s.no_speech_prob) for s in segments), default=1.0),
+                "compression_ratio": max((float(s.compression_ratio) for s in segments), default=0.0)})
+        return out
+
+    @property
     def words_cache_id(self) -> str:
         """``cache_id`` of :meth:`transcribe_words` (its alignment pass may move where a window's decoding resumes)."""
         return f"{self.cache_id}-words-v1"

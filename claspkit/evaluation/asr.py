@@ -127,7 +127,8 @@ class TranscriptCache:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> str | None:
+    def get_entry(self, key: str) -> dict | None:
+        """The whole entry (text and what was stored beside it), or None when absent or unreadable."""
         p = self._path(key)
         if not p.is_file():
             return None
@@ -135,7 +136,11 @@ class TranscriptCache:
             entry = json.loads(p.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             return None  # an unreadable entry is recomputed, never trusted
-        return entry.get("text") if isinstance(entry, dict) else None
+        return entry if isinstance(entry, dict) and isinstance(entry.get("text"), str) else None
+
+    def get(self, key: str) -> str | None:
+        entry = self.get_entry(key)
+        return None if entry is None else entry["text"]
 
     def put(self, key: str, text: str, meta: dict | None = None) -> None:
         atomic_write_text(self._path(key), json.dumps({"text": text, **(meta or {})}, ensure_ascii=False))

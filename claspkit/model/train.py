@@ -292,7 +292,7 @@ def _length_batches(lengths: np.ndarray, batch_size: int, gen: torch.Generator,
 
 def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool = True,
           checkpoint_dir=None, resume_from=None, checkpoint_every: int = 5,
-          num_threads: int | None = None) -> TrainResult:
+          num_threads: int | None = None, init_state: dict | None = None) -> TrainResult:
     """Train a fusion encoder on cached features with early stopping; see the module docstring.
 
     ``config``: training knobs as in ``claspkit.config.SCHEMA`` (a whole Params works; missing knobs take
@@ -304,6 +304,8 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
     ``train_arrays`` / ``val_arrays``: ``{"speech", "image", "text"}`` row-aligned (n, dim) arrays; for
     ``fusion='attention'`` "speech" is frame features (``claspkit.encoders.frames.Frames``, e.g. from
     ``pipeline.frame_features``), pooled ``frame_pool`` frames per step.
+    ``init_state``: start from these weights (a trained head's state dict, same fusion config) instead of a
+    fresh initialisation: fine-tuning, as ``claspkit adapt`` does.
     """
     knobs = training_config(config)
     frames = knobs["fusion"] in FRAME_FUSIONS
@@ -332,6 +334,13 @@ def train(config: dict, train_arrays: dict, val_arrays: dict, *, progress: bool 
         raise ParamError(f"checkpoint_every must be >= 1 epoch, got {checkpoint_every}")
     with _seeded(seed, num_threads):
         model = build_fusion(fusion_cfg)
+        if init_state is not None:
+            theirs = {k: tuple(v.shape) for k, v in init_state.items()}
+            ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+            if theirs != ours:
+                raise ParamError("init_state does not fit this head (its tensors' names or shapes differ): "
+                                 f"fine-tune with the starting model's own fusion config ({fusion_cfg})")
+            model.load_state_dict(init_state)
         masking = bool(knobs.get("frame_mask_time") or knobs.get("frame_mask_channels"))
         tr, va = (tr if masking else _with_pooled(model, tr)), _with_pooled(model, va)  # masks change each batch
         loss_fn = build_loss(knobs["loss"], tau=knobs["tau"], learnable_scale=knobs["learnable_scale"],
