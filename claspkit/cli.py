@@ -1,9 +1,9 @@
 """The ``claspkit`` command: index a folder of recordings, search it with text, list backbones and knobs.
 
-    claspkit index AUDIO_DIR --model CHECKPOINT --out INDEX [--transcribe [ASR]] [--rebuild] [--engine ray] [--json]
+    claspkit index AUDIO_DIR [--model CHECKPOINT] --out INDEX [--transcribe [ASR]] [--rebuild] [--engine ray] [--json]
     claspkit search INDEX "query text" [--lang fr] [-k 10] [--rank clasp|transcript|hybrid] [--json]
-    claspkit embed AUDIO_DIR --model CHECKPOINT --out vectors.parquet [--segment] [--json]
-    claspkit adapt AUDIO --model CHECKPOINT --out NEW [--asr whisper-base] [--language en] [--force] [--json]
+    claspkit embed AUDIO_DIR [--model CHECKPOINT] --out vectors.parquet [--segment] [--json]
+    claspkit adapt AUDIO [--model CHECKPOINT] --out NEW [--asr whisper-base] [--language en] [--force] [--json]
     claspkit backbones [--role speech|image|text|asr]
     claspkit params
 
@@ -160,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "embed the segments and write or update INDEX. "
                                    "Re-running embeds only new and changed files; a killed run resumes.")
     q.add_argument("audio_dir", metavar="AUDIO_DIR")
-    q.add_argument("--model", required=True, metavar="CHECKPOINT",
-                   help="checkpoint folder (model.safetensors + config.json)")
+    q.add_argument("--model", default=None, metavar="CHECKPOINT",
+                   help="checkpoint folder (model.safetensors + config.json) or shipped model name "
+                        "(default: the model that ships with claspkit)")
     q.add_argument("--out", required=True, metavar="INDEX", help="index folder to create or update")
     q.add_argument("--rebuild", action="store_true", help="replace an index built with another model or settings")
     q.add_argument("--batch-size", type=_positive_int, default=16, help="segments per encoder batch (default 16)")
@@ -202,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Embed every audio file under AUDIO_DIR into OUT (.parquet: id, path, sha256, "
                                    "start_s, end_s, vector). A killed run resumes; a rerun embeds only new files.")
     e.add_argument("audio_dir", metavar="AUDIO_DIR")
-    e.add_argument("--model", required=True, metavar="MODEL", help="checkpoint folder or hub id")
+    e.add_argument("--model", default=None, metavar="MODEL",
+                   help="checkpoint folder, hub id or shipped model name (default: the model that ships with claspkit)")
     e.add_argument("--out", required=True, metavar="OUT", help="the .parquet file to write")
     e.add_argument("--segment", action="store_true", help="one vector per speech segment (VAD) instead of per file")
     e.add_argument("--batch-size", type=_positive_int, default=16, help="clips per encoder batch (default 16)")
@@ -217,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "transcript. MODEL is only read; NEW is written at the end. Resumable: re-run "
                                    "the same command after an interruption.")
     a.add_argument("audio", metavar="AUDIO", help="a folder of recordings (long ones are cut by the VAD) or one file")
-    a.add_argument("--model", required=True, metavar="MODEL", help="the checkpoint folder to start from")
+    a.add_argument("--model", default=None, metavar="MODEL",
+                   help="the checkpoint folder to start from (default: the model that ships with claspkit)")
     a.add_argument("--out", required=True, metavar="NEW", help="the new checkpoint folder")
     a.add_argument("--asr", default="whisper-base", help="the teacher ASR (default whisper-base)")
     a.add_argument("--language", default="en", help="the language spoken (default en; auto detects it)")

@@ -29,7 +29,8 @@ from claspkit.adapt.pseudo import Confidence, rejection_counts, transcribe_score
 from claspkit.errors import ClaspkitError, ParamError
 from claspkit.paths import atomic_write_text, display_path
 
-__all__ = ["ADAPT_FILE", "FINETUNE", "check_out", "work_folder", "group_split", "dedupe_texts", "adapt"]
+__all__ = ["ADAPT_FILE", "FINETUNE", "check_out", "work_folder", "group_split", "dedupe_texts", "file_features",
+           "embed_files", "adapt"]
 
 ADAPT_FILE = "adapt.json"
 # Fine-tuning knobs: a tenth of the paper's learning rate, so the head moves toward the new voices without
@@ -83,7 +84,8 @@ def dedupe_texts(texts: Sequence[str]) -> np.ndarray:
     return np.array(keep, dtype=bool)
 
 
-def _features(clasp, paths: list, progress: bool) -> dict:
+def file_features(clasp, paths: list, progress: bool) -> dict:
+    """Each branch's features of audio files through the feature cache, as ``clasp.fuse`` takes them."""
     from claspkit.encoders.features import extract_audio, extract_frames
 
     out = {}
@@ -94,14 +96,36 @@ def _features(clasp, paths: list, progress: bool) -> dict:
     return out
 
 
+def _concat(a, b):
+    from claspkit.encoders.frames import Frames
+
+    if isinstance(a, Frames) or isinstance(b, Frames):
+        if not (isinstance(a, Frames) and isinstance(b, Frames)) or a.dim != b.dim or a.pool != b.pool:
+            raise ParamError("replay frames differ from the new recordings' (another backbone or frame_pool)")
+        return Frames(list(a.items) + list(b.items), a.dim, a.pool)
+    if np.shape(a)[1:] != np.shape(b)[1:]:
+        raise ParamError(f"replay features are {np.shape(b)[1:]}, the new recordings' {np.shape(a)[1:]}: "
+                         "extract both with the model's backbones")
+    return np.concatenate([a, b])
+
+
+def embed_files(clasp, paths: Sequence, progress: bool = False) -> np.ndarray:
+    """``clasp``'s unit vectors of audio files through the feature cache: models sharing backbones (a model
+    and its adaptation) pay for the features once."""
+    return clasp.fuse(file_features(clasp, list(paths), progress))
+
+
 def adapt(audio, model, out, *, asr: str = "whisper-base", language: str = "en", groups: dict | None = None,
           confidence: Confidence = Confidence(), val_fraction: float = 0.1, seed: int = 42, max_s: float = 15.0,
           finetune: dict | None = None, image_runtime: str = "onnx", force: bool = False, progress: bool = True,
-          files: Sequence | None = None) -> dict:
+          files: Sequence | None = None, replay: dict | None = None) -> dict:
     """Adapt checkpoint ``model`` to the recordings under ``audio`` (or the list ``files``); write ``out``.
 
     ``groups``: source file -> group name (speaker, conversation) for the validation split; default each file
-    its own group. ``finetune`` overrides ``FINETUNE``. Returns the report written to ``out/adapt.json``.
+    its own group. ``finetune`` overrides ``FINETUNE``. ``replay``: training arrays of the model's own pairs
+    (``{"speech", "image", "text"}``, as ``train`` takes them) mixed into every epoch so the head keeps what they
+    taught it (rehearsal); validation stays on the new recordings. Returns the report written to
+    ``out/adapt.json``.
     """
     import torch
 
@@ -111,6 +135,10 @@ def adapt(audio, model, out, *, asr: str = "whisper-base", language: str = "en",
     from claspkit.model.clasp import CLASP, create_encoder
     from claspkit.model.train import train
 
+    if model is None:
+        from claspkit.pretrained import pretrained_dir
+
+        model = pretrained_dir()
     knobs = {**FINETUNE, **(finetune or {})}
     unknown = set(knobs) - set(FINETUNE)
     if unknown:
@@ -148,7 +176,7 @@ def adapt(audio, model, out, *, asr: str = "whisper-base", language: str = "en",
 
     t = time.perf_counter()
     clasp = CLASP.from_pretrained(model, image_runtime=image_runtime, local_only=True)
-    feats = _features(clasp, list(items.path), progress)
+    feats = file_features(clasp, list(items.path), progress)
     text = np.asarray(extract_text(clasp.text, list(items.text), progress=progress, desc="text features"))
     times["features_s"] = time.perf_counter() - t
 
@@ -156,9 +184,15 @@ def adapt(audio, model, out, *, asr: str = "whisper-base", language: str = "en",
         idx = np.flatnonzero(mask)
         return {"text": text[idx], **{role: x[idx] for role, x in feats.items()}}
 
+    training = part(~val)
+    if replay is not None:
+        if set(replay) < set(training):
+            raise ParamError(f"replay needs the arrays {sorted(training)}, got {sorted(replay)}")
+        training = {k: _concat(v, replay[k]) for k, v in training.items()}
+
     head, config = load_checkpoint(model)
     t = time.perf_counter()
-    result = train({**config, **knobs, "seed": seed}, part(~val), part(val), progress=progress,
+    result = train({**config, **knobs, "seed": seed}, training, part(val), progress=progress,
                    checkpoint_dir=work / "train", checkpoint_every=1,
                    resume_from=work / "train" if (work / "train" / CONFIG_FILE).is_file() else None,
                    init_state={k: v.detach().clone() for k, v in head.state_dict().items()})
@@ -168,6 +202,7 @@ def adapt(audio, model, out, *, asr: str = "whisper-base", language: str = "en",
         "teacher": {"asr": asr, "cache_id": teacher.scored_cache_id, "language": language},
         "confidence": confidence.as_dict(), "sources": len(sources), "skipped": skipped, "segments": len(entries),
         "pseudo": counts, "train_items": int((~val).sum()), "val_items": int(val.sum()),
+        "replay_items": 0 if replay is None else len(replay["text"]),
         "val_groups": len(set(np.asarray(group_of)[val])), "finetune": knobs, "seed": seed,
         "best_epoch": result.best_epoch, "history": result.history,
         "stage_seconds": {k: round(v, 1) for k, v in times.items()},

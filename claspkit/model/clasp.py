@@ -143,15 +143,20 @@ class CLASP:
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
-    def from_pretrained(cls, path_or_id, *, image_runtime: str = "onnx", trust: bool = False,
+    def from_pretrained(cls, path_or_id=None, *, image_runtime: str = "onnx", trust: bool = False,
                         revision: str | None = None, cache_dir=None, local_only: bool = False,
                         **authors_kw) -> "CLASP":
         """A checkpoint folder, a hub id (``user/repo``, downloaded unless ``local_only``), or the authors'
         pickled release (a file; ``trust=True`` required, ``authors_kw`` go to ``load_authors_checkpoint``).
+        None (or the name of a model that ships with claspkit, ``claspkit.pretrained.list_pretrained()``) loads
+        that shipped model, its files checked against their registered sha256.
 
         A name whose first part is a local folder (``runs/x``) is a path, never a hub id."""
         from claspkit.model.checkpoint import load_checkpoint
+        from claspkit.pretrained import is_pretrained_name, pretrained_dir
 
+        if path_or_id is None or (is_pretrained_name(path_or_id) and not Path(path_or_id).exists()):
+            path_or_id = pretrained_dir(path_or_id)
         path = Path(path_or_id).expanduser()
         if path.is_file():
             return cls._from_authors(path, trust, image_runtime, **authors_kw)

@@ -120,12 +120,15 @@ def audio_files(audio_dir: Path, exclude: Path | None = None) -> list[Path]:
     return sorted(out, key=lambda p: p.relative_to(audio_dir).as_posix())
 
 
-def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuild: bool = False,
+def build_index(audio_dir, checkpoint_dir=None, out=None, progress: bool = True, *,
+                rebuild: bool = False,
                 batch_size: int = 16, segment_params: SegmentParams | None = None,
                 image_runtime: str = "onnx", engine: str = "local", address: str | None = None,
                 workers: int | None = None, transcribe: str | None = None,
                 asr_language: str | None = None) -> BuildSummary:
     """Index every audio file under ``audio_dir`` into the folder ``out``; see the module docstring.
+
+    ``checkpoint_dir``: a checkpoint folder or shipped model name; None uses the model that ships with claspkit.
 
     ``engine="ray"`` runs decoding, the VAD and the backbones on Ray (``claspkit.search.ray_index``; ``address`` of a
     running cluster, ``workers`` actors per backbone) and writes the same index, byte for byte.
@@ -139,6 +142,8 @@ def build_index(audio_dir, checkpoint_dir, out, progress: bool = True, *, rebuil
         check_address(address)
 
     t0 = time.perf_counter()
+    if out is None:
+        raise ParamError("name the index folder to write (out=...)")
     audio_dir, out = Path(audio_dir), Path(out)
     if not audio_dir.is_dir():
         raise DataMissingError(f"audio folder {display_path(audio_dir)} does not exist; pass the folder to index")

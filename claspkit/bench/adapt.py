@@ -1,0 +1,182 @@
+"""`python -m claspkit.bench.adapt`: does distillation from the cascade on real untranscribed speech close the gap?
+
+Trains the paper head (Stage 3 fixed: whisper-base + e5-small + gating) on each preset's synthetic corpus, as
+``bench.real_speech`` does (same sentences and knobs, only the voices differ), then adapts each head with
+``claspkit adapt`` on clips of a real multi-speaker English source that no test uses: the game dialogue of
+*Flight of the Amazon Queen* (``claspkit.data.fotaq``; its transcripts are Whisper's, filtered by confidence,
+validation by dialogue). It adapts on nested seeded samples of the clips (a learning curve), and scores every head,
+before and after, beside the cascade on the same items, full gallery, with 95% bootstrap CIs and paired differences:
+
+- ``asterisk-en``: the Asterisk English prompts (one professional speaker; test only, never trained or tuned on);
+- ``synthetic``: the last preset's synthetic test gallery (voices heard in training): what adaptation costs there.
+
+Which source serves what: Brown sentences spoken by TTS voices train and validate the heads (their own splits);
+FOTAQ clips adapt them (their own validation dialogues stop the fine-tuning); Asterisk only tests. No recipe or
+budget is chosen on a test gallery. Writes ``results/bench/adapt.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from claspkit.errors import ClaspkitError, ParamError
+
+__all__ = ["SAMPLE_SEED", "fotaq_sample", "adapted_head", "heads", "run", "main"]
+
+SAMPLE_SEED = 0       # the clips' order: fixed apart from the training seed, so every seed adapts on the same clips
+
+
+def fotaq_sample(n: int, seed: int = SAMPLE_SEED, progress: bool = False):
+    """The first ``n`` clips of a seeded permutation of FOTAQ: samples nest (n=1000 is inside n=3000), so a
+    learning curve adds clips and transcripts already made are reused."""
+    from claspkit.data.fotaq import load_fotaq
+
+    df = load_fotaq(progress=progress)
+    if not 1 <= n <= len(df):
+        raise ParamError(f"clips must be in [1, {len(df)}], got {n}")
+    return df.iloc[np.random.default_rng(seed).permutation(len(df))[:n]].reset_index(drop=True)
+
+
+def adapted_head(model_dir, clips, image_runtime: str, seed: int, replay: dict | None = None,
+                 progress: bool = False) -> tuple:
+    """(folder, report) of ``model_dir`` adapted on ``clips`` under ``<model_dir>-fotaq<n>[-replay]``; a
+    finished one made from the same model, clips and seed is reused."""
+    from pathlib import Path
+
+    from claspkit.adapt.run import ADAPT_FILE, adapt
+    from claspkit.model.clasp import CLASP
+
+    out = Path(f"{model_dir}-fotaq{len(clips)}{'-replay' if replay is not None else ''}")
+    made = out / ADAPT_FILE
+    if made.is_file():
+        report = json.loads(made.read_text())
+        same_model = report["adapted_from"]["checkpoint_sha256"] == CLASP.from_pretrained(
+            model_dir, image_runtime=image_runtime, local_only=True).identity["checkpoint_sha256"]
+        if same_model and report["segments"] == len(clips) and report["seed"] == seed:
+            return out, report
+    groups = dict(zip(clips.path, clips.group))
+    report = adapt(None, model_dir, out, files=list(clips.path), groups=groups, image_runtime=image_runtime,
+                   seed=seed, force=True, progress=progress, replay=replay)
+    return out, report
+
+
+def heads(P, kinds, progress: bool = True) -> dict:
+    """The preset's trained heads by kind: ``paper`` (Stage 3, pooled features) and ``stats`` (the frame
+    ensemble, README's best on synthetic speech), on the same corpus, splits and backbones."""
+    from claspkit.experiments import pipeline
+
+    makers = {"paper": lambda: pipeline.stage3(P, "contrastive", progress=progress),
+              "stats": lambda: pipeline.frame_stage(P, "stats", progress=progress)}
+    unknown = [k for k in kinds if k not in makers]
+    if unknown:
+        raise ParamError(f"unknown head kind(s) {unknown}; known: {sorted(makers)}")
+    return {k: makers[k]() for k in kinds}
+
+
+def run(presets=("small", "voices"), n_sentences: int = 3000, clips=(1000, 3000), kinds=("paper", "stats"),
+        progress: bool = True, out=None) -> dict:
+    from claspkit.adapt.run import embed_files
+    from claspkit.bench.machine import machine_info
+    from claspkit.bench.real_speech import preset_params, score_systems
+    from claspkit.data.corpus import audio_path
+    from claspkit.encoders.backbones import create_backbone
+    from claspkit.encoders.features import extract_text
+    from claspkit.evaluation import asr as cascade
+    from claspkit.evaluation import robustness
+    from claspkit.evaluation.metrics import versus
+    from claspkit.experiments import pipeline
+    from claspkit.model.clasp import CLASP
+    from claspkit.paths import atomic_write_text, display_path, project_root
+
+    clips = sorted(set(int(c) for c in clips))
+    Ps = preset_params(presets, {"n_sentences": n_sentences})
+    P0 = Ps[0]
+    t0 = time.perf_counter()
+    stages = {P.preset: heads(P, kinds, progress) for P in Ps}
+    times = {"train_s": time.perf_counter() - t0}
+
+    t = time.perf_counter()
+    sample = fotaq_sample(max(clips), progress=progress)
+    models, reports = {}, {}
+    for P in Ps:
+        for kind, st in stages[P.preset].items():
+            base = f"{kind} {P.preset} ({st.manifest.voice.nunique()} voices)"
+            models[base] = st.trained.checkpoint
+            for n, replay in [(n, None) for n in clips] + [(max(clips), st.data["train"].arrays)]:
+                folder, report = adapted_head(st.trained.checkpoint, sample.iloc[:n], P.image_runtime, P.seed,
+                                              replay, progress)
+                label = f"{base} + adapt {n}{' + replay' if replay is not None else ''}"
+                models[label], reports[label] = folder, {k: report.get(k) for k in (
+                    "segments", "pseudo", "train_items", "val_items", "val_groups", "replay_items", "best_epoch",
+                    "stage_seconds")}
+    times["adapt_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    text = create_backbone("text", P0.text_backbone)
+    teacher = create_backbone("asr", P0.asr_backbone)
+    last = next(iter(stages[Ps[-1].preset].values()))
+    test = last.manifest[last.manifest.split == "test"].reset_index(drop=True)
+    real = robustness.real_prompts("en", None, P0.seed, progress=progress)
+    galleries = {"asterisk-en": (list(real.path), list(real.text)),
+                 "synthetic": ([str(audio_path(p)) for p in test.path], list(test.text))}
+    loaded = {label: CLASP.from_pretrained(folder, image_runtime=P0.image_runtime, local_only=True)
+              for label, folder in models.items()}
+    results = {}
+    for name, (paths, texts) in galleries.items():
+        gallery = np.asarray(extract_text(text, texts, progress=False), dtype=np.float32)
+        sims = {label: pipeline.similarity(embed_files(m, paths, progress), gallery) for label, m in loaded.items()}
+        transcripts, emb = cascade.cascade_embeddings(teacher, text, paths, language="en", progress=progress)
+        label = f"cascade ({P0.asr_backbone} + {P0.text_backbone})"
+        sims[label] = pipeline.similarity(emb, gallery)
+        rows = score_systems(sims, label, None, seed=P0.seed)
+        for row in rows:                        # an adapted head against the head it started from
+            base = row["system"].split(" + adapt")[0]
+            if base != row["system"]:
+                row["vs_baseline"] = versus(sims[row["system"]], sims[base], seed=P0.seed)
+        results[name] = {"n": len(paths), "cascade_wer": round(cascade.wer(texts, transcripts), 4), "rows": rows}
+    times["score_s"] = time.perf_counter() - t
+    result = {"meta": {**machine_info(), "presets": list(presets), "n_sentences": n_sentences, "clips": clips,
+                       "stage3": P0.stage3, "image_runtime": P0.image_runtime,
+                       "sources": {"train": "Brown sentences by each preset's TTS voices (their train/val splits)",
+                                   "adapt": "FOTAQ game dialogue clips (Whisper pseudo-transcripts, confident)",
+                                   "test": "Asterisk English prompts (sentence-like, deduplicated); the last "
+                                           "preset's synthetic test split"},
+                       "models": {k: display_path(v) for k, v in models.items()}, "adapt": reports,
+                       **{k: round(v, 1) for k, v in times.items()}},
+              "galleries": results}
+    path = project_root() / "results" / "bench" / "adapt.json" if out is None else out
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(result, indent=1, default=float))
+    result["path"] = path
+    return result
+
+
+def main(argv=None) -> int:
+    from claspkit.bench.real_speech import format_rows
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", default="small,voices", help="comma-separated; the first is the baseline")
+    ap.add_argument("--sentences", type=int, default=3000, help="Brown sentences per corpus (the same ones)")
+    ap.add_argument("--clips", default="1000,3000", help="FOTAQ clips to adapt on (nested samples)")
+    ap.add_argument("--heads", default="paper,stats", help="head kinds: paper (Stage 3), stats (frame ensemble)")
+    args = ap.parse_args(argv)
+    try:
+        result = run(tuple(args.presets.split(",")), args.sentences, [int(c) for c in args.clips.split(",")],
+                     tuple(args.heads.split(",")))
+    except (ClaspkitError, ValueError) as e:
+        print(f"claspkit bench.adapt: {e}", file=sys.stderr)
+        return 2
+    for name, g in result["galleries"].items():
+        print(f"\n{name} ({g['n']} items, cascade WER {g['cascade_wer']:.3f})")
+        print(format_rows(g["rows"]))
+    print(f"results: {result['path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())

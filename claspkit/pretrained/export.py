@@ -1,0 +1,146 @@
+"""`python -m claspkit.pretrained.export`: ship a trained head as claspkit's default model.
+
+Takes a checkpoint folder and the committed result file that measured it (``results/bench/adapt.json``, the row
+``--row``), and writes ``claspkit/pretrained/<name>/``: the head in float16 safetensors (half the bytes; what
+that costs is measured here on the Asterisk English prompts, float32 against float16 on the same features),
+config.json, and a model card (README.md) whose numbers are copied from the result file, never typed. The
+registry gets the sha256 of every file; ``claspkit.pretrained.pretrained_dir`` checks them on load.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from claspkit.errors import ClaspkitError, DataMissingError, ParamError
+from claspkit.pretrained import REGISTRY_FILE, registry
+
+__all__ = ["MAX_BYTES", "result_rows", "card_sections", "precision_cost", "export", "main"]
+
+MAX_BYTES = 25 * 1024 * 1024          # issue 28: a model in the repository, at most 25 MB
+
+
+def result_rows(result: dict, label: str) -> dict:
+    """``{gallery: (row of label, cascade row, n, cascade WER)}`` from a bench.adapt result."""
+    out = {}
+    for gallery, g in result["galleries"].items():
+        rows = {r["system"]: r for r in g["rows"]}
+        if label not in rows:
+            raise ParamError(f"no row {label!r} in the result's {gallery} gallery; rows: {sorted(rows)}")
+        cascade = next(r for r in g["rows"] if r["system"].startswith("cascade"))
+        out[gallery] = (rows[label], cascade, g["n"], g.get("cascade_wer"))
+    return out
+
+
+def _ci(row: dict, metric: str) -> str:
+    lo, hi = row[f"{metric}_ci"]
+    return f"{row[metric]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def card_sections(result: dict, result_path: str, label: str, cost: dict) -> dict:
+    """The card's measured sections, every number read from ``result`` (or measured by :func:`precision_cost`)."""
+    meta = result["meta"]
+    lines = ["| gallery | items | HITS@1 [95% CI] | MRR [95% CI] | cascade HITS@1 | paired difference (HITS@1) |",
+             "|---|---|---|---|---|---|"]
+    for gallery, (row, cascade, n, wer) in result_rows(result, label).items():
+        d = row["vs_cascade"]["hits@1"]
+        lines.append(f"| {gallery} | {n} | {_ci(row, 'hits@1')} | {_ci(row, 'mrr')} | {_ci(cascade, 'hits@1')} "
+                     f"(WER {wer:.3f}) | {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] |")
+    return {
+        "measured results": "\n".join([
+            f"From `{result_path}` (row `{label}`), computed by `python -m claspkit.bench.adapt` at commit "
+            f"{meta.get('commit', '?')} on {meta.get('cpu', '?')}. Full galleries, speech -> text, 95% bootstrap "
+            "CIs; the cascade (Whisper transcripts embedded by the same text encoder) on the same items in the same "
+            "run, and the paired difference with it.", "", *lines]),
+        "data": "\n".join([f"- {k}: {v}" for k, v in meta["sources"].items()]),
+        "precision": (f"Stored in float16 ({cost['bytes']:,} bytes of weights). On the {cost['n']} Asterisk English "
+                      f"prompts, HITS@1 float32 {cost['hits@1_fp32']:.3f}, float16 {cost['hits@1_fp16']:.3f}; "
+                      f"largest cosine difference between the two models' vectors {cost['max_abs_cos_diff']:.2e}."),
+        "limits": ("Trained on synthetic speech and adapted on one game's voice actors. On real recordings it is "
+                   "well below transcribe-then-search (the table above): for search, build the index with "
+                   "`--transcribe` and rank `hybrid` or `transcript`; adapt it to your own archive with "
+                   "`claspkit adapt`."),
+    }
+
+
+def precision_cost(src, image_runtime: str, progress: bool = False) -> dict:
+    """float32 against float16 weights of one head on the Asterisk English prompts (the same cached features)."""
+    import torch
+
+    from claspkit.adapt.run import file_features
+    from claspkit.evaluation import robustness
+    from claspkit.evaluation.metrics import cosine_matrix, retrieval_report
+    from claspkit.model.clasp import CLASP
+
+    m = CLASP.from_pretrained(src, image_runtime=image_runtime, local_only=True)
+    prompts = robustness.real_prompts("en", None, 42, progress=progress)
+    feats = file_features(m, list(prompts.path), progress)
+    gallery = m.encode_text(list(prompts.text))
+    full = m.fuse(feats)
+    state = {k: v.clone() for k, v in m.head.state_dict().items()}
+    m.head.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in state.items()})
+    with torch.no_grad():
+        half = m.fuse(feats)
+    n_bytes = sum(v.numel() * (2 if v.is_floating_point() else v.element_size()) for v in state.values())
+    return {"n": len(prompts), "bytes": int(n_bytes),
+            "hits@1_fp32": retrieval_report(cosine_matrix(full, gallery), n_boot=0)["hits@1"],
+            "hits@1_fp16": retrieval_report(cosine_matrix(half, gallery), n_boot=0)["hits@1"],
+            "max_abs_cos_diff": float(np.abs(np.sum(full * half, axis=1) - 1).max())}
+
+
+def export(src, name: str, result_path, label: str, default: bool = True, image_runtime: str = "torch",
+           progress: bool = False) -> Path:
+    """Write ``claspkit/pretrained/<name>/`` from checkpoint ``src`` and register it; returns the folder."""
+    import torch
+
+    from claspkit.model.clasp import CLASP
+    from claspkit.paths import atomic_write_text, project_root, sha256_file
+
+    result_path = Path(result_path)
+    if not result_path.is_file():
+        raise DataMissingError(f"{result_path} does not exist: run `python -m claspkit.bench.adapt` first")
+    result = json.loads(result_path.read_text())
+    cost = precision_cost(src, image_runtime, progress)
+    rel = result_path.resolve().relative_to(project_root()).as_posix() if result_path.is_absolute() \
+        else result_path.as_posix()
+    sections = card_sections(result, rel, label, cost)
+    m = CLASP.from_pretrained(src, image_runtime=image_runtime, local_only=True)
+    m.head.half()
+    out = REGISTRY_FILE.parent / name
+    with torch.no_grad():
+        m.save_pretrained(out, card=sections)
+    files = {f.name: sha256_file(f) for f in sorted(out.iterdir()) if f.is_file()}
+    size = sum((out / f).stat().st_size for f in files)
+    if size > MAX_BYTES:
+        raise ClaspkitError(f"{out} holds {size:,} bytes, above the {MAX_BYTES:,} a shipped model may take")
+    reg = registry()
+    reg["models"][name] = {"files": files, "bytes": size, "result": rel, "row": label,
+                           "image_runtime": image_runtime, "precision": cost}
+    if default:
+        reg["default"] = name
+    atomic_write_text(REGISTRY_FILE, json.dumps(reg, indent=1, sort_keys=True) + "\n")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--from", dest="src", required=True, help="the checkpoint folder to ship")
+    ap.add_argument("--name", required=True, help="the shipped model's name (a folder under claspkit/pretrained)")
+    ap.add_argument("--result", default="results/bench/adapt.json", help="the committed result that measured it")
+    ap.add_argument("--row", required=True, help="the result row of this model")
+    ap.add_argument("--not-default", action="store_true", help="register it without making it the default")
+    args = ap.parse_args(argv)
+    try:
+        out = export(args.src, args.name, args.result, args.row, default=not args.not_default, progress=True)
+    except ClaspkitError as e:
+        print(f"claspkit pretrained.export: {e}", file=sys.stderr)
+        return 2
+    print(f"shipped {args.src} as {out} ({sum(f.stat().st_size for f in out.iterdir()):,} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
