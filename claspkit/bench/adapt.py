@@ -3,16 +3,22 @@
 Trains the paper head (Stage 3 fixed: whisper-base + e5-small + gating) on each preset's synthetic corpus, as
 ``bench.real_speech`` does (same sentences and knobs, only the voices differ), then adapts each head with
 ``claspkit adapt`` on clips of a real multi-speaker English source that no test uses: the game dialogue of
-*Flight of the Amazon Queen* (``claspkit.data.fotaq``; its transcripts are Whisper's, filtered by confidence,
-validation by dialogue). It adapts on nested seeded samples of the clips (a learning curve), and scores every head,
-before and after, beside the cascade on the same items, full gallery, with 95% bootstrap CIs and paired differences:
+*Flight of the Amazon Queen* (``claspkit.data.fotaq``; its transcripts are Whisper's, filtered by confidence).
+Two head kinds (the paper's pooled ``paper`` head and the frame ``stats`` ensemble), each adapted on nested seeded
+samples of the clips (a learning curve) and, at the largest, with replay of its synthetic training pairs. Every
+head, before and after, is scored full gallery with 95% bootstrap CIs, each adapted head paired with its start:
 
-- ``asterisk-en``: the Asterisk English prompts (one professional speaker; test only, never trained or tuned on);
-- ``synthetic``: the last preset's synthetic test gallery (voices heard in training): what adaptation costs there.
+- ``fotaq-val``: clips of a tenth of FOTAQ's dialogues, held out of every adaptation, labelled by Whisper's
+  confident transcripts: the real-speech validation gallery that chooses the recipe (no cascade row: it made the
+  labels);
+- ``asterisk-en``: the Asterisk English prompts (one professional speaker; test only), beside the cascade;
+- ``synthetic``: the last preset's synthetic test gallery (voices heard in training), beside the cascade: what
+  adaptation costs there.
 
 Which source serves what: Brown sentences spoken by TTS voices train and validate the heads (their own splits);
-FOTAQ clips adapt them (their own validation dialogues stop the fine-tuning); Asterisk only tests. No recipe or
-budget is chosen on a test gallery. Writes ``results/bench/adapt.json``.
+FOTAQ clips adapt them (adapt's own held-out dialogues stop the fine-tuning) and validate the recipe (other
+held-out dialogues; Joe, the hero, speaks in all of them, so that gallery is dialogue-disjoint, not
+speaker-disjoint); Asterisk only tests. Writes ``results/bench/adapt.json``.
 """
 from __future__ import annotations
 
@@ -25,20 +31,40 @@ import numpy as np
 
 from claspkit.errors import ClaspkitError, ParamError
 
-__all__ = ["SAMPLE_SEED", "fotaq_sample", "adapted_head", "heads", "run", "main"]
+__all__ = ["SAMPLE_SEED", "VAL_FRACTION", "fotaq_split", "validation_gallery", "adapted_head", "heads", "run",
+           "main"]
 
 SAMPLE_SEED = 0       # the clips' order: fixed apart from the training seed, so every seed adapts on the same clips
+VAL_FRACTION = 0.1    # of FOTAQ's dialogues, never adapted on: the real-speech validation gallery
 
 
-def fotaq_sample(n: int, seed: int = SAMPLE_SEED, progress: bool = False):
-    """The first ``n`` clips of a seeded permutation of FOTAQ: samples nest (n=1000 is inside n=3000), so a
-    learning curve adds clips and transcripts already made are reused."""
+def fotaq_split(seed: int = SAMPLE_SEED, progress: bool = False) -> tuple:
+    """(adaptation pool, validation clips) of FOTAQ, both in one seeded permutation's order. A seeded tenth of the
+    dialogues is held out of every adaptation for choosing the recipe; the first ``n`` of the pool nest (1,000
+    clips are inside 3,000), so a learning curve adds clips and reuses the transcripts already made."""
+    from claspkit.adapt.run import group_split
     from claspkit.data.fotaq import load_fotaq
 
     df = load_fotaq(progress=progress)
-    if not 1 <= n <= len(df):
-        raise ParamError(f"clips must be in [1, {len(df)}], got {n}")
-    return df.iloc[np.random.default_rng(seed).permutation(len(df))[:n]].reset_index(drop=True)
+    df = df.iloc[np.random.default_rng(seed).permutation(len(df))].reset_index(drop=True)
+    names = sorted(set(df.group))
+    held = set(np.asarray(names)[group_split(names, VAL_FRACTION, seed)])
+    val = df.group.isin(held).to_numpy()
+    return df[~val].reset_index(drop=True), df[val].reset_index(drop=True)
+
+
+def validation_gallery(val, n: int, teacher, progress: bool = False):
+    """The first ``n`` held-out clips whose pseudo-transcripts are confident and distinct: (paths, texts).
+    Whisper's text is the label, so the cascade is not scored here; heads are compared with each other."""
+    from claspkit.adapt.pseudo import Confidence, transcribe_scored
+    from claspkit.adapt.run import dedupe_texts
+
+    clips = val.iloc[:n]
+    entries = transcribe_scored(teacher, list(clips.path), language="en", progress=progress)
+    keep = np.array([Confidence().reason(e) is None for e in entries])
+    texts = [e["text"] for e in entries]
+    keep &= dedupe_texts([t if k else "" for t, k in zip(texts, keep)])
+    return [p for p, k in zip(clips.path, keep) if k], [t for t, k in zip(texts, keep) if k]
 
 
 def adapted_head(model_dir, clips, image_runtime: str, seed: int, replay: dict | None = None,
@@ -78,7 +104,7 @@ def heads(P, kinds, progress: bool = True) -> dict:
 
 
 def run(presets=("small", "voices"), n_sentences: int = 3000, clips=(1000, 3000), kinds=("paper", "stats"),
-        progress: bool = True, out=None) -> dict:
+        val_clips: int = 300, progress: bool = True, out=None) -> dict:
     from claspkit.adapt.run import embed_files
     from claspkit.bench.machine import machine_info
     from claspkit.bench.real_speech import preset_params, score_systems
@@ -100,7 +126,10 @@ def run(presets=("small", "voices"), n_sentences: int = 3000, clips=(1000, 3000)
     times = {"train_s": time.perf_counter() - t0}
 
     t = time.perf_counter()
-    sample = fotaq_sample(max(clips), progress=progress)
+    pool, val = fotaq_split(progress=progress)
+    if not 1 <= max(clips) <= len(pool) or min(clips) < 1:
+        raise ParamError(f"clips must be in [1, {len(pool)}], got {clips}")
+    sample = pool.iloc[:max(clips)]
     models, reports = {}, {}
     for P in Ps:
         for kind, st in stages[P.preset].items():
@@ -121,7 +150,8 @@ def run(presets=("small", "voices"), n_sentences: int = 3000, clips=(1000, 3000)
     last = next(iter(stages[Ps[-1].preset].values()))
     test = last.manifest[last.manifest.split == "test"].reset_index(drop=True)
     real = robustness.real_prompts("en", None, P0.seed, progress=progress)
-    galleries = {"asterisk-en": (list(real.path), list(real.text)),
+    galleries = {"fotaq-val": validation_gallery(val, val_clips, teacher, progress),
+                 "asterisk-en": (list(real.path), list(real.text)),
                  "synthetic": ([str(audio_path(p)) for p in test.path], list(test.text))}
     loaded = {label: CLASP.from_pretrained(folder, image_runtime=P0.image_runtime, local_only=True)
               for label, folder in models.items()}
@@ -129,20 +159,26 @@ def run(presets=("small", "voices"), n_sentences: int = 3000, clips=(1000, 3000)
     for name, (paths, texts) in galleries.items():
         gallery = np.asarray(extract_text(text, texts, progress=False), dtype=np.float32)
         sims = {label: pipeline.similarity(embed_files(m, paths, progress), gallery) for label, m in loaded.items()}
-        transcripts, emb = cascade.cascade_embeddings(teacher, text, paths, language="en", progress=progress)
-        label = f"cascade ({P0.asr_backbone} + {P0.text_backbone})"
-        sims[label] = pipeline.similarity(emb, gallery)
+        label, wer = None, None
+        if name != "fotaq-val":             # there the labels are the cascade's own transcripts
+            transcripts, emb = cascade.cascade_embeddings(teacher, text, paths, language="en", progress=progress)
+            label = f"cascade ({P0.asr_backbone} + {P0.text_backbone})"
+            sims[label] = pipeline.similarity(emb, gallery)
+            wer = round(cascade.wer(texts, transcripts), 4)
         rows = score_systems(sims, label, None, seed=P0.seed)
         for row in rows:                        # an adapted head against the head it started from
             base = row["system"].split(" + adapt")[0]
             if base != row["system"]:
                 row["vs_baseline"] = versus(sims[row["system"]], sims[base], seed=P0.seed)
-        results[name] = {"n": len(paths), "cascade_wer": round(cascade.wer(texts, transcripts), 4), "rows": rows}
+        results[name] = {"n": len(paths), "cascade_wer": wer, "rows": rows}
     times["score_s"] = time.perf_counter() - t
     result = {"meta": {**machine_info(), "presets": list(presets), "n_sentences": n_sentences, "clips": clips,
                        "stage3": P0.stage3, "image_runtime": P0.image_runtime,
                        "sources": {"train": "Brown sentences by each preset's TTS voices (their train/val splits)",
-                                   "adapt": "FOTAQ game dialogue clips (Whisper pseudo-transcripts, confident)",
+                                   "adapt": "FOTAQ game dialogue clips (Whisper pseudo-transcripts, confident), "
+                                            f"from the dialogues not held out ({len(pool)} clips)",
+                                   "validation": f"FOTAQ: {VAL_FRACTION:.0%} of the dialogues, held out of every "
+                                                 "adaptation (pseudo-transcripts as labels); chooses the recipe",
                                    "test": "Asterisk English prompts (sentence-like, deduplicated); the last "
                                            "preset's synthetic test split"},
                        "models": {k: display_path(v) for k, v in models.items()}, "adapt": reports,
@@ -171,7 +207,8 @@ def main(argv=None) -> int:
         print(f"claspkit bench.adapt: {e}", file=sys.stderr)
         return 2
     for name, g in result["galleries"].items():
-        print(f"\n{name} ({g['n']} items, cascade WER {g['cascade_wer']:.3f})")
+        wer = "" if g["cascade_wer"] is None else f", cascade WER {g['cascade_wer']:.3f}"
+        print(f"\n{name} ({g['n']} items{wer})")
         print(format_rows(g["rows"]))
     print(f"results: {result['path']}")
     return 0

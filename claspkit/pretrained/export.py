@@ -24,13 +24,13 @@ MAX_BYTES = 25 * 1024 * 1024          # issue 28: a model in the repository, at 
 
 
 def result_rows(result: dict, label: str) -> dict:
-    """``{gallery: (row of label, cascade row, n, cascade WER)}`` from a bench.adapt result."""
+    """``{gallery: (row of label, cascade row or None, n, cascade WER)}`` from a bench.adapt result."""
     out = {}
     for gallery, g in result["galleries"].items():
         rows = {r["system"]: r for r in g["rows"]}
         if label not in rows:
             raise ParamError(f"no row {label!r} in the result's {gallery} gallery; rows: {sorted(rows)}")
-        cascade = next(r for r in g["rows"] if r["system"].startswith("cascade"))
+        cascade = next((r for r in g["rows"] if r["system"].startswith("cascade")), None)
         out[gallery] = (rows[label], cascade, g["n"], g.get("cascade_wer"))
     return out
 
@@ -46,6 +46,9 @@ def card_sections(result: dict, result_path: str, label: str, cost: dict) -> dic
     lines = ["| gallery | items | HITS@1 [95% CI] | MRR [95% CI] | cascade HITS@1 | paired difference (HITS@1) |",
              "|---|---|---|---|---|---|"]
     for gallery, (row, cascade, n, wer) in result_rows(result, label).items():
+        if cascade is None:              # a validation gallery labelled by the cascade itself
+            lines.append(f"| {gallery} | {n} | {_ci(row, 'hits@1')} | {_ci(row, 'mrr')} | - | - |")
+            continue
         d = row["vs_cascade"]["hits@1"]
         lines.append(f"| {gallery} | {n} | {_ci(row, 'hits@1')} | {_ci(row, 'mrr')} | {_ci(cascade, 'hits@1')} "
                      f"(WER {wer:.3f}) | {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] |")
