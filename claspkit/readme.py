@@ -16,7 +16,7 @@ from claspkit.errors import ClaspkitError, DataMissingError
 from claspkit.paths import atomic_write_text, project_root
 
 __all__ = ["DOC_FILES", "replace_block", "block_file", "write_block", "update", "update_bench", "update_params",
-           "main"]
+           "update_real", "main"]
 
 DOC_FILES = ("README.md", "docs/*.md")      # where generated blocks may live, relative to the project root
 
@@ -78,14 +78,33 @@ def update_bench(preset: str) -> None:
     print(f"{where}: bench-{preset} block regenerated from runs/{preset}/results/retrieval_bench.json")
 
 
+def update_real(source: str = "results/bench/adapt.json") -> None:
+    """Only the ``real-speech`` block and its figure, from the committed ``bench.adapt`` result."""
+    import json
+
+    from claspkit.bench.adapt import markdown, plot
+
+    path = project_root() / source
+    if not path.is_file():
+        raise DataMissingError(f"no {source}: run `python -m claspkit.bench.adapt` first")
+    result = json.loads(path.read_text())
+    where = write_block("real-speech", markdown(result, source))
+    figure = project_root() / "figures" / "real_speech.png"
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    plot(result, figure)
+    print(f"{where}: real-speech block, and figures/real_speech.png, regenerated from {source}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="small")
     ap.add_argument("--bench", metavar="PRESET", help="regenerate only the bench-PRESET block (e.g. medium)")
     ap.add_argument("--params", action="store_true", help="regenerate only the parameter reference")
+    ap.add_argument("--real", action="store_true", help="regenerate only the real-speech block and figure")
     args = ap.parse_args(argv)
     try:
-        update_params() if args.params else update_bench(args.bench) if args.bench else update(args.preset)
+        (update_params() if args.params else update_real() if args.real else update_bench(args.bench) if args.bench
+         else update(args.preset))
     except ClaspkitError as e:
         print(f"claspkit readme: {e}", file=sys.stderr)
         return 2

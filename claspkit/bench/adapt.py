@@ -32,7 +32,7 @@ import numpy as np
 from claspkit.errors import ClaspkitError, ParamError
 
 __all__ = ["SAMPLE_SEED", "VAL_FRACTION", "fotaq_split", "validation_gallery", "adapted_head", "heads", "run",
-           "main"]
+           "markdown", "plot", "main"]
 
 SAMPLE_SEED = 0       # the clips' order: fixed apart from the training seed, so every seed adapts on the same clips
 VAL_FRACTION = 0.1    # of FOTAQ's dialogues, never adapted on: the real-speech validation gallery
@@ -189,6 +189,73 @@ def run(presets=("small", "voices"), n_sentences: int = 3000, clips=(1000, 3000)
     atomic_write_text(path, json.dumps(result, indent=1, default=float))
     result["path"] = path
     return result
+
+
+def _cell(row: dict | None, metric: str = "hits@1") -> str:
+    if row is None:
+        return "-"
+    lo, hi = row[f"{metric}_ci"]
+    return f"{row[metric]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _diff(row: dict | None, key: str) -> str:
+    if row is None or key not in row:
+        return ""
+    d = row[key]["hits@1"]
+    return f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
+
+
+def markdown(result: dict, source: str = "results/bench/adapt.json") -> str:
+    """The docs block: every system's HITS@1 [95% CI] on each gallery, and on the real test gallery its paired
+    difference with the head it was adapted from and with the cascade; all read from ``result``."""
+    galleries = list(result["galleries"])
+    by = {g: {r["system"]: r for r in result["galleries"][g]["rows"]} for g in galleries}
+    systems = list(dict.fromkeys(s for g in galleries for s in by[g]))
+    head = " | ".join(f"{g} ({result['galleries'][g]['n']})" for g in galleries)
+    lines = [f"| system | {head} | asterisk-en vs its start | asterisk-en vs cascade |",
+             "|---|" + "---|" * (len(galleries) + 2)]
+    for s_ in systems:
+        cells = " | ".join(_cell(by[g].get(s_)) for g in galleries)
+        real = by.get("asterisk-en", {}).get(s_)
+        lines.append(f"| {s_} | {cells} | {_diff(real, 'vs_baseline')} | {_diff(real, 'vs_cascade')} |")
+    meta = result["meta"]
+    wers = ", ".join(f"{g} {result['galleries'][g]['cascade_wer']:.3f}" for g in galleries
+                     if result["galleries"][g]["cascade_wer"] is not None)
+    note = (f"HITS@1 [95% CI], full galleries (item counts in the header), from `{source}`: "
+            f"`python -m claspkit.bench.adapt` at commit {meta.get('commit', '?')} on {meta.get('cpu', '?')} "
+            f"({meta.get('cpus', '?')} cores; training {meta['train_s'] / 60:.0f} min, adaptation "
+            f"{meta['adapt_s'] / 60:.0f} min, scoring {meta['score_s'] / 60:.0f} min). Cascade WER: {wers}. "
+            "Paired differences resample the queries jointly. One seed.")
+    return "\n".join(lines) + "\n\n" + note
+
+
+def plot(result: dict, path) -> None:
+    """HITS@1 against FOTAQ clips adapted on, one line per head, the cascade as a line, one panel per gallery."""
+    import matplotlib.pyplot as plt
+
+    galleries = list(result["galleries"])
+    fig, axes = plt.subplots(1, len(galleries), figsize=(4.2 * len(galleries), 3.4), sharey=True)
+    for ax, g in zip(np.atleast_1d(axes), galleries):
+        rows = {r["system"]: r for r in result["galleries"][g]["rows"]}
+        bases = [s for s in rows if " + adapt" not in s and not s.startswith("cascade")]
+        for base in bases:
+            points = [(0, rows[base])] + [(n, rows[f"{base} + adapt {n}"]) for n in result["meta"]["clips"]
+                                          if f"{base} + adapt {n}" in rows]
+            xs = [x for x, _ in points]
+            ax.errorbar(xs, [r["hits@1"] for _, r in points], capsize=2, marker="o", label=base,
+                        yerr=np.array([[r["hits@1"] - r["hits@1_ci"][0], r["hits@1_ci"][1] - r["hits@1"]]
+                                       for _, r in points]).T)
+        for s_, r in rows.items():
+            if s_.startswith("cascade"):
+                ax.axhline(r["hits@1"], color="k", ls="--", lw=1, label="cascade")
+        ax.set_title(f"{g} ({result['galleries'][g]['n']} items)")
+        ax.set_xlabel("real clips adapted on (FOTAQ)")
+        ax.set_ylim(0, 1.02)
+    np.atleast_1d(axes)[0].set_ylabel("HITS@1 (full gallery)")
+    np.atleast_1d(axes)[-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:

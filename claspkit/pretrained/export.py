@@ -18,9 +18,11 @@ import numpy as np
 from claspkit.errors import ClaspkitError, DataMissingError, ParamError
 from claspkit.pretrained import REGISTRY_FILE, registry
 
-__all__ = ["MAX_BYTES", "result_rows", "card_sections", "precision_cost", "export", "main"]
+__all__ = ["MAX_BYTES", "DEFAULT_NAME", "choose_row", "result_rows", "card_sections", "precision_cost", "export",
+           "main"]
 
 MAX_BYTES = 25 * 1024 * 1024          # issue 28: a model in the repository, at most 25 MB
+DEFAULT_NAME = "clasp-en-whisper-base"
 
 
 def result_rows(result: dict, label: str) -> dict:
@@ -33,6 +35,17 @@ def result_rows(result: dict, label: str) -> dict:
         cascade = next((r for r in g["rows"] if r["system"].startswith("cascade")), None)
         out[gallery] = (rows[label], cascade, g["n"], g.get("cascade_wer"))
     return out
+
+
+def choose_row(result: dict, gallery: str = "fotaq-val") -> str:
+    """The system with the highest HITS@1 on the validation ``gallery`` (then MRR; then the first listed): the
+    shipped model is chosen on validation data, never on a test gallery."""
+    if gallery not in result["galleries"]:
+        raise ParamError(f"the result has no {gallery!r} gallery to choose on; it has {sorted(result['galleries'])}")
+    rows = [r for r in result["galleries"][gallery]["rows"] if r["system"] in result["meta"]["models"]]
+    if not rows:
+        raise ParamError(f"no model rows in the {gallery!r} gallery")
+    return max(enumerate(rows), key=lambda t: (t[1]["hits@1"], t[1]["mrr"], -t[0]))[1]["system"]
 
 
 def _ci(row: dict, metric: str) -> str:
@@ -94,18 +107,24 @@ def precision_cost(src, image_runtime: str, progress: bool = False) -> dict:
             "max_abs_cos_diff": float(np.abs(np.sum(full * half, axis=1) - 1).max())}
 
 
-def export(src, name: str, result_path, label: str, default: bool = True, image_runtime: str = "torch",
-           progress: bool = False) -> Path:
-    """Write ``claspkit/pretrained/<name>/`` from checkpoint ``src`` and register it; returns the folder."""
+def export(name: str = DEFAULT_NAME, result_path="results/bench/adapt.json", label: str | None = None,
+           src=None, default: bool = True, progress: bool = False) -> Path:
+    """Write ``claspkit/pretrained/<name>/`` and register it; returns the folder. ``label``: the result row to ship
+    (default :func:`choose_row`, on validation); ``src``: its checkpoint (default the folder the result names)."""
     import torch
 
     from claspkit.model.clasp import CLASP
     from claspkit.paths import atomic_write_text, project_root, sha256_file
 
     result_path = Path(result_path)
+    if not result_path.is_absolute():
+        result_path = project_root() / result_path
     if not result_path.is_file():
         raise DataMissingError(f"{result_path} does not exist: run `python -m claspkit.bench.adapt` first")
     result = json.loads(result_path.read_text())
+    label = label or choose_row(result)
+    src = Path(src or project_root() / result["meta"]["models"][label])
+    image_runtime = result["meta"]["image_runtime"]
     cost = precision_cost(src, image_runtime, progress)
     rel = result_path.resolve().relative_to(project_root()).as_posix() if result_path.is_absolute() \
         else result_path.as_posix()
@@ -120,7 +139,7 @@ def export(src, name: str, result_path, label: str, default: bool = True, image_
     if size > MAX_BYTES:
         raise ClaspkitError(f"{out} holds {size:,} bytes, above the {MAX_BYTES:,} a shipped model may take")
     reg = registry()
-    reg["models"][name] = {"files": files, "bytes": size, "result": rel, "row": label,
+    reg["models"][name] = {"files": files, "bytes": size, "result": rel, "row": label, "chosen_on": "fotaq-val",
                            "image_runtime": image_runtime, "precision": cost}
     if default:
         reg["default"] = name
@@ -130,18 +149,19 @@ def export(src, name: str, result_path, label: str, default: bool = True, image_
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--from", dest="src", required=True, help="the checkpoint folder to ship")
-    ap.add_argument("--name", required=True, help="the shipped model's name (a folder under claspkit/pretrained)")
+    ap.add_argument("--name", default=DEFAULT_NAME, help=f"the shipped model's name (default {DEFAULT_NAME})")
     ap.add_argument("--result", default="results/bench/adapt.json", help="the committed result that measured it")
-    ap.add_argument("--row", required=True, help="the result row of this model")
+    ap.add_argument("--row", default=None, help="the result row to ship (default: the best on fotaq-val)")
+    ap.add_argument("--from", dest="src", default=None, help="its checkpoint (default: the folder the result names)")
     ap.add_argument("--not-default", action="store_true", help="register it without making it the default")
     args = ap.parse_args(argv)
     try:
-        out = export(args.src, args.name, args.result, args.row, default=not args.not_default, progress=True)
+        out = export(args.name, args.result, args.row, args.src, default=not args.not_default, progress=True)
     except ClaspkitError as e:
         print(f"claspkit pretrained.export: {e}", file=sys.stderr)
         return 2
-    print(f"shipped {args.src} as {out} ({sum(f.stat().st_size for f in out.iterdir()):,} bytes)")
+    entry = json.loads(REGISTRY_FILE.read_text())["models"][args.name]
+    print(f"shipped {entry['row']!r} as {out} ({entry['bytes']:,} bytes)")
     return 0
 
 
