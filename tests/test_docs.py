@@ -14,3 +14,21 @@ def test_the_readme_is_short_and_its_links_resolve():
         assert page.name in text, f"README.md does not point to docs/{page.name}"
         for link in re.findall(r"\]\(([^)#:]+)\)", page.read_text()):
             assert (page.parent / link).exists(), f"docs/{page.name} links to a missing {link}"
+
+
+def test_the_real_speech_block_is_its_committed_result():
+    """Every number of docs/real-speech.md's block is rendered from results/bench/adapt.json, unchanged."""
+    import json
+
+    import pytest
+
+    from claspkit.bench.adapt import markdown
+    from claspkit.readme import replace_block
+
+    source = ROOT / "results" / "bench" / "adapt.json"
+    if not source.is_file():
+        pytest.skip("no committed results/bench/adapt.json yet")
+    page = (ROOT / "docs" / "real-speech.md").read_text()
+    expected = markdown(json.loads(source.read_text()), "results/bench/adapt.json")
+    assert replace_block(page, "real-speech", expected) == page, "stale block: run `python -m claspkit.readme --real`"
+    assert (ROOT / "figures" / "real_speech.png").is_file()

@@ -242,9 +242,14 @@ def plot(result: dict, path) -> None:
             points = [(0, rows[base])] + [(n, rows[f"{base} + adapt {n}"]) for n in result["meta"]["clips"]
                                           if f"{base} + adapt {n}" in rows]
             xs = [x for x, _ in points]
-            ax.errorbar(xs, [r["hits@1"] for _, r in points], capsize=2, marker="o", label=base,
-                        yerr=np.array([[r["hits@1"] - r["hits@1_ci"][0], r["hits@1_ci"][1] - r["hits@1"]]
-                                       for _, r in points]).T)
+            line = ax.errorbar(xs, [r["hits@1"] for _, r in points], capsize=2, marker="o", label=base,
+                               yerr=np.array([[r["hits@1"] - r["hits@1_ci"][0], r["hits@1_ci"][1] - r["hits@1"]]
+                                              for _, r in points]).T)
+            n = max(result["meta"]["clips"])
+            replay = rows.get(f"{base} + adapt {n} + replay")
+            if replay is not None:
+                ax.plot([n], [replay["hits@1"]], marker="s", mfc="none", ls="none", color=line[0].get_color(),
+                        label=f"{base} + adapt {n} + replay")
         for s_, r in rows.items():
             if s_.startswith("cascade"):
                 ax.axhline(r["hits@1"], color="k", ls="--", lw=1, label="cascade")
