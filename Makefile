@@ -78,7 +78,7 @@ bench: data
 # (results/bench/adapt.json, docs/real-speech.md, figures/real_speech.png); the best on the held-out FOTAQ
 # dialogues ships in float16. Every stage resumes where a killed run stopped; stage times are in the result file.
 model: data
-	$(PY) -m claspkit.bench.adapt --presets small,voices --sentences 3000 --clips 1000,3000
+	$(PY) -m claspkit.bench.adapt --presets small,voices --sentences 3000 --clips 1000,2000 --val-clips 200
 	$(PY) -m claspkit.readme --real
 	$(PY) -m claspkit.pretrained.export
 

@@ -103,8 +103,8 @@ def heads(P, kinds, progress: bool = True) -> dict:
     return {k: makers[k]() for k in kinds}
 
 
-def run(presets=("small", "voices"), n_sentences: int = 3000, clips=(1000, 3000), kinds=("paper", "stats"),
-        val_clips: int = 300, progress: bool = True, out=None) -> dict:
+def run(presets=("small", "voices"), n_sentences: int = 3000, clips=(1000, 2000), kinds=("paper", "stats"),
+        val_clips: int = 200, progress: bool = True, out=None) -> dict:
     from claspkit.adapt.run import embed_files
     from claspkit.bench.machine import machine_info
     from claspkit.bench.real_speech import preset_params, score_systems
@@ -269,12 +269,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", default="small,voices", help="comma-separated; the first is the baseline")
     ap.add_argument("--sentences", type=int, default=3000, help="Brown sentences per corpus (the same ones)")
-    ap.add_argument("--clips", default="1000,3000", help="FOTAQ clips to adapt on (nested samples)")
+    ap.add_argument("--clips", default="1000,2000", help="FOTAQ clips to adapt on (nested samples)")
     ap.add_argument("--heads", default="paper,stats", help="head kinds: paper (Stage 3), stats (frame ensemble)")
+    ap.add_argument("--val-clips", type=int, default=200, help="held-out FOTAQ clips in the validation gallery")
     args = ap.parse_args(argv)
     try:
         result = run(tuple(args.presets.split(",")), args.sentences, [int(c) for c in args.clips.split(",")],
-                     tuple(args.heads.split(",")))
+                     tuple(args.heads.split(",")), args.val_clips)
     except (ClaspkitError, ValueError) as e:
         print(f"claspkit bench.adapt: {e}", file=sys.stderr)
         return 2
