@@ -36,16 +36,18 @@ class WhisperASR(Encoder):
             raise ParamError(f"{self.name} is an English-only model; language must be 'en', got {language!r} "
                              "(use whisper-base for other languages)")
 
-    def transcribe(self, waves, language: str | None = None) -> list[str]:
-        """One string per waveform. ``language`` overrides the encoder's (default 'en'); 'auto' detects it."""
+    def _decoded(self, waves, language: str | None, **options):
+        """Each waveform's decoded segments (a list), greedy: the one decoding every method below shares."""
         lang = language or self.language
         self._check_language(lang)
         lang = None if lang == "auto" else lang
-        out = []
         for w in check_waves(waves, self.name):
-            segments, _ = self._model.transcribe(w, language=lang, beam_size=1, temperature=0.0)
-            out.append(" ".join(s.text.strip() for s in segments).strip())
-        return out
+            segments, _ = self._model.transcribe(w, language=lang, beam_size=1, temperature=0.0, **options)
+            yield list(segments)
+
+    def transcribe(self, waves, language: str | None = None) -> list[str]:
+        """One string per waveform. ``language`` overrides the encoder's (default 'en'); 'auto' detects it."""
+        return [" ".join(s.text.strip() for s in segments).strip() for segments in self._decoded(waves, language)]
 
     @property
     def scored_cache_id(self) -> str:
@@ -56,13 +58,8 @@ class WhisperASR(Encoder):
         """``{"text", "avg_logprob", "no_speech_prob", "compression_ratio"}`` per waveform: the same greedy
         decoding as :meth:`transcribe`, with Whisper's own confidence (token-weighted mean log-probability, the
         largest no-speech probability and compression ratio over the segments), so pseudo-labels can be filtered."""
-        lang = language or self.language
-        self._check_language(lang)
-        lang = None if lang == "auto" else lang
         out = []
-        for w in check_waves(waves, self.name):
-            segments, _ = self._model.transcribe(w, language=lang, beam_size=1, temperature=0.0)
-            segments = list(segments)
+        for segments in self._decoded(waves, language):
             weights = [max(len(s.tokens), 1) for s in segments]
             out.append({
                 "text": " ".join(s.text.strip() for s in segments).strip(),
@@ -81,13 +78,8 @@ class WhisperASR(Encoder):
         """``{"text", "words": [(word, start_s, end_s), ...]}`` per waveform, times from the waveform's start.
 
         The same greedy decoding as :meth:`transcribe`, with faster-whisper's cross-attention word alignment."""
-        lang = language or self.language
-        self._check_language(lang)
-        lang = None if lang == "auto" else lang
         out = []
-        for w in check_waves(waves, self.name):
-            segments, _ = self._model.transcribe(w, language=lang, beam_size=1, temperature=0.0, word_timestamps=True)
-            segments = list(segments)
+        for segments in self._decoded(waves, language, word_timestamps=True):
             words = [(x.word.strip(), round(float(x.start), 3), round(float(x.end), 3))
                      for s in segments for x in (s.words or []) if x.word.strip()]
             out.append({"text": " ".join(s.text.strip() for s in segments).strip(), "words": words})

@@ -335,6 +335,23 @@ def test_whisper_word_timestamps_keep_the_text(speech_clips):
 
 
 @pytest.mark.slow
+def test_whisper_scored_transcripts_carry_confidence(speech_clips):
+    """``transcribe_scored`` (the pseudo-labels of ``claspkit adapt``) hears what ``transcribe`` hears, and its
+    confidence tells speech from noise: white noise never passes the adapt filter, speech passes Whisper's own
+    fallback range (tiny.en mishears espeak, so the stricter default -0.6 may rightly reject it)."""
+    from claspkit.adapt.pseudo import Confidence
+
+    clips, _ = speech_clips
+    asr = B.create_backbone("asr", "whisper-tiny.en")
+    noise = (0.1 * np.random.default_rng(0).standard_normal(2 * SR)).astype(np.float32)
+    speech, hiss = asr.transcribe_scored([clips[0], noise])
+    assert speech["text"] == asr.transcribe(clips[:1])[0] and asr.scored_cache_id != asr.cache_id
+    assert -1.5 < speech["avg_logprob"] <= 0 and 0 <= speech["no_speech_prob"] < 0.5
+    assert Confidence(min_avg_logprob=-1.5).reason(speech) is None
+    assert Confidence().reason(hiss) is not None
+
+
+@pytest.mark.slow
 def test_efficientnet_lite0(speech_clips):
     clips, _ = speech_clips
     enc = B.create_backbone("image", "efficientnet-lite0")
