@@ -79,3 +79,28 @@ def test_default_model_loads_and_embeds():
 
     m = CLASP.from_pretrained()
     assert m.source == pretrained.pretrained_dir() and m.dim == m.encode_text(["hello"]).shape[1]
+
+
+def _row(system, hits, mrr=None, vs=None):
+    r = {"system": system, "hits@1": hits, "hits@1_ci": [hits - 0.05, hits + 0.05], "mrr": mrr or hits,
+         "mrr_ci": [0.0, 1.0]}
+    if vs is not None:
+        r["vs_cascade"] = {"hits@1": [vs, vs - 0.05, vs + 0.05]}
+    return r
+
+
+def test_the_shipped_row_is_chosen_on_validation_only():
+    result = {"meta": {"models": {"a": "x", "b": "y", "c": "z"}, "sources": {"train": "t"}},
+              "galleries": {
+                  "fotaq-val": {"n": 9, "cascade_wer": None, "rows": [_row("a", 0.9), _row("b", 0.7), _row("c", 0.5)]},
+                  "synthetic-val": {"n": 9, "cascade_wer": None, "rows": [_row("a", 0.2), _row("b", 0.6), _row("c", 0.6)]},
+                  "asterisk-en": {"n": 9, "cascade_wer": 0.1, "rows": [_row("a", 0.1, vs=-0.8), _row("b", 0.1, vs=-0.8),
+                                                                     _row("c", 0.99, vs=0.0), _row("cascade", 0.99)]}}}
+    assert export.choose_row(result) == "b"                         # best mean of the two; the test's best is c
+    assert export.choose_row(result, ("fotaq-val",)) == "a"
+    with pytest.raises(ParamError, match="no \\['missing'\\] gallery"):
+        export.choose_row(result, ("missing",))
+    cost = {"n": 9, "bytes": 10, "hits@1_fp32": 0.5, "hits@1_fp16": 0.5, "max_abs_cos_diff": 1e-4}
+    table = export.card_sections(result, "r.json", "b", cost)["measured results"]
+    assert "| asterisk-en | 9 | 0.100 [0.050, 0.150] |" in table and "| fotaq-val | 9 | 0.700" in table
+    assert "-0.800 [-0.850, -0.750]" in table
