@@ -240,8 +240,12 @@ def plot(result: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     galleries = list(result["galleries"])
-    fig, axes = plt.subplots(1, len(galleries), figsize=(4.2 * len(galleries), 3.4), sharey=True)
-    for ax, g in zip(np.atleast_1d(axes), galleries):
+    cols = min(2, len(galleries))
+    rows_n = -(-len(galleries) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5.2 * cols, 3.3 * rows_n + 1.0), sharey=True, squeeze=False)
+    for ax in axes.flat[len(galleries):]:
+        ax.set_visible(False)
+    for ax, g in zip(axes.flat, galleries):
         rows = {r["system"]: r for r in result["galleries"][g]["rows"]}
         bases = [s for s in rows if " + adapt" not in s and not s.startswith("cascade")]
         for base in bases:
@@ -262,9 +266,11 @@ def plot(result: dict, path) -> None:
         ax.set_title(f"{g} ({result['galleries'][g]['n']} items)")
         ax.set_xlabel("real clips adapted on (FOTAQ)")
         ax.set_ylim(0, 1.02)
-    np.atleast_1d(axes)[0].set_ylabel("HITS@1 (full gallery)")
-    np.atleast_1d(axes)[-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    for ax in axes[:, 0]:
+        ax.set_ylabel("HITS@1 (full gallery)")
+    handles, labels = axes.flat[-1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.9 / (3.3 * rows_n + 1.0) + 0.02, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
