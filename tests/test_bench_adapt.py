@@ -46,3 +46,15 @@ def test_validation_gallery_keeps_confident_distinct_labels(fake_fotaq, isolated
     paths, texts = BA.validation_gallery(val, 24, Teacher())
     assert sorted(texts) == [f"line number {i}" for i in range(6)]          # "only": one word; repeats dropped
     assert all(p in set(first.path) for p in paths)
+
+
+def test_seed_summary_pools_only_the_runs_of_one_recipe():
+    row = lambda s, h: {"system": s, "hits@1": h}  # noqa: E731
+    result = {"galleries": {"asterisk-en": {"rows": [
+        row("stats voices", 0.3), row("stats voices seed 43", 0.5), row("stats voices seed 44", 0.4),
+        row("stats voices + adapt 9 + replay", 0.6), row("stats voices seed 43 + adapt 9 + replay", 0.8),
+        row("paper voices", 0.1), row("cascade", 0.99)]}}}
+    summary = BA.seed_summary(result)
+    assert set(summary) == {"stats voices", "stats voices + adapt 9 + replay"}
+    assert summary["stats voices"]["asterisk-en"] == "0.400 ± 0.100 [0.300, 0.500]"
+    assert summary["stats voices + adapt 9 + replay"]["asterisk-en"].startswith("0.700 ± 0.141")

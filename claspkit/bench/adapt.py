@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 
@@ -32,7 +33,7 @@ import numpy as np
 from claspkit.errors import ClaspkitError, ParamError
 
 __all__ = ["SAMPLE_SEED", "VAL_FRACTION", "VALIDATION", "fotaq_split", "validation_gallery", "adapted_head", "heads", "run",
-           "markdown", "plot", "main"]
+           "reseeded", "seed_summary", "markdown", "plot", "main"]
 
 SAMPLE_SEED = 0       # the clips' order: fixed apart from the training seed, so every seed adapts on the same clips
 VAL_FRACTION = 0.1    # of FOTAQ's dialogues, never adapted on: the real-speech validation gallery
@@ -94,20 +95,32 @@ def adapted_head(model_dir, clips, image_runtime: str, seed: int, replay: dict |
 
 
 def heads(P, kinds, progress: bool = True) -> dict:
-    """The preset's trained heads by kind: ``paper`` (Stage 3, pooled features) and ``stats`` (the frame
-    ensemble, README's best on synthetic speech), on the same corpus, splits and backbones."""
+    """The preset's trained heads by kind: ``paper`` (Stage 3, pooled features), ``stats`` (the frame ensemble,
+    README's best on synthetic speech) and ``stats-speech`` (the stats head without the spectrogram-image branch),
+    on the same corpus, splits and backbones."""
     from claspkit.experiments import pipeline
 
     makers = {"paper": lambda: pipeline.stage3(P, "contrastive", progress=progress),
-              "stats": lambda: pipeline.frame_stage(P, "stats", progress=progress)}
+              "stats": lambda: pipeline.frame_stage(P, "stats", progress=progress),
+              # the image-branch ablation: the same stats head on the speech frames alone
+              "stats-speech": lambda: pipeline.frame_stage(P, "stats", progress=progress, branches="speech",
+                                                           name="stats-speech-contrastive")}
     unknown = [k for k in kinds if k not in makers]
     if unknown:
         raise ParamError(f"unknown head kind(s) {unknown}; known: {sorted(makers)}")
     return {k: makers[k]() for k in kinds}
 
 
+def reseeded(stage, seed: int, progress: bool = True):
+    """The head of ``stage`` trained again with another seed (initialisation and batches; the corpus, its splits
+    and its features stay the seed-42 ones), under ``<name>-seed<seed>``."""
+    from claspkit.experiments import pipeline
+
+    return pipeline.fit(stage.P, stage.data, f"{stage.trained.name}-seed{seed}", progress=progress, seed=seed)
+
+
 def run(presets=("small", "voices"), n_sentences: int = 3000, clips=(1000, 2000), kinds=("paper", "stats"),
-        val_clips: int = 200, progress: bool = True, out=None) -> dict:
+        val_clips: int = 200, seeds=(), progress: bool = True, out=None) -> dict:
     from claspkit.adapt.run import embed_files
     from claspkit.bench.machine import machine_info
     from claspkit.bench.real_speech import preset_params, score_systems
@@ -145,6 +158,15 @@ def run(presets=("small", "voices"), n_sentences: int = 3000, clips=(1000, 2000)
                 models[label], reports[label] = folder, {k: report.get(k) for k in (
                     "segments", "pseudo", "train_items", "val_items", "val_groups", "replay_items", "best_epoch",
                     "stage_seconds")}
+            if P is not Ps[-1]:
+                continue
+            for seed in (x for x in seeds if x != P.seed):      # the headline recipe again, other seeds
+                trained = reseeded(st, seed, progress)
+                label = f"{base} seed {seed}"
+                models[label] = trained.checkpoint
+                folder, _ = adapted_head(trained.checkpoint, sample.iloc[:max(clips)], P.image_runtime, seed,
+                                         st.data["train"].arrays, progress)
+                models[f"{label} + adapt {max(clips)} + replay"] = folder
     times["adapt_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -178,6 +200,7 @@ def run(presets=("small", "voices"), n_sentences: int = 3000, clips=(1000, 2000)
         results[name] = {"n": len(paths), "cascade_wer": wer, "rows": rows}
     times["score_s"] = time.perf_counter() - t
     result = {"meta": {**machine_info(), "presets": list(presets), "n_sentences": n_sentences, "clips": clips,
+                       "seeds": [P0.seed, *(x for x in seeds if x != P0.seed)],
                        "stage3": P0.stage3, "image_runtime": P0.image_runtime,
                        "sources": {"train": "Brown sentences by each preset's TTS voices (their train/val splits)",
                                    "adapt": "FOTAQ game dialogue clips (Whisper pseudo-transcripts, confident), "
@@ -211,6 +234,23 @@ def _diff(row: dict | None, key: str) -> str:
     return f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
 
 
+SEED = re.compile(r" seed \d+")
+
+
+def seed_summary(result: dict) -> dict:
+    """``{system: {gallery: "mean ± sd [min, max]"}}`` for every system run with several seeds."""
+    out = {}
+    for g, data in result["galleries"].items():
+        groups: dict = {}
+        for r in data["rows"]:
+            groups.setdefault(SEED.sub("", r["system"]), []).append(r["hits@1"])
+        for label, vals in groups.items():
+            if len(vals) > 1:
+                out.setdefault(label, {})[g] = (f"{np.mean(vals):.3f} ± {np.std(vals, ddof=1):.3f} "
+                                                f"[{min(vals):.3f}, {max(vals):.3f}]")
+    return out
+
+
 def markdown(result: dict, source: str = "results/bench/adapt.json") -> str:
     """The docs block: every system's HITS@1 [95% CI] on each gallery, and on the real test gallery its paired
     difference with the head it was adapted from and with the cascade; all read from ``result``."""
@@ -224,6 +264,13 @@ def markdown(result: dict, source: str = "results/bench/adapt.json") -> str:
         cells = " | ".join(_cell(by[g].get(s_)) for g in galleries)
         real = by.get("asterisk-en", {}).get(s_)
         lines.append(f"| {s_} | {cells} | {_diff(real, 'vs_baseline')} | {_diff(real, 'vs_cascade')} |")
+    summary = seed_summary(result)
+    if summary:
+        lines += ["", f"Over seeds {', '.join(map(str, result['meta']['seeds']))} (training and adaptation; one "
+                  "corpus): HITS@1 mean ± standard deviation [lowest, highest].", "",
+                  f"| system | {' | '.join(galleries)} |", "|---|" + "---|" * len(galleries)]
+        for label, cells in summary.items():
+            lines.append(f"| {label} | " + " | ".join(cells.get(g, "-") for g in galleries) + " |")
     meta = result["meta"]
     wers = ", ".join(f"{g} {result['galleries'][g]['cascade_wer']:.3f}" for g in galleries
                      if result["galleries"][g]["cascade_wer"] is not None)
@@ -247,7 +294,7 @@ def plot(result: dict, path) -> None:
         ax.set_visible(False)
     for ax, g in zip(axes.flat, galleries):
         rows = {r["system"]: r for r in result["galleries"][g]["rows"]}
-        bases = [s for s in rows if " + adapt" not in s and not s.startswith("cascade")]
+        bases = [s for s in rows if " + adapt" not in s and not s.startswith("cascade") and not SEED.search(s)]
         for base in bases:
             points = [(0, rows[base])] + [(n, rows[f"{base} + adapt {n}"]) for n in result["meta"]["clips"]
                                           if f"{base} + adapt {n}" in rows]
@@ -284,10 +331,13 @@ def main(argv=None) -> int:
     ap.add_argument("--clips", default="1000,2000", help="FOTAQ clips to adapt on (nested samples)")
     ap.add_argument("--heads", default="paper,stats", help="head kinds: paper (Stage 3), stats (frame ensemble)")
     ap.add_argument("--val-clips", type=int, default=200, help="held-out FOTAQ clips in the validation gallery")
+    ap.add_argument("--seeds", default="", help="more seeds for the last preset's heads and their headline "
+                                                 "adaptation (e.g. 43,44)")
     args = ap.parse_args(argv)
     try:
         result = run(tuple(args.presets.split(",")), args.sentences, [int(c) for c in args.clips.split(",")],
-                     tuple(args.heads.split(",")), args.val_clips)
+                     tuple(args.heads.split(",")), args.val_clips,
+                     tuple(int(x) for x in args.seeds.split(",") if x))
     except (ClaspkitError, ValueError) as e:
         print(f"claspkit bench.adapt: {e}", file=sys.stderr)
         return 2
