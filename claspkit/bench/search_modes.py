@@ -24,7 +24,7 @@ from claspkit.errors import ClaspkitError
 __all__ = ["run", "main"]
 
 
-def run(n_test: int = 100, n_val: int = 60, per_file: int = 20, asr: str = "whisper-tiny.en", seed: int = 42,
+def run(n_test: int = 60, n_val: int = 60, per_file: int = 20, asr: str = "whisper-tiny.en", seed: int = 42,
         out=None) -> dict:
     from claspkit.bench.machine import machine_info
     from claspkit.evaluation import robustness
@@ -39,8 +39,11 @@ def run(n_test: int = 100, n_val: int = 60, per_file: int = 20, asr: str = "whis
         tmp = Path(tmp)
         val_truth = robustness.long_recordings(val, per_file=per_file, out_dir=tmp / "val")
         chosen = choose_hybrid_weight(val_truth, model, tmp / "val.index", asr,
-                                      f"{len(val)} Asterisk English prompts outside the test sample, joined "
-                                      f"{per_file} per file (bench.search_modes)")
+                                      f"Asterisk en sentence-like prompts (real_prompts('en', None, seed={seed})) "
+                                      f"minus notebook 09's test sample of {n_test} (sample_indices(n, {n_test}, "
+                                      f"seed + 1)), {n_val} drawn with seed + 2, joined {per_file} per file with 1 s "
+                                      f"pauses (long_recordings); checkpoint: the shipped {default_name()} "
+                                      "(bench.search_modes)")
         truth = robustness.long_recordings(test, per_file=per_file, out_dir=tmp / "test")
         table, facts = evaluate_modes(truth, model, tmp / "test.index", asr, seed=seed)
     result = {"meta": {**machine_info(), "model": default_name(), "asr": asr, "test_prompts": len(test),
@@ -57,7 +60,7 @@ def run(n_test: int = 100, n_val: int = 60, per_file: int = 20, asr: str = "whis
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--test", type=int, default=100, help="test prompts (notebook 09's sample)")
+    ap.add_argument("--test", type=int, default=60, help="test prompts (notebook 09's sample on small: 3 files of 20)")
     ap.add_argument("--val", type=int, default=60, help="validation prompts that choose the hybrid weight")
     ap.add_argument("--asr", default="whisper-tiny.en", help="the --transcribe ASR (default whisper-tiny.en)")
     args = ap.parse_args(argv)
