@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from pathlib import Path
 
 from claspkit.config import describe
 from claspkit.errors import ClaspkitError, DataMissingError
@@ -78,21 +79,25 @@ def update_bench(preset: str) -> None:
     print(f"{where}: bench-{preset} block regenerated from runs/{preset}/results/retrieval_bench.json")
 
 
-def update_real(source: str = "results/bench/adapt.json") -> None:
-    """Only the ``real-speech`` block and its figure, from the committed ``bench.adapt`` result."""
+def update_real(source: str = "results/bench/adapt.json", modes: str = "results/bench/search_modes.json") -> None:
+    """Only the ``real-speech`` block and its figure (from the committed ``bench.adapt`` result) and the
+    ``search-modes`` block (from ``bench.search_modes``'s)."""
     import json
 
-    from claspkit.bench.adapt import markdown, plot
+    from claspkit.bench import adapt, search_modes
 
-    path = project_root() / source
-    if not path.is_file():
-        raise DataMissingError(f"no {source}: run `python -m claspkit.bench.adapt` first")
-    result = json.loads(path.read_text())
-    where = write_block("real-speech", markdown(result, source))
+    for name in (source, modes):
+        if not (project_root() / name).is_file():
+            raise DataMissingError(f"no {name}: run `python -m claspkit.bench.{Path(name).stem}` first")
+    result = json.loads((project_root() / source).read_text())
+    where = write_block("real-speech", adapt.markdown(result, source))
     figure = project_root() / "figures" / "real_speech.png"
     figure.parent.mkdir(parents=True, exist_ok=True)
-    plot(result, figure)
-    print(f"{where}: real-speech block, and figures/real_speech.png, regenerated from {source}")
+    adapt.plot(result, figure)
+    where_modes = write_block("search-modes", search_modes.markdown(json.loads((project_root() / modes).read_text()),
+                                                                   modes))
+    print(f"{where}: real-speech block, and figures/real_speech.png, regenerated from {source}; "
+          f"{where_modes}: search-modes block from {modes}")
 
 
 def main(argv=None) -> int:

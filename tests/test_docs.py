@@ -32,3 +32,19 @@ def test_the_real_speech_block_is_its_committed_result():
     expected = markdown(json.loads(source.read_text()), "results/bench/adapt.json")
     assert replace_block(page, "real-speech", expected) == page, "stale block: run `python -m claspkit.readme --real`"
     assert (ROOT / "figures" / "real_speech.png").is_file()
+
+
+def test_the_search_modes_block_is_its_committed_result():
+    import json
+
+    import pytest
+
+    from claspkit.bench.search_modes import markdown
+    from claspkit.readme import replace_block
+
+    source = ROOT / "results" / "bench" / "search_modes.json"
+    if not source.is_file():
+        pytest.skip("no committed results/bench/search_modes.json yet")
+    page = (ROOT / "docs" / "search.md").read_text()
+    expected = markdown(json.loads(source.read_text()), "results/bench/search_modes.json")
+    assert replace_block(page, "search-modes", expected) == page, "stale block: run `python -m claspkit.readme --real`"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from claspkit.errors import ClaspkitError
 
-__all__ = ["run", "main"]
+__all__ = ["COLUMNS", "run", "markdown", "main"]
 
 
 def run(n_test: int = 60, n_val: int = 60, per_file: int = 20, asr: str = "whisper-tiny.en", seed: int = 42,
@@ -56,6 +56,23 @@ def run(n_test: int = 60, n_val: int = 60, per_file: int = 20, asr: str = "whisp
     atomic_write_text(path, json.dumps(result, indent=1, default=float))
     result["path"] = path
     return result
+
+
+COLUMNS = ("hits@1", "mrr", "timestamps within 0.5 s (words)")
+
+
+def markdown(result: dict, source: str = "results/bench/search_modes.json") -> str:
+    """The docs block: the three modes' HITS@1, MRR and boundaries within 0.5 s, and indexing speed; from ``result``."""
+    meta = result["meta"]
+    lines = [f"| `--rank` | {' | '.join(COLUMNS)} |", "|---|" + "---|" * len(COLUMNS)]
+    lines += [f"| {r['rank']} | " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in result["rows"]]
+    speed = "; ".join(f"{k}: {v['x_real_time']}x real time" for k, v in meta["indexing"].items())
+    return "\n".join(lines) + (
+        f"\n\nFrom `{source}`: `python -m claspkit.bench.search_modes` at commit {meta.get('commit', '?')} on "
+        f"{meta.get('cpu', '?')} ({meta.get('cpus', '?')} cores): the shipped `{meta['model']}`, "
+        f"{meta['test_prompts']} real English prompts in {meta['files']} long recordings ({meta['segments']} "
+        f"segments), `--transcribe {meta['asr']}`, 95% bootstrap CIs; hybrid's CLASP weight {meta['hybrid_weight']:g}, "
+        f"chosen by {meta['chosen_by']} on {meta['val_prompts']} other prompts. Indexing: {speed}.")
 
 
 def main(argv=None) -> int:
