@@ -2,6 +2,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -16,35 +18,22 @@ def test_the_readme_is_short_and_its_links_resolve():
             assert (page.parent / link).exists(), f"docs/{page.name} links to a missing {link}"
 
 
-def test_the_real_speech_block_is_its_committed_result():
-    """Every number of docs/real-speech.md's block is rendered from results/bench/adapt.json, unchanged."""
+
+@pytest.mark.parametrize("module, source, page, block", [
+    ("claspkit.bench.adapt", "results/bench/adapt.json", "docs/real-speech.md", "real-speech"),
+    ("claspkit.bench.search_modes", "results/bench/search_modes.json", "docs/search.md", "search-modes"),
+])
+def test_generated_blocks_are_their_committed_results(module, source, page, block):
+    """Every number of these blocks is rendered from its committed result file, unchanged."""
+    import importlib
     import json
 
-    import pytest
-
-    from claspkit.bench.adapt import markdown
     from claspkit.readme import replace_block
 
-    source = ROOT / "results" / "bench" / "adapt.json"
-    if not source.is_file():
-        pytest.skip("no committed results/bench/adapt.json yet")
-    page = (ROOT / "docs" / "real-speech.md").read_text()
-    expected = markdown(json.loads(source.read_text()), "results/bench/adapt.json")
-    assert replace_block(page, "real-speech", expected) == page, "stale block: run `python -m claspkit.readme --real`"
-    assert (ROOT / "figures" / "real_speech.png").is_file()
-
-
-def test_the_search_modes_block_is_its_committed_result():
-    import json
-
-    import pytest
-
-    from claspkit.bench.search_modes import markdown
-    from claspkit.readme import replace_block
-
-    source = ROOT / "results" / "bench" / "search_modes.json"
-    if not source.is_file():
-        pytest.skip("no committed results/bench/search_modes.json yet")
-    page = (ROOT / "docs" / "search.md").read_text()
-    expected = markdown(json.loads(source.read_text()), "results/bench/search_modes.json")
-    assert replace_block(page, "search-modes", expected) == page, "stale block: run `python -m claspkit.readme --real`"
+    if not (ROOT / source).is_file():
+        pytest.skip(f"no committed {source} yet")
+    text = (ROOT / page).read_text()
+    expected = importlib.import_module(module).markdown(json.loads((ROOT / source).read_text()), source)
+    assert replace_block(text, block, expected) == text, f"stale {block} block: run `python -m claspkit.readme --real`"
+    if block == "real-speech":
+        assert (ROOT / "figures" / "real_speech.png").is_file()
