@@ -14,6 +14,7 @@ last, atomically, with ``adapt.json`` (what was kept, stage times, the training 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
 from claspkit.adapt.pseudo import Confidence, rejection_counts, transcribe_scored
 from claspkit.errors import ClaspkitError, ParamError
@@ -186,12 +186,20 @@ def adapt(audio, model, out, *, asr: str = "whisper-base", language: str = "en",
 
     training = part(~val)
     if replay is not None:
-        if set(replay) < set(training):
+        if not set(training) <= set(replay):
             raise ParamError(f"replay needs the arrays {sorted(training)}, got {sorted(replay)}")
         training = {k: _concat(v, replay[k]) for k, v in training.items()}
 
     head, config = load_checkpoint(model)
     t = time.perf_counter()
+    # an interrupted fine-tuning resumes only on the same items, start and replay; anything else starts over
+    stamp = hashlib.sha256(json.dumps([clasp.identity["checkpoint_sha256"], list(items.path), list(items.text),
+                                       val.tolist(), 0 if replay is None else len(replay["text"])]).encode()).hexdigest()
+    fingerprint = work / "train" / "inputs.sha256"
+    if (work / "train").exists() and not (fingerprint.is_file() and fingerprint.read_text() == stamp):
+        shutil.rmtree(work / "train")
+    (work / "train").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(fingerprint, stamp)
     result = train({**config, **knobs, "seed": seed}, training, part(val), progress=progress,
                    checkpoint_dir=work / "train", checkpoint_every=1,
                    resume_from=work / "train" if (work / "train" / CONFIG_FILE).is_file() else None,
@@ -214,7 +222,7 @@ def adapt(audio, model, out, *, asr: str = "whisper-base", language: str = "en",
         save_checkpoint(staged, result.model, result.config,
                         {"adapted_from": report["adapted_from"], "pseudo": counts})
     atomic_write_text(staged / ADAPT_FILE, json.dumps(report, indent=1, default=float))
-    pd.DataFrame(items.assign(validation=val)).to_csv(staged / "pseudo_transcripts.csv", index=False)
+    items.assign(validation=val).to_csv(staged / "pseudo_transcripts.csv", index=False)
     if out.exists():
         shutil.rmtree(out)
     staged.rename(out)

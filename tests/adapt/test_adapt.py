@@ -104,8 +104,13 @@ def test_adapt_fine_tunes_a_copy_and_reports(isolated_data, tmp_path, archive, t
     old, new = load_checkpoint(model)[0].state_dict(), load_checkpoint(out)[0].state_dict()
     assert old.keys() == new.keys() and any(not torch.equal(old[k], new[k]) for k in old)
     calls = teacher.items
+    stale = run.work_folder(out) / "train"                   # an interrupted fine-tuning on other inputs
+    stale.mkdir(parents=True)
+    (stale / "config.json").write_text("{}")
+    (stale / "inputs.sha256").write_text("other inputs")
     run.adapt(archive, model, out, max_s=3.0, finetune={"epochs": 3, "batch_size": 4}, progress=False, force=True)
     assert teacher.items == calls                                          # a rerun transcribes nothing again
+    assert len(json.loads((out / run.ADAPT_FILE).read_text())["history"]) == 3      # started over, not resumed
     with pytest.raises(ParamError, match="unknown fine-tuning knob"):
         run.adapt(archive, model, tmp_path / "m3", finetune={"epoch": 3}, progress=False)
 
