@@ -193,8 +193,9 @@ def adapt(audio, model, out, *, asr: str = "whisper-base", language: str = "en",
     head, config = load_checkpoint(model)
     t = time.perf_counter()
     # an interrupted fine-tuning resumes only on the same items, start and replay; anything else starts over
-    stamp = hashlib.sha256(json.dumps([clasp.identity["checkpoint_sha256"], list(items.path), list(items.text),
-                                       val.tolist(), 0 if replay is None else len(replay["text"])]).encode()).hexdigest()
+    inputs = [clasp.identity["checkpoint_sha256"], list(items.path), list(items.text), val.tolist(),
+              0 if replay is None else len(replay["text"])]
+    stamp = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
     fingerprint = work / "train" / "inputs.sha256"
     if (work / "train").exists() and not (fingerprint.is_file() and fingerprint.read_text() == stamp):
         shutil.rmtree(work / "train")

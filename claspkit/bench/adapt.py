@@ -32,8 +32,8 @@ import numpy as np
 
 from claspkit.errors import ClaspkitError, ParamError
 
-__all__ = ["SAMPLE_SEED", "VAL_FRACTION", "VALIDATION", "fotaq_split", "validation_gallery", "adapted_head", "heads", "run",
-           "reseeded", "seed_summary", "markdown", "plot", "main"]
+__all__ = ["SAMPLE_SEED", "VAL_FRACTION", "VALIDATION", "fotaq_split", "validation_gallery", "adapted_head", "heads",
+           "run", "reseeded", "seed_summary", "markdown", "plot", "main"]
 
 SAMPLE_SEED = 0       # the clips' order: fixed apart from the training seed, so every seed adapts on the same clips
 VAL_FRACTION = 0.1    # of FOTAQ's dialogues, never adapted on: the real-speech validation gallery

@@ -154,7 +154,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--name", default=DEFAULT_NAME, help=f"the shipped model's name (default {DEFAULT_NAME})")
     ap.add_argument("--result", default="results/bench/adapt.json", help="the committed result that measured it")
-    ap.add_argument("--row", default=None, help="the result row to ship (default: the best on the validation galleries)")
+    ap.add_argument("--row", default=None, help="the result row to ship (default: the best on validation)")
     ap.add_argument("--from", dest="src", default=None, help="its checkpoint (default: the folder the result names)")
     ap.add_argument("--not-default", action="store_true", help="register it without making it the default")
     args = ap.parse_args(argv)

@@ -9,7 +9,7 @@ import torch
 from search_fixtures import SENTENCES, SR, gap, make_checkpoint
 
 from claspkit.adapt import pseudo, run
-from claspkit.errors import AudioError, ClaspkitError, ParamError
+from claspkit.errors import ClaspkitError, ParamError
 from claspkit.model.checkpoint import MODEL_FILE, load_checkpoint
 from claspkit.paths import sha256_file
 
