@@ -13,7 +13,8 @@ import subprocess
 import sys
 from typing import Callable
 
-__all__ = ["load_average", "cpu_model", "git_commit", "machine_info", "one_thread", "run_and_save"]
+__all__ = ["load_average", "cpuinfo_field", "cpu_model", "cpu_kind", "git_commit", "machine_info", "one_thread",
+           "run_and_save"]
 
 
 def load_average() -> str:
@@ -23,16 +24,28 @@ def load_average() -> str:
         return "n/a"
 
 
-def cpu_model() -> str:
-    """The CPU's marketing name (/proc/cpuinfo's ``model name``), else what ``platform`` knows."""
+def cpuinfo_field(name: str) -> str | None:
+    """The first CPU's ``name`` line of /proc/cpuinfo, or None."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                if line.startswith("model name"):
+                if line.split(":", 1)[0].strip() == name:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (/proc/cpuinfo's ``model name``), else what ``platform`` knows."""
+    return cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_kind() -> str:
+    """``<vendor>-<avx512|avx2|other>``: the CPU kinds here, whose kernels (and timings) differ."""
+    vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(cpuinfo_field("vendor_id") or "", "cpu")
+    flags = set((cpuinfo_field("flags") or "").split())
+    return f"{vendor}-{'avx512' if 'avx512f' in flags else 'avx2' if 'avx2' in flags else 'other'}"
 
 
 def git_commit() -> str | None:
@@ -52,9 +65,9 @@ def git_commit() -> str | None:
 
 def machine_info() -> dict:
     """The fields every committed benchmark JSON carries."""
-    return {"cpu": cpu_model(), "cpus": os.cpu_count(), "date": datetime.datetime.now().astimezone().isoformat(
-        timespec="seconds"), "commit": git_commit(), "python": platform.python_version(),
-        "load_average": load_average()}
+    return {"cpu": cpu_model(), "cpu_kind": cpu_kind(), "cpus": os.cpu_count(),
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "commit": git_commit(),
+            "python": platform.python_version(), "load_average": load_average()}
 
 
 @contextlib.contextmanager

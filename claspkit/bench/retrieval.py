@@ -29,7 +29,7 @@ import yaml
 
 from claspkit.errors import ClaspkitError, ParamError, choices_hint
 
-__all__ = ["METRICS", "HEADS", "N_TIMING", "TIMING_BATCH", "cascade_similarity", "run", "quality_table",
+__all__ = ["METRICS", "HEADS", "N_TIMING", "TIMING_BATCH", "cascade_similarity", "time_systems", "run", "quality_table",
            "speed_table", "format_rows", "main"]
 
 METRICS = ("hits@1", "mrr")
@@ -129,7 +129,7 @@ def _spread(seconds: np.ndarray, sizes: np.ndarray, cascade: np.ndarray, n_boot:
             "speedup_vs_cascade_ci": list(ratio_ci(cascade, seconds, n_boot, seed))}
 
 
-def _time_systems(models: dict, asr_model, paths, n_boot: int, seed: int) -> dict:
+def time_systems(models: dict, asr_model, paths, n_boot: int, seed: int) -> dict:
     """``{kind: {"batch_1": spread, "batch_<TIMING_BATCH>": spread}}`` for every head and the cascade, each batch
     size timed in one alternation (``asr.measure_pipelines``) on the same utterances, loaded once beforehand."""
     from claspkit.data.audio import load_audio
@@ -220,7 +220,7 @@ def run(preset="small", n_timing: int = N_TIMING, attention: dict | None = None,
     order = _timing_sample(len(test), n_timing, P.seed)
     timing_ids = [test.ids[i] for i in order]
     models = {key: _timed_model(st) for key, (_, st) in systems.items()}
-    timing = _time_systems(models, asr_model, pipeline.audio_paths(first.manifest, timing_ids), P.bootstrap, P.seed)
+    timing = time_systems(models, asr_model, pipeline.audio_paths(first.manifest, timing_ids), P.bootstrap, P.seed)
     for r in rows:
         batched = timing[r["kind"]][f"batch_{TIMING_BATCH}"]
         r["s_per_utt"] = batched["s_per_utt"]
