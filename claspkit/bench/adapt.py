@@ -276,9 +276,10 @@ def markdown(result: dict, source: str = "results/bench/adapt.json") -> str:
                      if result["galleries"][g]["cascade_wer"] is not None)
     note = (f"HITS@1 [95% CI], full galleries (item counts in the header), from `{source}`: "
             f"`python -m claspkit.bench.adapt` at commit {meta.get('commit', '?')} on {meta.get('cpu', '?')} "
-            f"({meta.get('cpus', '?')} cores; training {meta['train_s'] / 60:.0f} min, adaptation "
-            f"{meta['adapt_s'] / 60:.0f} min, scoring {meta['score_s'] / 60:.0f} min). Cascade WER: {wers}. "
-            "Paired differences resample the queries jointly. One seed.")
+            f"({meta.get('cpus', '?')} cores; this run's stages, reused checkpoints costing nothing: training "
+            f"{meta['train_s'] / 60:.0f} min, adaptation {meta['adapt_s'] / 60:.0f} min, scoring "
+            f"{meta['score_s'] / 60:.0f} min). Cascade WER: {wers}. Paired differences resample the queries "
+            "jointly. Seed 42 unless the row names another.")
     return "\n".join(lines) + "\n\n" + note
 
 
