@@ -96,6 +96,12 @@ def update_real(source: str = "results/bench/adapt.json", modes: str = "results/
     adapt.plot(result, figure)
     where_modes = write_block("search-modes", search_modes.markdown(json.loads((project_root() / modes).read_text()),
                                                                    modes))
+    speaker = "results/bench/adapt_speaker.json"
+    if (project_root() / speaker).is_file():             # optional: the own-archive experiment
+        from claspkit.bench import adapt_speaker
+
+        write_block("adapt-speaker", adapt_speaker.markdown(json.loads((project_root() / speaker).read_text()),
+                                                            speaker))
     print(f"{where}: real-speech block, and figures/real_speech.png, regenerated from {source}; "
           f"{where_modes}: search-modes block from {modes}")
 

@@ -22,6 +22,7 @@ def test_the_readme_is_short_and_its_links_resolve():
 @pytest.mark.parametrize("module, source, page, block", [
     ("claspkit.bench.adapt", "results/bench/adapt.json", "docs/real-speech.md", "real-speech"),
     ("claspkit.bench.search_modes", "results/bench/search_modes.json", "docs/search.md", "search-modes"),
+    ("claspkit.bench.adapt_speaker", "results/bench/adapt_speaker.json", "docs/real-speech.md", "adapt-speaker"),
 ])
 def test_generated_blocks_are_their_committed_results(module, source, page, block):
     """Every number of these blocks is rendered from its committed result file, unchanged."""

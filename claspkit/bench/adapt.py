@@ -33,7 +33,7 @@ import numpy as np
 from claspkit.errors import ClaspkitError, ParamError
 
 __all__ = ["SAMPLE_SEED", "VAL_FRACTION", "VALIDATION", "fotaq_split", "validation_gallery", "adapted_head", "heads",
-           "run", "reseeded", "seed_summary", "markdown", "plot", "main"]
+           "run", "reseeded", "seed_summary", "cell", "diff", "markdown", "plot", "main"]
 
 SAMPLE_SEED = 0       # the clips' order: fixed apart from the training seed, so every seed adapts on the same clips
 VAL_FRACTION = 0.1    # of FOTAQ's dialogues, never adapted on: the real-speech validation gallery
@@ -220,14 +220,14 @@ def run(presets=("small", "voices"), n_sentences: int = 3000, clips=(1000, 2000)
     return result
 
 
-def _cell(row: dict | None, metric: str = "hits@1") -> str:
+def cell(row: dict | None, metric: str = "hits@1") -> str:
     if row is None:
         return "-"
     lo, hi = row[f"{metric}_ci"]
     return f"{row[metric]:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def _diff(row: dict | None, key: str) -> str:
+def diff(row: dict | None, key: str) -> str:
     if row is None or key not in row:
         return ""
     d = row[key]["hits@1"]
@@ -261,9 +261,9 @@ def markdown(result: dict, source: str = "results/bench/adapt.json") -> str:
     lines = [f"| system | {head} | asterisk-en vs its start | asterisk-en vs cascade |",
              "|---|" + "---|" * (len(galleries) + 2)]
     for s_ in systems:
-        cells = " | ".join(_cell(by[g].get(s_)) for g in galleries)
+        cells = " | ".join(cell(by[g].get(s_)) for g in galleries)
         real = by.get("asterisk-en", {}).get(s_)
-        lines.append(f"| {s_} | {cells} | {_diff(real, 'vs_baseline')} | {_diff(real, 'vs_cascade')} |")
+        lines.append(f"| {s_} | {cells} | {diff(real, 'vs_baseline')} | {diff(real, 'vs_cascade')} |")
     summary = seed_summary(result)
     if summary:
         lines += ["", f"Over seeds {', '.join(map(str, result['meta']['seeds']))} (training and adaptation; one "
