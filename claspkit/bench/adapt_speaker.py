@@ -84,10 +84,11 @@ def markdown(result: dict, source: str = "results/bench/adapt_speaker.json") -> 
     lines += [f"| {r['system']} | {cell(r)} | {cell(r, 'mrr')} | {diff(r, 'vs_baseline')} | "
               f"{diff(r, 'vs_cascade')} |" for r in result["rows"]]
     kept = meta["pseudo"]["kept"] - meta["pseudo"].get("repeated text", 0)
+    segments = sum(v for k, v in meta["pseudo"].items() if k != "repeated text")
     return "\n".join(lines) + (
         f"\n\nFrom `{source}`: `python -m claspkit.bench.adapt_speaker` at commit {meta.get('commit', '?')} on "
         f"{meta.get('cpu', '?')}: {meta['speaker']} ({meta['language']}), {meta['adapt_items']} prompts adapted on "
-        f"({kept} confident distinct pseudo-transcripts), {meta['test_items']} other prompts tested; cascade WER "
+        f"({segments} segments after the VAD cut long ones, {kept} confident distinct pseudo-transcripts), {meta['test_items']} other prompts tested; cascade WER "
         f"{meta['cascade_wer']:.3f}. One seed.")
 
 
