@@ -88,8 +88,8 @@ def markdown(result: dict, source: str = "results/bench/adapt_speaker.json") -> 
     return "\n".join(lines) + (
         f"\n\nFrom `{source}`: `python -m claspkit.bench.adapt_speaker` at commit {meta.get('commit', '?')} on "
         f"{meta.get('cpu', '?')}: {meta['speaker']} ({meta['language']}), {meta['adapt_items']} prompts adapted on "
-        f"({segments} segments after the VAD cut long ones, {kept} confident distinct pseudo-transcripts), {meta['test_items']} other prompts tested; cascade WER "
-        f"{meta['cascade_wer']:.3f}. One seed.")
+        f"({segments} segments after the VAD cut long ones, {kept} confident distinct pseudo-transcripts), "
+        f"{meta['test_items']} other prompts tested; cascade WER {meta['cascade_wer']:.3f}. One seed.")
 
 
 def main(argv=None) -> int:
