@@ -16,22 +16,25 @@ from claspkit.constants import SAMPLE_RATE
 from claspkit.errors import AudioError, DataMissingError, ParamError
 from claspkit.paths import atomic_path, display_path
 
-__all__ = ["AUDIO_SUFFIXES", "audio_files", "cut_segments", "COLUMNS"]
+__all__ = ["audio_files", "cut_segments", "COLUMNS"]
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 COLUMNS = ("path", "source", "start_s", "end_s")
 
 
 def audio_files(source) -> list[Path]:
-    """Audio files under a folder (recursive, sorted), or the one file given."""
+    """The audio files ``claspkit index`` would read under a folder (``claspkit.search.query.audio_files``), or
+    the one file given."""
+    from claspkit.search.query import AUDIO_EXTENSIONS
+    from claspkit.search.query import audio_files as folder_files
+
     source = Path(source).expanduser()
     if source.is_file():
         return [source]
     if not source.is_dir():
         raise DataMissingError(f"{display_path(source)} is neither a folder nor an audio file: check the path")
-    files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    files = folder_files(source)
     if not files:
-        raise DataMissingError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {display_path(source)}")
+        raise DataMissingError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {display_path(source)}")
     return files
 
 
@@ -46,6 +49,7 @@ def cut_segments(paths: Sequence, work_dir, max_s: float = 15.0, progress: bool 
     from claspkit.paths import sha256_file
     from claspkit.progress import progress_bar
     from claspkit.search.segment import segment
+    from claspkit.search.staging import cut_segments as pieces
 
     if not max_s > 1.0:
         raise ParamError(f"max_s must be above 1 s, got {max_s!r}")
@@ -71,12 +75,11 @@ def cut_segments(paths: Sequence, work_dir, max_s: float = 15.0, progress: bool 
                 skipped.append((str(p), "no speech found by the VAD"))
                 continue
             sha = sha256_file(p)[:16]
-            for a, b in spans:
+            for (a, b), piece in zip(spans, pieces(x, spans)):       # cut as the index cuts them
                 wav = work_dir / "segments" / f"{sha}-{a:.2f}-{b:.2f}.wav"
                 if not wav.is_file():
                     with atomic_path(wav, suffix=".wav") as tmp:
-                        sf.write(str(tmp), x[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)], SAMPLE_RATE,
-                                 subtype="PCM_16", format="WAV")
+                        sf.write(str(tmp), piece, SAMPLE_RATE, subtype="PCM_16", format="WAV")
                 rows.append({"path": str(wav), "source": str(p), "start_s": float(a), "end_s": float(b)})
         except AudioError as e:
             skipped.append((str(p), str(e)))
