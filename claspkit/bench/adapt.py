@@ -30,10 +30,10 @@ import time
 
 import numpy as np
 
-from claspkit.errors import ClaspkitError, ParamError
+from claspkit.errors import ParamError
 
 __all__ = ["SAMPLE_SEED", "VAL_FRACTION", "VALIDATION", "fotaq_split", "validation_gallery", "adapted_head", "heads",
-           "run", "reseeded", "seed_summary", "cell", "diff", "markdown", "plot", "main"]
+           "run", "reseeded", "seed_summary", "cell", "diff", "markdown", "plot", "table", "main"]
 
 SAMPLE_SEED = 0       # the clips' order: fixed apart from the training seed, so every seed adapts on the same clips
 VAL_FRACTION = 0.1    # of FOTAQ's dialogues, never adapted on: the real-speech validation gallery
@@ -120,7 +120,7 @@ def reseeded(stage, seed: int, progress: bool = True):
 
 
 def run(presets=("small", "voices"), n_sentences: int = 3000, clips=(1000, 2000), kinds=("paper", "stats"),
-        val_clips: int = 200, seeds=(), progress: bool = True, out=None) -> dict:
+        val_clips: int = 200, seeds=(), progress: bool = True) -> dict:
     from claspkit.adapt.run import embed_files
     from claspkit.bench.machine import machine_info
     from claspkit.bench.real_speech import preset_params, score_systems
@@ -132,7 +132,7 @@ def run(presets=("small", "voices"), n_sentences: int = 3000, clips=(1000, 2000)
     from claspkit.evaluation.metrics import versus
     from claspkit.experiments import pipeline
     from claspkit.model.clasp import CLASP
-    from claspkit.paths import atomic_write_text, display_path, project_root
+    from claspkit.paths import display_path
 
     clips = sorted(set(int(c) for c in clips))
     Ps = preset_params(presets, {"n_sentences": n_sentences})
@@ -213,10 +213,6 @@ def run(presets=("small", "voices"), n_sentences: int = 3000, clips=(1000, 2000)
                        "models": {k: display_path(v) for k, v in models.items()}, "adapt": reports,
                        **{k: round(v, 1) for k, v in times.items()}},
               "galleries": results}
-    path = project_root() / "results" / "bench" / "adapt.json" if out is None else out
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(result, indent=1, default=float))
-    result["path"] = path
     return result
 
 
@@ -323,31 +319,41 @@ def plot(result: dict, path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> int:
+def table(result: dict) -> str:
+    """What ``main`` prints: each gallery's rows (``bench.real_speech.format_rows``)."""
     from claspkit.bench.real_speech import format_rows
+
+    parts = []
+    for name, g in result["galleries"].items():
+        wer = "" if g["cascade_wer"] is None else f", cascade WER {g['cascade_wer']:.3f}"
+        parts.append(f"\n{name} ({g['n']} items{wer})\n{format_rows(g['rows'])}")
+    return "\n".join(parts)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def main(argv=None) -> int:
+    from claspkit.bench.machine import run_and_save
+    from claspkit.paths import project_root
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", default="small,voices", help="comma-separated; the first is the baseline")
     ap.add_argument("--sentences", type=int, default=3000, help="Brown sentences per corpus (the same ones)")
-    ap.add_argument("--clips", default="1000,2000", help="FOTAQ clips to adapt on (nested samples)")
+    ap.add_argument("--clips", type=_ints, default=(1000, 2000), help="FOTAQ clips to adapt on (nested samples)")
     ap.add_argument("--heads", default="paper,stats", help="head kinds: paper (Stage 3), stats (frame ensemble)")
     ap.add_argument("--val-clips", type=int, default=200, help="held-out FOTAQ clips in the validation gallery")
-    ap.add_argument("--seeds", default="", help="more seeds for the last preset's heads and their headline "
+    ap.add_argument("--seeds", type=_ints, default=(), help="more seeds for the last preset's heads and their headline "
                                                  "adaptation (e.g. 43,44)")
+    ap.add_argument("--out", default=str(project_root() / "results" / "bench" / "adapt.json"))
     args = ap.parse_args(argv)
-    try:
-        result = run(tuple(args.presets.split(",")), args.sentences, [int(c) for c in args.clips.split(",")],
-                     tuple(args.heads.split(",")), args.val_clips,
-                     tuple(int(x) for x in args.seeds.split(",") if x))
-    except (ClaspkitError, ValueError) as e:
-        print(f"claspkit bench.adapt: {e}", file=sys.stderr)
-        return 2
-    for name, g in result["galleries"].items():
-        wer = "" if g["cascade_wer"] is None else f", cascade WER {g['cascade_wer']:.3f}"
-        print(f"\n{name} ({g['n']} items{wer})")
-        print(format_rows(g["rows"]))
-    print(f"results: {result['path']}")
-    return 0
+    return run_and_save("bench.adapt", lambda: run(tuple(args.presets.split(",")), args.sentences,
+                                                            args.clips, tuple(args.heads.split(",")),
+                                                            args.val_clips, args.seeds), table, args.out)
 
 
 if __name__ == "__main__":

@@ -12,18 +12,16 @@ disjoint. Reported apart from the English headline (``bench.adapt``); no recipe 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 import numpy as np
 
-from claspkit.errors import ClaspkitError
 
 __all__ = ["run", "markdown", "main"]
 
 
-def run(lang: str = "it", seed: int = 42, out=None, progress: bool = True) -> dict:
+def run(lang: str = "it", seed: int = 42, progress: bool = True) -> dict:
     from claspkit.adapt.run import adapt, embed_files
     from claspkit.bench.machine import machine_info
     from claspkit.bench.real_speech import score_systems
@@ -32,7 +30,7 @@ def run(lang: str = "it", seed: int = 42, out=None, progress: bool = True) -> di
     from claspkit.evaluation import robustness
     from claspkit.evaluation.metrics import cosine_matrix
     from claspkit.model.clasp import CLASP
-    from claspkit.paths import atomic_write_text, display_path, project_root, run_dir
+    from claspkit.paths import display_path, run_dir
     from claspkit.pretrained import default_name, pretrained_dir, registry
 
     prompts = robustness.real_prompts(lang, None, seed, progress=progress)
@@ -67,10 +65,6 @@ def run(lang: str = "it", seed: int = 42, out=None, progress: bool = True) -> di
                        "adapted": display_path(folder), "adapt_s": round(adapt_s, 1),
                        "score_s": round(time.perf_counter() - t, 1)},
               "rows": rows}
-    path = project_root() / "results" / "bench" / "adapt_speaker.json" if out is None else out
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(result, indent=1, default=float))
-    result["path"] = path
     return result
 
 
@@ -93,19 +87,16 @@ def markdown(result: dict, source: str = "results/bench/adapt_speaker.json") -> 
 
 
 def main(argv=None) -> int:
+    from claspkit.bench.machine import run_and_save
     from claspkit.bench.real_speech import format_rows
+    from claspkit.paths import project_root
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lang", default="it", help="the Asterisk language whose speaker is the archive (default it)")
+    ap.add_argument("--out", default=str(project_root() / "results" / "bench" / "adapt_speaker.json"))
     args = ap.parse_args(argv)
-    try:
-        result = run(args.lang)
-    except ClaspkitError as e:
-        print(f"claspkit bench.adapt_speaker: {e}", file=sys.stderr)
-        return 2
-    print(format_rows(result["rows"]))
-    print(f"results: {result['path']}")
-    return 0
+    return run_and_save("bench.adapt_speaker", lambda: run(args.lang), lambda r: format_rows(r["rows"]),
+                        args.out)
 
 
 if __name__ == "__main__":

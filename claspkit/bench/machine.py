@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 from typing import Callable
 
 __all__ = ["load_average", "cpuinfo_field", "cpu_model", "cpu_kind", "git_commit", "machine_info", "one_thread",
@@ -104,6 +105,7 @@ def run_and_save(prog: str, measure: Callable[[], dict], table: Callable[[dict],
         return 2
     print(table(result))
     if out:
-        atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, json.dumps(result, indent=1, default=float) + "\n")    # numpy scalars as floats
         print(f"results: {display_path(out)}")
     return 0

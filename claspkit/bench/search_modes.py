@@ -14,22 +14,18 @@ reads (``claspkit/search/hybrid_weight.json``); the test recordings are then sco
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
-from claspkit.errors import ClaspkitError
 
 __all__ = ["COLUMNS", "run", "markdown", "main"]
 
 
-def run(n_test: int = 60, n_val: int = 60, per_file: int = 20, asr: str = "whisper-tiny.en", seed: int = 42,
-        out=None) -> dict:
+def run(n_test: int = 60, n_val: int = 60, per_file: int = 20, asr: str = "whisper-tiny.en", seed: int = 42) -> dict:
     from claspkit.bench.machine import machine_info
     from claspkit.evaluation import robustness
     from claspkit.evaluation.transcript_search import choose_hybrid_weight, evaluate_modes, split_prompts
-    from claspkit.paths import atomic_write_text, project_root
     from claspkit.pretrained import default_name, pretrained_dir
 
     model = pretrained_dir()
@@ -51,10 +47,6 @@ def run(n_test: int = 60, n_val: int = 60, per_file: int = 20, asr: str = "whisp
                        "hybrid_weight": chosen["clasp_weight"], "chosen_by": chosen["chosen_by"]["criterion"],
                        **{k: v for k, v in facts.items() if k != "checkpoint"}},
               "rows": table.reset_index().to_dict(orient="records")}
-    path = project_root() / "results" / "bench" / "search_modes.json" if out is None else Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(result, indent=1, default=float))
-    result["path"] = path
     return result
 
 
@@ -76,21 +68,17 @@ def markdown(result: dict, source: str = "results/bench/search_modes.json") -> s
 
 
 def main(argv=None) -> int:
+    from claspkit.bench.machine import run_and_save
+    from claspkit.paths import project_root
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--test", type=int, default=60, help="test prompts (notebook 09's sample on small: 3 files of 20)")
     ap.add_argument("--val", type=int, default=60, help="validation prompts that choose the hybrid weight")
     ap.add_argument("--asr", default="whisper-tiny.en", help="the --transcribe ASR (default whisper-tiny.en)")
+    ap.add_argument("--out", default=str(project_root() / "results" / "bench" / "search_modes.json"))
     args = ap.parse_args(argv)
-    try:
-        result = run(args.test, args.val, asr=args.asr)
-    except ClaspkitError as e:
-        print(f"claspkit bench.search_modes: {e}", file=sys.stderr)
-        return 2
-    for row in result["rows"]:
-        print(row)
-    print(json.dumps(result["meta"]["indexing"], indent=1))
-    print(f"results: {result['path']}")
-    return 0
+    return run_and_save("bench.search_modes", lambda: run(args.test, args.val, asr=args.asr), markdown,
+                        args.out)
 
 
 if __name__ == "__main__":

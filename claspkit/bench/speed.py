@@ -10,22 +10,19 @@ ratio. Writes ``results/bench/speed-<cpu kind>.json``: one file per CPU kind, si
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from claspkit.errors import ClaspkitError
 
-__all__ = ["run", "main"]
+__all__ = ["run", "table", "main"]
 
 
-def run(n: int = 100, seed: int = 42, out=None) -> dict:
+def run(n: int = 100, seed: int = 42) -> dict:
     from claspkit.bench.machine import machine_info
     from claspkit.bench.retrieval import time_systems
     from claspkit.encoders.backbones import create_backbone
     from claspkit.evaluation import robustness
     from claspkit.experiments.pipeline import sample_indices
     from claspkit.model.clasp import CLASP
-    from claspkit.paths import atomic_write_text, project_root
     from claspkit.pretrained import default_name
 
     prompts = robustness.real_prompts("en", None, seed)
@@ -37,31 +34,31 @@ def run(n: int = 100, seed: int = 42, out=None) -> dict:
                        round(float(sample.duration.sum()), 1), "asr": "whisper-base",
                        "sample": "seeded random Asterisk English prompts (sentence-like)"},
               "timing": timing}
-    path = project_root() / "results" / "bench" / f"speed-{info['cpu_kind']}.json" if out is None else out
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(result, indent=1, default=float))
-    result["path"] = path
     return result
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--items", type=int, default=100, help="utterances timed (a seeded random sample)")
-    args = ap.parse_args(argv)
-    try:
-        result = run(args.items)
-    except ClaspkitError as e:
-        print(f"claspkit bench.speed: {e}", file=sys.stderr)
-        return 2
+def table(result: dict) -> str:
+    """Per pipeline and batch size: ms per utterance with its spread, and the ratio to the cascade."""
+    lines = []
     for kind, by_batch in result["timing"].items():
         for batch, t in by_batch.items():
-            ratio = t.get("speedup_vs_cascade")
-            ci = t.get("speedup_vs_cascade_ci")
-            print(f"{kind:>28} {batch:>8}: {t['s_per_utt'] * 1000:7.1f} ms/utt (p10 {t['p10_s'] * 1000:.0f}, "
-                  f"median {t['median_s'] * 1000:.0f}, p90 {t['p90_s'] * 1000:.0f})"
-                  + (f", {ratio:.1f}x the cascade [{ci[0]:.1f}, {ci[1]:.1f}]" if kind != "cascade" else ""))
-    print(f"results: {result['path']}")
-    return 0
+            ratio, ci = t.get("speedup_vs_cascade"), t.get("speedup_vs_cascade_ci")
+            lines.append(f"{kind:>28} {batch:>8}: {t['s_per_utt'] * 1000:7.1f} ms/utt (p10 {t['p10_s'] * 1000:.0f}, "
+                         f"median {t['median_s'] * 1000:.0f}, p90 {t['p90_s'] * 1000:.0f})"
+                         + (f", {ratio:.1f}x the cascade [{ci[0]:.1f}, {ci[1]:.1f}]" if kind != "cascade" else ""))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from claspkit.bench.machine import cpu_kind, run_and_save
+    from claspkit.paths import project_root
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=100, help="utterances timed (a seeded random sample)")
+    ap.add_argument("--out", default=str(project_root() / "results" / "bench" / f"speed-{cpu_kind()}.json"),
+                    help="the result file (default: one per CPU kind)")
+    args = ap.parse_args(argv)
+    return run_and_save("bench.speed", lambda: run(args.items), table, args.out)
 
 
 if __name__ == "__main__":
