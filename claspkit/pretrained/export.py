@@ -51,23 +51,18 @@ def choose_row(result: dict, galleries=("fotaq-val", "synthetic-val")) -> str:
     return max(enumerate(systems), key=lambda t: (*score[t[1]], -t[0]))[1]
 
 
-def _ci(row: dict, metric: str) -> str:
-    lo, hi = row[f"{metric}_ci"]
-    return f"{row[metric]:.3f} [{lo:.3f}, {hi:.3f}]"
-
-
 def card_sections(result: dict, result_path: str, label: str, cost: dict) -> dict:
     """The card's measured sections, every number read from ``result`` (or measured by :func:`precision_cost`)."""
+    from claspkit.bench.adapt import cell, diff
+
     meta = result["meta"]
     lines = ["| gallery | items | HITS@1 [95% CI] | MRR [95% CI] | cascade HITS@1 | paired difference (HITS@1) |",
              "|---|---|---|---|---|---|"]
     for gallery, (row, cascade, n, wer) in result_rows(result, label).items():
-        if cascade is None:              # a validation gallery labelled by the cascade itself
-            lines.append(f"| {gallery} | {n} | {_ci(row, 'hits@1')} | {_ci(row, 'mrr')} | - | - |")
-            continue
-        d = row["vs_cascade"]["hits@1"]
-        lines.append(f"| {gallery} | {n} | {_ci(row, 'hits@1')} | {_ci(row, 'mrr')} | {_ci(cascade, 'hits@1')} "
-                     f"(WER {wer:.3f}) | {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] |")
+        # a validation gallery has no cascade row: the cascade labelled it
+        cascade_cell = "-" if cascade is None else f"{cell(cascade)} (WER {wer:.3f})"
+        lines.append(f"| {gallery} | {n} | {cell(row)} | {cell(row, 'mrr')} | {cascade_cell} | "
+                     f"{diff(row, 'vs_cascade') or '-'} |")
     return {
         "measured results": "\n".join([
             f"From `{result_path}` (row `{label}`), computed by `python -m claspkit.bench.adapt` at commit "
