@@ -132,7 +132,7 @@ def read_with_ffmpeg(path: Path, max_seconds: float | None = None) -> tuple[np.n
     except ImportError as e:
         raise AudioError("PyAV is not installed (`pip install av`)") from e
     try:
-        with av.open(str(path)) as container:
+        with av.open(path if hasattr(path, "read") else str(path)) as container:     # a path or a file object
             if not container.streams.audio:
                 raise AudioError("no audio stream in the file")
             stream = container.streams.audio[0]

@@ -89,27 +89,20 @@ def _speaker(name: str) -> str:
 
 
 def decode_mp3(blob: bytes, dst, what: str) -> int:
-    """Decode MP3 bytes into a 16 kHz mono PCM16 wav at ``dst`` (atomically); the sample count."""
-    import av
+    """Decode MP3 bytes into a 16 kHz mono PCM16 wav at ``dst`` (atomically); the sample count. The decoding is
+    ``claspkit.data.audio``'s FFmpeg path (``read_with_ffmpeg``), fed from memory."""
     import soundfile as sf
 
-    from claspkit.data.audio import resample
+    from claspkit.data.audio import read_with_ffmpeg, resample
 
-    chunks, rate = [], None
     try:
-        with av.open(io.BytesIO(blob), format="mp3") as container:
-            to_float = av.AudioResampler(format="flt", layout="mono")
-            for frame in container.decode(container.streams.audio[0]):
-                for out in to_float.resample(frame):
-                    rate = rate or out.sample_rate
-                    chunks.append(out.to_ndarray().reshape(-1))
-    except (av.FFmpegError, IndexError) as e:
+        x, rate = read_with_ffmpeg(io.BytesIO(blob))
+    except AudioError as e:
         raise AudioError(f"cannot decode {what} as MP3 ({e}): the resource file is corrupt; delete its unpacked "
                          "package folder under data/raw/debian to fetch it again") from e
-    x = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     if x.size == 0:
         raise AudioError(f"{what} decodes to no samples")
-    x = resample(x.astype(np.float32), int(rate), SAMPLE_RATE)
+    x = resample(x.mean(axis=1).astype(np.float32), rate, SAMPLE_RATE)
     with atomic_path(dst, suffix=".wav") as tmp:
         sf.write(str(tmp), np.clip(x, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
     return int(x.size)
